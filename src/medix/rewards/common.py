@@ -1,0 +1,74 @@
+"""Shared pieces of the reward components: reading TRL inputs and the pre-model guards."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from medix.data.modality import split_solution
+
+# Answers that are only a verdict ("YES", "correct", "score: 1", "1") try to please a judge instead of
+# answering; they earn 0 unless the reference itself is that word.
+_VERDICT_ONLY = re.compile(
+    r"^(yes|no|y|n|correct|incorrect|true|false|right|wrong|match|ok|okay|"
+    r"(score|grade|verdict|answer|result)?\s*[:=]?\s*(1|0|1\.0|0\.0|100%?|\d+\s*/\s*\d+|yes|no|correct|true))$"
+)
+
+
+def completion_text(completion: Any) -> str:
+    """TRL passes strings (standard format) or message lists (conversational format)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content", "")
+        if isinstance(content, list):  # multimodal content parts
+            return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return str(content)
+    return "" if completion is None else str(completion)
+
+
+def reference_answer(solution: str) -> str:
+    return split_solution(solution)[1]
+
+
+def reference_tag(solution: str) -> str | None:
+    return split_solution(solution)[0]
+
+
+def normalize(text: str) -> str:
+    """Case, surrounding whitespace, inner whitespace runs and trailing periods don't matter."""
+    return re.sub(r"\s+", " ", text).strip().rstrip(".").strip().casefold()
+
+
+def guard(answer: str | None, reference: str, max_chars: int) -> tuple[float | None, str | None]:
+    """Decide the accuracy components without any model, when possible.
+
+    Returns (value, reason): (1.0, "exact_match"), (0.0, reason) for a trivial or hacking answer, or
+    (None, None) when the models must decide.
+    """
+    if answer is None:
+        return 0.0, "no_answer_block"
+    if normalize(answer) and normalize(answer) == normalize(reference):
+        return 1.0, "exact_match"
+    stripped = answer.strip()
+    if not stripped:
+        return 0.0, "empty"
+    if len(stripped) <= 1:
+        return 0.0, "too_short"
+    if len(stripped) > max_chars:
+        return 0.0, "too_long"
+    bare = re.sub(r"[^\w:=/%. ]+", "", normalize(stripped)).strip(" .")
+    if _VERDICT_ONLY.match(bare) and bare != re.sub(r"[^\w:=/%. ]+", "", normalize(reference)).strip(" ."):
+        return 0.0, "verdict_word"
+    return None, None
+
+
+def sample_has_image(kwargs: dict, index: int) -> bool | None:
+    """True/False from an `images`/`image` column; None when the batch has no such column."""
+    for key in ("images", "image"):
+        if key in kwargs and kwargs[key] is not None:
+            value = kwargs[key][index]
+            if isinstance(value, (list, tuple)):
+                return len(value) > 0
+            return value is not None and value != ""
+    return None

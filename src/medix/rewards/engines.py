@@ -1,0 +1,57 @@
+"""Entry points for other RL engines. Both read the reward config from MEDIX_REWARD_CONFIG (a YAML
+file, optional) and MEDIX_PROFILE (`local` default, or `paper`).
+
+EasyR1 (batch reward):
+    worker.reward.reward_type=batch
+    worker.reward.reward_function=$(python -c "import medix.rewards.engines as m; print(m.__file__)"):easyr1_compute_score
+verl (custom reward function; use the batch one with reward_model.reward_manager=batch):
+    custom_reward_function.path=<same file>  custom_reward_function.name=verl_compute_score
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from medix.config import load_reward_config
+from medix.rewards.composite import CompositeReward, RewardResult
+
+
+@lru_cache(maxsize=4)
+def _composite(format_weight: float | None = None) -> CompositeReward:
+    config = load_reward_config(os.environ.get("MEDIX_REWARD_CONFIG"), os.environ.get("MEDIX_PROFILE", "local"))
+    if format_weight is not None:
+        config.weights.format = format_weight
+    # Engines need a number for every sample: a failed judge is dropped and the rest renormalised,
+    # and the failure is reported in the `judge_error` metric.
+    config.on_judge_error = "renormalize"
+    return CompositeReward(config)
+
+
+def _as_floats(r: RewardResult) -> dict[str, float]:
+    return {
+        "overall": float(r.overall if r.overall is not None else 0.0),
+        "format": r.format,
+        "modality": float(r.modality if r.modality is not None else 0.0),
+        "accuracy_llm": float(r.accuracy_llm if r.accuracy_llm is not None else 0.0),
+        "accuracy_embed": r.accuracy_embed,
+        "judge_error": float(r.judge_error is not None),
+    }
+
+
+def easyr1_compute_score(reward_inputs: list[dict], format_weight: float = 0.1) -> list[dict[str, float]]:
+    """EasyR1 batch contract: inputs carry `response` and `ground_truth` ("<TAG> answer")."""
+    composite = _composite(format_weight)
+    results = composite.score([x["response"] for x in reward_inputs], [x["ground_truth"] for x in reward_inputs])
+    return [_as_floats(r) for r in results]
+
+
+def verl_compute_score(data_source, solution_str: str, ground_truth: str, extra_info=None) -> dict[str, float]:
+    """verl per-sample contract; returns `score` plus each component as extra metrics."""
+    return verl_compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info])[0]
+
+
+def verl_compute_score_batch(data_sources, solution_strs, ground_truths, extra_infos=None) -> list[dict[str, float]]:
+    """verl BatchRewardManager contract: lists in, one dict per sample out (judge calls concurrent)."""
+    results = _composite().score(list(solution_strs), list(ground_truths))
+    return [{"score": d["overall"], **d} for d in map(_as_floats, results)]

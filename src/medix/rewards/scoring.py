@@ -1,0 +1,83 @@
+"""Score a JSONL file of responses with the composite reward (`medix reward score`).
+
+IN rows: `response`, `solution` ("<TAG> answer"), optional `id`, `problem`, `images`/`image`.
+OUT rows: the input row plus overall, format, modality, accuracy_llm, accuracy_embed, judge_error,
+guard, similarity, answer and the judge identity — in input order, written chunk by chunk so an
+interruption keeps what was already scored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from medix.data.datasets import read_records
+from medix.errors import MedixError, where
+from medix.rewards.composite import CompositeReward, RewardResult
+
+RESULT_FIELDS = ("overall", "format", "modality", "accuracy_llm", "accuracy_embed", "judge_error")
+
+
+def read_scoring_rows(path: Path) -> list[dict]:
+    rows = []
+    for row, record in enumerate(read_records(path), 1):
+        for name in ("response", "solution"):
+            if not isinstance(record.get(name), str):
+                got = "missing" if name not in record else f"a {type(record[name]).__name__}, not a string"
+                raise MedixError(f"{where(path, row, name)}: {got} (each row needs 'response' and 'solution')")
+        for name in ("problem", "id"):
+            if name in record and not isinstance(record[name], (str, int)):
+                raise MedixError(f"{where(path, row, name)}: must be a string")
+        rows.append(record)
+    if not rows:
+        raise MedixError(f"{path}: no rows to score")
+    return rows
+
+
+def _has_image(row: dict) -> bool | None:
+    for key in ("images", "image"):
+        if key in row:
+            value = row[key]
+            return bool(value) if isinstance(value, list) else value not in (None, "")
+    return None
+
+
+def score_file(
+    input_path: Path,
+    output_path: Path,
+    composite: CompositeReward,
+    chunk_size: int = 256,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[RewardResult]:
+    rows = read_scoring_rows(input_path)
+    identity = composite.judge_identity
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    results: list[RewardResult] = []
+    with output_path.open("w", encoding="utf-8") as out:
+        for start in range(0, len(rows), chunk_size):
+            chunk = rows[start:start + chunk_size]
+            scored = composite.score(
+                [r["response"] for r in chunk],
+                [r["solution"] for r in chunk],
+                [str(r.get("problem", "")) for r in chunk],
+                [_has_image(r) for r in chunk],
+            )
+            for row, result in zip(chunk, scored):
+                out.write(json.dumps({**row, **result.to_dict(), "judge": identity}, ensure_ascii=False) + "\n")
+            out.flush()
+            results.extend(scored)
+            if on_progress:
+                on_progress(len(chunk))
+    return results
+
+
+def summarize(results: list[RewardResult]) -> dict[str, float | int | None]:
+    """Mean of each component over the rows where it applies, plus counts."""
+    summary: dict[str, float | int | None] = {"rows": len(results)}
+    for name in ("overall", "format", "modality", "accuracy_llm", "accuracy_embed"):
+        values = [getattr(r, name) for r in results if getattr(r, name) is not None]
+        summary[name] = sum(values) / len(values) if values else None
+    summary["judge_errors"] = sum(r.judge_error is not None for r in results)
+    summary["judge_calls_skipped"] = sum(r.guard is not None for r in results)
+    return summary

@@ -1,0 +1,141 @@
+"""A simulated OpenAI-compatible judge on 127.0.0.1, for tests and benchmarks (not a real judge).
+
+It answers /v1/chat/completions after a fixed latency with YES iff the quoted candidate and reference
+in the medix judge prompt match after normalisation, and can inject faults: HTTP 500, a hang past the
+client timeout, or garbage text, each with its own probability. Concurrency is unbounded (asyncio), a
+stand-in for a batching vLLM server.
+
+    python -m medix.testing.judge_server --port 8011 --latency 0.2      # separate process (benchmarks)
+    with JudgeStub(fail_500=0.1) as stub: ... stub.url ...             # in-process thread (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+_QUOTED = {name: re.compile(rf'{name} answer: ("(?:[^"\\]|\\.)*")') for name in ("Reference", "Candidate")}
+
+
+def stub_verdict(prompt: str) -> str:
+    """YES iff candidate and reference (JSON-quoted in the prompt) match after lower-casing."""
+    found = {k: rx.search(prompt) for k, rx in _QUOTED.items()}
+    if not all(found.values()):
+        return "NO"
+    ref, cand = (json.loads(found[k].group(1)).strip().lower().rstrip(".") for k in ("Reference", "Candidate"))
+    return "YES" if ref == cand or (len(ref) > 3 and ref in cand) else "NO"
+
+
+@dataclass
+class StubSettings:
+    latency_s: float = 0.0
+    fail_500: float = 0.0  # probability of an HTTP 500
+    hang: float = 0.0  # probability of sleeping hang_s before answering (a client timeout)
+    hang_s: float = 30.0
+    garbage: float = 0.0  # probability of answering text with no verdict
+    seed: int = 0
+    counts: dict = field(default_factory=lambda: {"requests": 0, "ok": 0, "500": 0, "hang": 0, "garbage": 0})
+
+
+def build_app(settings: StubSettings) -> Starlette:
+    rng = random.Random(settings.seed)
+
+    async def completions(request: Request):
+        body = await request.json()
+        settings.counts["requests"] += 1
+        prompt = body["messages"][-1]["content"]
+        roll = rng.random()
+        await asyncio.sleep(settings.latency_s)
+        if roll < settings.fail_500:
+            settings.counts["500"] += 1
+            return PlainTextResponse("simulated failure", status_code=500)
+        roll -= settings.fail_500
+        if roll < settings.hang:
+            settings.counts["hang"] += 1
+            await asyncio.sleep(settings.hang_s)
+        elif roll - settings.hang < settings.garbage:
+            settings.counts["garbage"] += 1
+            return JSONResponse(_completion(body, "~~ lorem ipsum ~~"))
+        settings.counts["ok"] += 1
+        return JSONResponse(_completion(body, stub_verdict(prompt)))
+
+    async def models(request: Request):
+        return JSONResponse({"object": "list", "data": [{"id": "stub-judge", "object": "model"}]})
+
+    async def stats(request: Request):
+        return JSONResponse(settings.counts)
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
+                             Route("/v1/models", models), Route("/stats", stats)])
+
+
+def _completion(body: dict, text: str) -> dict:
+    return {
+        "id": "stub", "object": "chat.completion", "created": int(time.time()), "model": body.get("model", "stub"),
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class JudgeStub:
+    """Run the stub in a background thread; `url` is the OpenAI base URL."""
+
+    def __init__(self, **settings):
+        self.settings = StubSettings(**settings)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        config = uvicorn.Config(build_app(self.settings), host="127.0.0.1", port=self.port, log_level="error",
+                                timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def counts(self) -> dict:
+        return self.settings.counts
+
+    def __enter__(self) -> "JudgeStub":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("judge stub did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per request")
+    parser.add_argument("--fail-500", type=float, default=0.0)
+    parser.add_argument("--garbage", type=float, default=0.0)
+    args = parser.parse_args()
+    settings = StubSettings(latency_s=args.latency, fail_500=args.fail_500, garbage=args.garbage)
+    uvicorn.run(build_app(settings), host="127.0.0.1", port=args.port, log_level="error", backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
