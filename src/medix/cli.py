@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -115,7 +116,7 @@ def main() -> None:
     try:
         app()
     except MedixError as err:
-        console.print(f"[bold red]error:[/bold red] {err}", highlight=False, markup=True)
+        console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from medix.data.modality import split_solution
@@ -36,7 +37,9 @@ def reference_tag(solution: str) -> str | None:
 
 
 def normalize(text: str) -> str:
-    """Case, surrounding whitespace, inner whitespace runs and trailing periods don't matter."""
+    """Case, unicode width forms, surrounding whitespace, inner whitespace runs and trailing periods
+    don't matter; zero-width characters are dropped."""
+    text = unicodedata.normalize("NFKC", text).replace("\u200b", "").replace("\ufeff", "")
     return re.sub(r"\s+", " ", text).strip().rstrip(".").strip().casefold()
 
 

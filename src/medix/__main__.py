@@ -1,0 +1,3 @@
+from medix.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""Shared fixtures: real embedded models (loaded once), a loopback judge stub, isolated verdict caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir() -> Path:
+    if not (BENCHMARKS / "README.md").is_file():
+        pytest.skip("real benchmark mirrors not present next to the repo")
+    return BENCHMARKS
+
+
+@pytest.fixture
+def stub():
+    from medix.testing.judge_server import JudgeStub
+
+    with JudgeStub() as server:
+        yield server
+
+
+@pytest.fixture
+def stub_judge_config(stub, tmp_path):
+    from medix.config import JudgeConfig
+
+    return JudgeConfig(backend="openai", model="stub", base_urls=[stub.url], cache_path=str(tmp_path / "c.sqlite"),
+                       timeout_s=2, backoff_s=0.01)

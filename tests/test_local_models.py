@@ -1,0 +1,63 @@
+"""The embedded models for real: SmolLM2-135M as the `local` judge, all-MiniLM-L6-v2 as the embedder."""
+
+import math
+
+import pytest
+
+from medix.config import JudgeConfig, RewardConfig
+from medix.judge import Judge, JudgeRequest
+from medix.rewards.embedding import EmbeddingReward
+
+PAIRS = [("Pneumothorax", "Pleural effusion"), ("Vitamin C", "Ascorbic acid"), ("Radial nerve", "Ulnar nerve"),
+         ("Acute appendicitis", "Inflamed appendix"), ("Left kidney", "Right kidney")]
+
+
+@pytest.fixture(scope="module")
+def local_judge(tmp_path_factory):
+    config = JudgeConfig(backend="local", batch_size=2, cache_path=str(tmp_path_factory.mktemp("c") / "v.sqlite"))
+    with Judge(config) as judge:
+        yield judge
+
+
+def test_local_verdict_is_one_forward_pass_per_batch(local_judge):
+    model = local_judge.backend.model
+    calls = []
+    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        verdicts = local_judge.judge([JudgeRequest(c, r) for c, r in PAIRS])
+    finally:
+        handle.remove()
+    assert len(calls) == math.ceil(len(PAIRS) / 2)  # batch_size=2, no generation steps
+    for v in verdicts:
+        assert v.score in (0.0, 1.0) and v.raw.startswith("p_yes=")
+        assert 0.0 < float(v.raw[6:]) < 1.0
+    assert local_judge.identity["method"] == "logits"
+
+
+def test_local_batched_equals_single(local_judge):
+    backend = local_judge.backend
+    prompts = [local_judge.render(JudgeRequest(c, r)) for c, r in PAIRS]
+    batched = backend.p_yes(prompts)
+    single = [backend.p_yes([p])[0] for p in prompts]
+    assert batched == pytest.approx(single, abs=2e-3)  # left padding keeps the last position aligned
+
+
+def test_local_verdicts_are_cached(local_judge):
+    requests = [JudgeRequest("Osteosarcoma", "Ewing sarcoma")]
+    first = local_judge.judge(requests)
+    second = local_judge.judge(requests)
+    assert second[0].cached and second[0].score == first[0].score
+
+
+def test_embedder_similarity_and_one_encode_call():
+    reward = EmbeddingReward(RewardConfig())
+    calls = []
+    original = reward.model.encode
+    reward.model.encode = lambda texts, **kw: (calls.append(len(texts)), original(texts, **kw))[1]
+    sims = reward.similarities(["Pneumothorax", "Right upper lobe pneumonia", "Fractured femur"],
+                               ["pneumothorax", "Pneumonia in the right upper lobe", "Vitamin C deficiency"])
+    assert len(calls) == 1 and calls[0] == 6
+    assert sims[0] > 0.95 and sims[1] > 0.8 and sims[2] < 0.3
+    continuous = EmbeddingReward(RewardConfig(embed_continuous=True))
+    assert continuous.value(0.42) == 0.42 and continuous.value(-0.2) == 0.0
+    assert reward.value(0.79) == 0.0 and reward.value(0.8) == 1.0
