@@ -25,7 +25,7 @@ def test_start_use_stop():
 
 def test_early_exit_reports_the_log():
     command = [sys.executable, "-c", "import sys; print('CUDA out of memory'); sys.exit(3)"]
-    with pytest.raises(MedixError, match="exited with code 3.*CUDA out of memory"):
+    with pytest.raises(MedixError, match="(?s)exited with code 3.*CUDA out of memory"):
         ManagedServer(command, f"http://127.0.0.1:{free_port()}/v1", startup_timeout_s=30).start()
 
 
