@@ -71,7 +71,9 @@ def reward_score(
     rows = read_scoring_rows(input)
     table = Table(title=f"composite reward — {input}", caption="Research use only; not for clinical decisions.")
     for name in ("id", "answer", "overall", "format", "modality", "llm", "embed", "note"):
-        table.add_column(name, justify="right" if name not in ("id", "answer", "note") else "left")
+        text_column = name in ("id", "answer", "note")
+        table.add_column(name, justify="left" if text_column else "right", no_wrap=True, overflow="ellipsis",
+                         max_width={"answer": 26, "note": 16, "id": 10}.get(name), min_width=None if text_column else 5)
     for i, (row, r) in enumerate(zip(rows, results)):
         if i >= show:
             break
@@ -81,9 +83,10 @@ def reward_score(
     s = summarize(results)
     table.add_section()
     table.add_row("mean", f"{s['rows']} rows", _fmt(s["overall"]), _fmt(s["format"]), _fmt(s["modality"]),
-                  _fmt(s["accuracy_llm"]), _fmt(s["accuracy_embed"]),
-                  f"{s['judge_errors']} judge errors, {s['judge_calls_skipped']} decided without a judge")
-    Console().print(table)
+                  _fmt(s["accuracy_llm"]), _fmt(s["accuracy_embed"]), "")
+    Console(width=None if sys.stdout.isatty() else 110).print(table)
+    console.print(f"{s['judge_errors']} judge errors; {s['judge_calls_skipped']} of {s['rows']} rows decided "
+                  "without the judge (exact match or trivial answer); '—' = not applicable")
     console.print(f"wrote {len(results)} rows to {output}")
     if s["judge_errors"]:
         console.print(f"[yellow]{s['judge_errors']} rows have judge_error set (overall left empty); "
