@@ -110,3 +110,10 @@ def test_engine_adapters(monkeypatch, tmp_path, stub_url):
     one = engines.verl_compute_score("medix", RESP[1], SOLS[1], extra_info={"split": "train"})
     assert one["score"] == one["overall"] and one["accuracy_llm"] == 1.0
     engines._composite.cache_clear()
+
+
+def test_shipped_example_config_loads():
+    from conftest import REPO
+
+    cfg = load_reward_config(REPO / "examples" / "reward-openai.yaml", profile="paper")
+    assert cfg.judge.backend == "openai" and cfg.judge.base_urls == ["http://127.0.0.1:8000/v1"]
