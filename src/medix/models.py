@@ -99,7 +99,7 @@ def hub_error(name: str, err: Exception, kind: str) -> MedixError:
     local = {"language model": SMOLLM2, "embedding model": MINILM}.get(kind, SMOLLM2)
     return MedixError(
         f"cannot load {kind} '{name}' ({err.__class__.__name__}: {str(err).splitlines()[0][:200]}). "
-        f"If the model hub is unreachable, use the offline profile (--profile local) or the embedded '{local}'."
+        f"If the model hub is unreachable, use the embedded '{local}' (the offline `local` profile)."
     )
 
 
