@@ -51,5 +51,10 @@ def trl_reward_functions(config: RewardConfig | None = None, judge=None) -> tupl
         ModalityReward(config.think_tags, config.text_only_modality),
         FormatReward(config.think_tags),
     ]
+    return funcs, trl_weights(w)
+
+
+def trl_weights(w) -> list[float]:
+    """TRL reward_weights for [accuracy_llm, accuracy_embed, modality, format]."""
     content = 1 - w.format
-    return funcs, [content * w.judge, content * w.embed, content * w.modality, w.format]
+    return [content * w.judge, content * w.embed, content * w.modality, w.format]

@@ -1,0 +1,175 @@
+"""`medix train` config: one YAML → a validated TrainConfig (data, model, algorithm, rollout, reward, trainer).
+
+    medix train --config configs/medix-r1-8b-dapo.yaml trainer.max_steps=10 algorithm.recipe=grpo
+
+Values from a recipe (`train/recipes/<name>.yaml`) fill the algorithm fields the file leaves unset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from medix.config import RewardConfig, build, deep_merge, read_yaml
+from medix.errors import MedixError
+
+RECIPE_DIR = Path(__file__).parent / "recipes"
+RECIPES = ("dapo", "grpo", "gspo")
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Config):
+    train: str = Field(..., description="Training samples: local .jsonl/.json/.parquet or hub `name@split`.")
+    eval: str | None = Field(None, description="Held-out samples for validation (same formats). None = no validation.")
+    eval_limit: int | None = Field(64, ge=1, description="Validation samples used at each validation.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N training samples.")
+    max_prompt_tokens: int = Field(4352, ge=16, description="Longer prompts are filtered out and counted (paper: 4352).")
+    on_invalid: Literal["error", "skip"] = Field("error", description="A bad row stops the run, or is skipped and counted.")
+    think_tag: Literal["think", "thinking"] = Field("think", description="Reasoning tag the prompt asks for.")
+    prompt_template: str | None = Field(None, description="Jinja format prompt; None = the packaged one.")
+    system_prompt: str | None = Field(None, description="Optional system message before every question.")
+
+
+class LoraConfig(_Config):
+    enabled: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights.")
+    r: int = Field(16, ge=1, description="Adapter rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt (peft syntax).")
+
+
+class ModelConfig(_Config):
+    name: str = Field("smollm2-135m", description="Policy: embedded name, hub id or folder (text LM or Qwen-VL).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; auto = bfloat16 on GPU, float32 on CPU.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (paper-scale runs).")
+    freeze_vision: bool = Field(False, description="Freeze the vision tower (the paper trains it: false).")
+    attn_implementation: str | None = Field(None, description="e.g. flash_attention_2 on GPU; None = default.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA option.")
+
+
+class DynamicSamplingConfig(_Config):
+    enabled: bool = Field(False, description="DAPO online filtering: drop groups whose mean reward is extreme.")
+    low: float = Field(0.01, description="Drop groups with mean overall reward <= low.")
+    high: float = Field(0.99, description="Drop groups with mean overall reward >= high.")
+    max_attempts: int = Field(4, ge=1, description="Generation rounds per batch before filling with dropped groups.")
+
+
+class AlgorithmConfig(_Config):
+    recipe: Literal["dapo", "grpo", "gspo"] = Field("dapo", description="Paper settings for the algorithm.")
+    loss_type: str | None = Field(None, description="TRL loss_type (recipe: dapo → 'dapo', grpo → 'grpo').")
+    beta: float | None = Field(None, ge=0, description="KL coefficient (grpo: 0.01; dapo/gspo: 0).")
+    epsilon: float | None = Field(None, gt=0, description="Lower clip range.")
+    epsilon_high: float | None = Field(None, gt=0, description="Upper clip range (DAPO clip-higher).")
+    importance_sampling_level: Literal["token", "sequence"] | None = Field(
+        None, description="'sequence' = GSPO's sequence-level importance ratio.")
+    scale_rewards: Literal["group", "batch", "none"] | None = Field(None, description="Advantage scaling.")
+    dynamic_sampling: DynamicSamplingConfig = Field(default_factory=DynamicSamplingConfig,
+                                                    description="DAPO dynamic sampling (recipe dapo enables it).")
+
+
+class RolloutConfig(_Config):
+    num_generations: int = Field(5, ge=2, description="Group size G (paper: 5).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for rollouts.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for rollouts.")
+    max_completion_tokens: int = Field(4096, ge=1, description="Response length cap (paper: 4096).")
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine for rollouts.")
+    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process, or a "
+                                                     "separate `trl vllm-serve` server (multi-node).")
+    vllm_server_base_url: str | None = Field(None, description="URL of the rollout vLLM server (server mode).")
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM memory share in colocate mode.")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (colocate mode).")
+
+
+class JudgeServeConfig(_Config):
+    enabled: bool = Field(False, description="Start a judge server for the run and stop it at the end.")
+    backend: Literal["vllm", "llamacpp"] = Field("vllm", description="Server engine.")
+    port: int = Field(8000, ge=1, le=65535, description="Port on 127.0.0.1.")
+    extra_args: list[str] = Field(default_factory=list, description="Extra server arguments, e.g. GPU selection.")
+    startup_timeout_s: float = Field(900, gt=0, description="Seconds to wait for the server.")
+
+
+class TrainerConfig(_Config):
+    output_dir: str = Field("runs/medix", description="Checkpoints, logs, completions.jsonl, summary.json.")
+    learning_rate: float = Field(1e-6, gt=0, description="Paper: 1e-6.")
+    num_train_epochs: float = Field(2.0, gt=0, description="Paper: 2 epochs.")
+    max_steps: int = Field(-1, description="Stop after N optimizer steps (-1 = use epochs).")
+    per_device_train_batch_size: int = Field(5, ge=1, description="Completions per device per micro-step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step.")
+    steps_per_generation: int | None = Field(None, ge=1, description="Optimizer micro-steps served by one rollout.")
+    logging_steps: int = Field(1, ge=1, description="Log metrics and sample completions every N steps.")
+    log_completions: int = Field(8, ge=0, description="Completions appended to completions.jsonl per logging step.")
+    save_steps: int = Field(100, ge=1, description="Checkpoint every N steps.")
+    save_total_limit: int | None = Field(3, ge=1, description="Keep the last K checkpoints.")
+    eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (needs data.eval).")
+    report_to: list[Literal["tensorboard", "wandb", "json"]] = Field(
+        default_factory=lambda: ["json"], description="Metric loggers; 'json' writes metrics.jsonl.")
+    seed: int = Field(42, description="Seed for data order, sampling and init.")
+    bf16: bool | None = Field(None, description="bfloat16 training; None = on when CUDA is available.")
+    resume_from_checkpoint: str | bool | None = Field(None, description="Checkpoint folder, or true for the latest.")
+
+
+class TrainConfig(_Config):
+    data: DataConfig = Field(..., description="Training / validation data and prompt format.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The policy.")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="GRPO / DAPO / GSPO recipe.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Group sampling.")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="Composite reward (and its judge).")
+    judge_serve: JudgeServeConfig = Field(default_factory=JudgeServeConfig, description="Managed judge server.")
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and checkpoints.")
+
+    @model_validator(mode="after")
+    def _checks(self) -> "TrainConfig":
+        t, r = self.trainer, self.rollout
+        batch = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+        if batch % r.num_generations:
+            raise ValueError(f"per_device_train_batch_size × steps_per_generation ({batch}) must be a multiple of "
+                             f"rollout.num_generations ({r.num_generations})")
+        if t.eval_steps and not self.data.eval:
+            raise ValueError("trainer.eval_steps is set but data.eval is empty: give a held-out file")
+        if r.backend == "vllm" and r.vllm_mode == "server" and not r.vllm_server_base_url:
+            raise ValueError("rollout.vllm_mode=server needs rollout.vllm_server_base_url")
+        if self.judge_serve.enabled and self.reward.judge.backend != "openai":
+            raise ValueError("judge_serve.enabled needs reward.judge.backend=openai (the run talks to the server)")
+        return self
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`trainer.max_steps=10` → (["trainer", "max_steps"], 10); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise MedixError(f"override '{text}' must look like key.sub=value")
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip().split("."), value
+
+
+def recipe_defaults(name: str) -> dict:
+    if name not in RECIPES:
+        raise MedixError(f"unknown recipe '{name}' (choose one of: {', '.join(RECIPES)})")
+    return yaml.safe_load((RECIPE_DIR / f"{name}.yaml").read_text())
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:
+    """File (or `base`), then overrides, then recipe defaults under anything set explicitly."""
+    data = deep_merge(base or {}, read_yaml(path) if path else {})
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise MedixError(f"override '{text}': '{k}' is not a section")
+        node[keys[-1]] = value
+    recipe = (data.get("algorithm") or {}).get("recipe", "dapo")
+    if recipe not in RECIPES:
+        raise MedixError(f"algorithm.recipe: unknown recipe '{recipe}' (choose one of: {', '.join(RECIPES)})")
+    data = deep_merge(recipe_defaults(recipe), data)
+    return build(TrainConfig, data, str(path or "config"))

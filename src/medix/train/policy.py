@@ -1,0 +1,89 @@
+"""Load the policy: a text LM or a Qwen-VL style vision-language model, with its tokenizer/processor."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from medix.errors import MedixError
+from medix.models import hub_error, resolve
+from medix.train.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def is_vision_model(model) -> bool:
+    return getattr(model.config, "vision_config", None) is not None
+
+
+def torch_dtype(name: str):
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
+def load_policy(cfg: ModelConfig):
+    """(model, processing_class). VLMs get an AutoProcessor, text LMs a tokenizer with a pad token."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    path = resolve(cfg.name)
+    kwargs = {"dtype": torch_dtype(cfg.dtype)}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    try:
+        config = AutoConfig.from_pretrained(path)
+        if getattr(config, "vision_config", None) is not None:
+            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+            processing = AutoProcessor.from_pretrained(path)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            processing = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise hub_error(cfg.name, err, "language model") from None
+    prepare_policy(model, processing, cfg)
+    return model, processing
+
+
+def prepare_policy(model, processing, cfg: ModelConfig) -> None:
+    """Pad token, frozen vision tower, gradient checkpointing — also for models built in tests."""
+    tokenizer = getattr(processing, "tokenizer", processing)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.freeze_vision:
+        frozen = 0
+        for name, param in model.named_parameters():
+            if "visual" in name or "vision_tower" in name:
+                param.requires_grad_(False)
+                frozen += 1
+        if not frozen:
+            raise MedixError(f"model.freeze_vision: {cfg.name} has no vision tower to freeze")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+
+
+def peft_config(cfg: ModelConfig):
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+
+
+def merge_lora(adapter_dir: str, output_dir: str) -> str:
+    """Fold a LoRA adapter into its base model and save a plain HF folder (`medix train merge`)."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    try:
+        model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir)
+    except (OSError, ValueError) as err:
+        raise MedixError(f"{adapter_dir}: not a LoRA adapter folder ({err})") from None
+    merged = model.merge_and_unload()
+    merged.save_pretrained(output_dir)
+    try:
+        AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(output_dir)
+    except OSError:
+        log.warning("no tokenizer in %s; copy it to %s yourself", adapter_dir, output_dir)
+    return output_dir
