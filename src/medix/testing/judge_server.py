@@ -39,6 +39,29 @@ def stub_verdict(prompt: str) -> str:
     return "YES" if ref == cand or (len(ref) > 3 and ref in cand) else "NO"
 
 
+_REPORT = {name: re.compile(rf'{name} report: ("(?:[^"\\]|\\.)*")') for name in ("Reference", "Candidate")}
+
+
+def stub_reply(messages: list[dict]) -> str:
+    """Multi-turn judging: the verdict for the conversation's first user turn, repeated on every follow-up.
+
+    Binary prompts get YES/NO as in `stub_verdict`; rubric prompts (quoted `Reference report:` /
+    `Candidate report:`) get `{"score": 5}` when the reports match, else `{"score": 1}`.
+    """
+    first = next((m["content"] for m in messages if m.get("role") == "user"), "")
+    first = first if isinstance(first, str) else ""
+    found = {k: rx.search(first) for k, rx in _REPORT.items()}
+    if all(found.values()):
+        ref, cand = (json.loads(found[k].group(1)).strip().lower() for k in ("Reference", "Candidate"))
+        return '{"score": 5}' if ref == cand else '{"score": 1}'
+    return stub_verdict(first if len(messages) > 1 else messages[-1]["content"])
+
+
+def policy_reply(answer: str) -> str:
+    """What the simulated policy server writes: the MediX-R1 format around a fixed answer."""
+    return f"<OTHER> <think>simulated reasoning</think> <answer>{answer}</answer>"
+
+
 @dataclass
 class StubSettings:
     latency_s: float = 0.0
@@ -47,16 +70,25 @@ class StubSettings:
     hang_s: float = 30.0
     garbage: float = 0.0  # probability of answering text with no verdict
     seed: int = 0
+    role: str = "judge"  # "judge": verdicts (stub_reply); "policy": formatted answers (policy_reply)
+    policy_answer: str = "A"  # the answer a "policy" stub gives to every question
+    max_inflight: int = 0  # > 0: at most this many requests are served at once (a batching server's capacity)
     counts: dict = field(default_factory=lambda: {"requests": 0, "ok": 0, "500": 0, "hang": 0, "garbage": 0})
 
 
 def build_app(settings: StubSettings) -> Starlette:
     rng = random.Random(settings.seed)
+    capacity = asyncio.Semaphore(settings.max_inflight) if settings.max_inflight else None
 
     async def completions(request: Request):
         body = await request.json()
+        if capacity is None:
+            return await _serve(body)
+        async with capacity:
+            return await _serve(body)
+
+    async def _serve(body: dict):
         settings.counts["requests"] += 1
-        prompt = body["messages"][-1]["content"]
         roll = rng.random()
         await asyncio.sleep(settings.latency_s)
         if roll < settings.fail_500:
@@ -70,7 +102,9 @@ def build_app(settings: StubSettings) -> Starlette:
             settings.counts["garbage"] += 1
             return JSONResponse(_completion(body, "~~ lorem ipsum ~~"))
         settings.counts["ok"] += 1
-        return JSONResponse(_completion(body, stub_verdict(prompt)))
+        if settings.role == "policy":
+            return JSONResponse(_completion(body, policy_reply(settings.policy_answer)))
+        return JSONResponse(_completion(body, stub_reply(body["messages"])))
 
     async def models(request: Request):
         return JSONResponse({"object": "list", "data": [{"id": "stub-judge", "object": "model"}]})
@@ -132,8 +166,11 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per request")
     parser.add_argument("--fail-500", type=float, default=0.0)
     parser.add_argument("--garbage", type=float, default=0.0)
+    parser.add_argument("--role", choices=("judge", "policy"), default="judge")
+    parser.add_argument("--max-inflight", type=int, default=0, help="requests served at once (0 = unbounded)")
     args = parser.parse_args()
-    settings = StubSettings(latency_s=args.latency, fail_500=args.fail_500, garbage=args.garbage)
+    settings = StubSettings(latency_s=args.latency, fail_500=args.fail_500, garbage=args.garbage, role=args.role,
+                            max_inflight=args.max_inflight)
     uvicorn.run(build_app(settings), host="127.0.0.1", port=args.port, log_level="error", backlog=4096)
 
 

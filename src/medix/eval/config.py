@@ -1,0 +1,57 @@
+"""`EvalConfig`: everything a `medix eval run` needs, every field documented (YAML or CLI flags)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medix.config import JudgeConfig, _Config
+
+PHASES = ("generate", "judge", "score")
+
+
+def _eval_judge() -> JudgeConfig:
+    # A rubric reply ({"score": 4}) is a few tokens more than YES/NO; 32 leaves room for a short preamble.
+    return JudgeConfig(max_tokens=32)
+
+
+class EvalConfig(_Config):
+    model: str = Field(..., description="Policy under test: zoo name (MediX-R1-8B, smollm2-135m), hub id or "
+                       "folder; with backend 'openai', the model name the server expects.")
+    backend: Literal["local", "openai"] = Field("local", description="'local': transformers on this machine "
+                                                "(batched); 'openai': an OpenAI-compatible server.")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="Server for backend 'openai'.")
+    serve: bool = Field(False, description="Start vLLM for the model (GPU machine) on `port`, stop it afterwards.")
+    port: int = Field(8000, description="Port of the server started by `serve`.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the policy server's key.")
+    tasks: list[str] = Field(["all"], description="Selectors: all, llm, vlm or task names.")
+    data_dir: str | None = Field(None, description="Local mirrors DIR/<task>/test.jsonl; None = the hub.")
+    limit: int | None = Field(None, ge=1, description="First N items per task (smoke runs).")
+    phases: list[Literal["generate", "judge", "score"]] = Field(list(PHASES), description="Phases to run, in order.")
+    output_dir: str = Field("runs/eval", description="Where records, scores and the report go.")
+    max_new_tokens: int = Field(1024, ge=1, description="Generation budget per answer.")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding (the paper's evaluation).")
+    system_prompt: str | None = Field(None, description="Optional system message before every question.")
+    format_prompt: bool = Field(True, description="Wrap each question in the MediX-R1 format instruction "
+                                "(modality tag, think block, answer block).")
+    think_tag: Literal["think", "thinking"] | None = Field(None, description="None = the model zoo's tag.")
+    batch_size: int = Field(8, ge=1, description="Questions per generate() call (local backend).")
+    max_concurrency: int = Field(64, ge=1, description="Requests in flight at once (openai backend).")
+    timeout_s: float = Field(600.0, gt=0, description="Per-request timeout (openai backend).")
+    max_retries: int = Field(3, ge=0, description="Retries per sample before it is recorded as failed.")
+    retry_failed: bool = Field(False, description="On resume, drop failed records and try those samples again.")
+    judge: JudgeConfig = Field(default_factory=_eval_judge, description="The judge (see docs/judge.md).")
+    judge_rounds: int = Field(3, ge=1, description="Rounds in the judge conversation (paper: 3).")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the 95% intervals (0 = none).")
+    seed: int = Field(0, description="Bootstrap seed (fixed, so re-scoring gives identical intervals).")
+    report_samples: int = Field(10, ge=0, description="Responses per task shown in report.html.")
+
+    @model_validator(mode="after")
+    def _order_phases(self) -> "EvalConfig":
+        if len(set(self.phases)) != len(self.phases):
+            raise ValueError(f"phases repeat: {self.phases}")
+        ordered = [p for p in PHASES if p in self.phases]
+        if ordered != list(self.phases):
+            object.__setattr__(self, "phases", ordered)
+        return self

@@ -1,0 +1,128 @@
+"""Phase 1, generate: every item's question → the model's raw response, parsed, one record per item.
+
+    medix eval run --model MediX-R1-8B --backend openai --base-url http://127.0.0.1:8000/v1 --phases generate
+
+Backends: `openai` (any OpenAI-compatible server; requests in flight up to `max_concurrency`, images as
+PNG data URLs, each request retried up to `max_retries`) and `local` (transformers; text models decode a
+batch of `batch_size` questions per `generate()` call, left-padded; vision models one at a time).
+Greedy by default. Records are appended as they finish; a restart skips the ids already written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from typing import Callable
+
+from medix.data.prompts import build_prompt
+from medix.data.response import parse_response
+from medix.eval.config import EvalConfig
+from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, sha256
+from medix.infer import image_data_url, load_image, zoo_entry
+
+log = logging.getLogger(__name__)
+
+
+def generator_identity(cfg: EvalConfig) -> dict:
+    entry = zoo_entry(cfg.model)
+    return {"model": cfg.model, "backend": cfg.backend, "temperature": cfg.temperature,
+            "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
+            "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt)}
+
+
+def user_prompt(cfg: EvalConfig, item: EvalItem) -> str:
+    if not cfg.format_prompt:
+        return item.question
+    return build_prompt(item.question, cfg.think_tag or zoo_entry(cfg.model).think_tag)
+
+
+def make_record(cfg: EvalConfig, item: EvalItem, raw: str | None, error: str | None, attempts: int) -> GenerationRecord:
+    parsed = parse_response(raw) if raw is not None else None
+    return GenerationRecord(
+        id=item.id, task=item.task, prompt_sha256=sha256(cfg.system_prompt, user_prompt(cfg, item), item.images),
+        generator=generator_identity(cfg), question=item.question, reference=item.reference, meta=item.meta, raw=raw, error=error, attempts=attempts,
+        modality=parsed.modality if parsed else None, reasoning=parsed.reasoning if parsed else None,
+        answer=parsed.answer if parsed else None, well_formed=parsed.well_formed if parsed else False)
+
+
+def run_generate(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
+                 on_done: Callable[[int], None] = lambda n: None) -> int:
+    """Generate for the items not yet in `store`; returns how many failed."""
+    done = store.ids()
+    todo = [item for item in items if item.id not in done]
+    if not todo:
+        return 0
+    if cfg.backend == "openai":
+        records = asyncio.run(_openai_all(cfg, todo, store, on_done))
+    else:
+        records = _local_all(cfg, todo, store, on_done)
+    store.sync()
+    return sum(r.error is not None for r in records)
+
+
+async def _openai_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_done) -> list[GenerationRecord]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
+                                max_retries=0, timeout=cfg.timeout_s)
+    slots = asyncio.Semaphore(cfg.max_concurrency)
+    out = []
+    try:
+        jobs = [_openai_one(cfg, client, slots, item) for item in items]
+        for finished in asyncio.as_completed(jobs):
+            record = await finished
+            store.append([record], sync=False)  # flushed per record: a SIGKILL loses at most the one in flight
+            out.append(record)
+            on_done(1)
+    finally:
+        await client.close()
+    return out
+
+
+def _messages(cfg: EvalConfig, item: EvalItem) -> list[dict]:
+    content: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_url(load_image(path))}}
+                           for path in item.images]
+    content.append({"type": "text", "text": user_prompt(cfg, item)})
+    system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    return system + [{"role": "user", "content": content if item.images else content[-1]["text"]}]
+
+
+async def _openai_one(cfg: EvalConfig, client, slots: asyncio.Semaphore, item: EvalItem) -> GenerationRecord:
+    import openai
+
+    error = "no attempt made"
+    for attempt in range(cfg.max_retries + 1):
+        if attempt:
+            await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+        try:
+            async with slots:
+                response = await asyncio.wait_for(client.chat.completions.create(
+                    model=cfg.model, messages=_messages(cfg, item), temperature=cfg.temperature,
+                    max_tokens=cfg.max_new_tokens), timeout=cfg.timeout_s)
+            return make_record(cfg, item, response.choices[0].message.content or "", None, attempt + 1)
+        except (openai.AuthenticationError, openai.NotFoundError, openai.BadRequestError) as err:
+            return make_record(cfg, item, None, f"{err.__class__.__name__}: {str(err)[:200]}", attempt + 1)
+        except (openai.APIError, asyncio.TimeoutError, ValueError, IndexError, AttributeError) as err:
+            error = f"{err.__class__.__name__}: {(str(err).splitlines() or [''])[0][:200] or 'timed out'}"
+    return make_record(cfg, item, None, error, cfg.max_retries + 1)
+
+
+def _local_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_done) -> list[GenerationRecord]:
+    from medix.eval.local_generate import LocalGenerator
+
+    generator = LocalGenerator(cfg)
+    out = []
+    for start in range(0, len(items), cfg.batch_size):
+        batch = items[start:start + cfg.batch_size]
+        try:
+            texts = generator.generate(batch)
+            records = [make_record(cfg, item, text, None, 1) for item, text in zip(batch, texts)]
+        except (RuntimeError, ValueError) as err:  # e.g. out of memory: this batch fails visibly, the run goes on
+            records = [make_record(cfg, item, None, f"{err.__class__.__name__}: {str(err)[:200]}", 1)
+                       for item in batch]
+        store.append(records, sync=False)
+        out.extend(records)
+        on_done(len(batch))
+    return out

@@ -1,0 +1,88 @@
+"""Phase 2, judge: each generation record → a JudgmentRecord from the multi-round conversational judge.
+
+    medix eval run --model M --phases judge --judge-backend openai --judge-url http://127.0.0.1:8001/v1
+
+The judge sees the final answer only (reasoning stripped; without an <answer> block, the raw text minus
+any think block and modality tag). An empty answer scores 0 without a judge call. A failed generation
+gets a failed judgment. Judgments live in `judgments/<judge key>/`, the key hashing the judge identity,
+so a different judge never reuses these verdicts; records are appended as each conversation finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Callable
+
+from medix.eval.registry import TaskSpec
+from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord
+from medix.judge.rounds import ConversationJudge, RoundRequest, RoundVerdict
+
+log = logging.getLogger(__name__)
+_THINK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
+_LEADING_TAG = re.compile(r"^\s*<\s*[A-Z_]+\s*>", re.IGNORECASE)
+MAX_QUESTION_CHARS = 1200  # long PubMedQA contexts: the judge needs the question, not the whole abstract
+
+
+def candidate_text(gen: GenerationRecord) -> str:
+    """The answer the judge sees: the <answer> block, else the raw text without reasoning or tag."""
+    if gen.answer is not None:
+        return gen.answer.strip()
+    text = _THINK.sub(" ", gen.raw or "")
+    text = re.sub(r"<\s*/?\s*answer\s*>", " ", _LEADING_TAG.sub("", text), flags=re.IGNORECASE)
+    return " ".join(text.split())
+
+
+def shorten(text: str, limit: int = MAX_QUESTION_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} … {text[-half:]}"
+
+
+def _record(gen: GenerationRecord, spec: TaskSpec, judge: ConversationJudge, candidate: str,
+            verdict: RoundVerdict | None, note: str | None = None, error: str | None = None) -> JudgmentRecord:
+    score = verdict.score if verdict else (None if error else 0.0)
+    normalized = None if score is None else (score / 5.0 if spec.judge == "rubric" else score)
+    return JudgmentRecord(
+        id=gen.id, task=gen.task, prompt_sha256=gen.prompt_sha256, judge=judge.identity, kind=spec.judge,
+        candidate=candidate, reference=gen.reference, score=score, normalized=normalized,
+        rounds=verdict.rounds if verdict else [], raws=verdict.raws if verdict else [],
+        parse_failures=verdict.parse_failures if verdict else 0,
+        error=error or (verdict.error if verdict else None), note=note)
+
+
+def run_judge(spec: TaskSpec, judge: ConversationJudge, generations: list[GenerationRecord], store: JsonlStore,
+              on_done: Callable[[int], None] = lambda n: None) -> int:
+    """Judge the generations not yet in `store`; returns how many judgments failed."""
+    done = store.ids()
+    todo = [g for g in generations if g.id not in done]
+    immediate, to_judge, requests = [], [], []
+    for gen in todo:
+        candidate = candidate_text(gen)
+        if gen.raw is None:
+            immediate.append(_record(gen, spec, judge, "", None, error=f"no response: {gen.error}"))
+        elif not candidate:
+            immediate.append(_record(gen, spec, judge, "", None, note="empty answer: scored 0 without the judge"))
+        else:
+            to_judge.append((gen, candidate))
+            requests.append(RoundRequest(candidate=candidate, reference=gen.reference,
+                                         question=shorten(gen.question), kind=spec.judge))
+    store.append(immediate, sync=False)
+    on_done(len(immediate))
+    failed = sum(r.error is not None for r in immediate)
+
+    async def stream() -> int:
+        bad = 0
+        async for index, verdict in judge.stream(requests):
+            gen, candidate = to_judge[index]
+            store.append([_record(gen, spec, judge, candidate, verdict)], sync=False)
+            bad += verdict.score is None
+            on_done(1)
+        return bad
+
+    if requests:
+        failed += asyncio.run(stream())
+    store.sync()
+    return failed

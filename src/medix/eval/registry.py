@@ -1,0 +1,103 @@
+"""Benchmarks are data: one YAML per task in `medix/eval/tasks/`, each including a shared template per kind.
+
+    from medix.eval.registry import select_tasks
+    select_tasks(["llm", "rad_vqa"])        # -> [TaskSpec, ...] in registry order
+
+A YAML file holds the fields of `TaskSpec`; `include: _mcq.yaml` merges a shared template underneath
+(the task's own keys win). Adding a benchmark is adding a YAML file: no core code changes.
+Selectors: `all`, `llm`, `vlm`, or task names; a misspelt name gets a close-match suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medix.config import build, deep_merge, read_yaml
+from medix.errors import MedixError
+
+TASK_DIR = Path(__file__).parent / "tasks"
+GROUPS = ("llm", "vlm")
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hub: str | None = Field(None, description="Hugging Face dataset id; None = only local mirrors (--data-dir).")
+    config: str | None = Field(None, description="Dataset config (subset) name.")
+    split: str = Field("test", description="The split the paper evaluates on.")
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(..., description="Task name used on the command line and in every record.")
+    description: str = Field("", description="One line for `medix eval list`.")
+    kind: Literal["mcq", "open", "report"] = Field(..., description="mcq: lettered options; open: free-form "
+                                                   "answer; report: a whole report judged on a rubric.")
+    judge: Literal["binary", "rubric"] = Field(..., description="Judge template: YES/NO majority or 0-5 mean.")
+    group: Literal["llm", "vlm"] = Field(..., description="Column of the paper's table (text vs image tasks).")
+    builder: str = Field(..., description="Question builder in medix.eval.items (see BUILDERS).")
+    source: Source = Field(default_factory=Source, description="Where the data lives on the hub.")
+    columns: dict[str, str | list[str]] = Field(default_factory=dict, description="Builder role → column name(s) "
+                                                "of the hub dataset (and of local mirrors, which keep them).")
+    filter: dict[str, str] = Field(default_factory=dict, description="Keep only rows whose column equals this.")
+    instruction: str | None = Field(None, description="Fixed instruction for report tasks.")
+    breakdowns: list[str] = Field(default_factory=list, description="Columns to break scores down by.")
+    stand_in_for: str | None = Field(None, description="The paper task this open data set replaces.")
+
+    @property
+    def source_label(self) -> str:
+        if not self.source.hub:
+            return "local mirror only"
+        config = f":{self.source.config}" if self.source.config else ""
+        return f"{self.source.hub}{config}@{self.source.split}"
+
+
+def _load_yaml(path: Path) -> dict:
+    data = read_yaml(path)
+    include = data.pop("include", None)
+    if include:
+        data = deep_merge(_load_yaml(path.parent / include), data)
+    return data
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, TaskSpec]:
+    """Every packaged task, by name, in file-name order (templates start with '_')."""
+    tasks: dict[str, TaskSpec] = {}
+    for path in sorted(TASK_DIR.glob("*.yaml")):
+        if path.name.startswith("_"):
+            continue
+        spec = build(TaskSpec, _load_yaml(path), str(path))
+        tasks[spec.name] = spec
+    return tasks
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def select_tasks(selectors: list[str] | str) -> list[TaskSpec]:
+    """`all` / `llm` / `vlm` / task names (comma-separated strings allowed) → specs, registry order."""
+    if isinstance(selectors, str):
+        selectors = [selectors]
+    names = [s.strip() for item in selectors for s in item.split(",") if s.strip()]
+    if not names:
+        raise MedixError("no tasks selected; use --tasks all, llm, vlm or task names (see `medix eval list`)")
+    tasks = registry()
+    wanted: set[str] = set()
+    for name in names:
+        if name == "all":
+            wanted |= set(tasks)
+        elif name in GROUPS:
+            wanted |= {t.name for t in tasks.values() if t.group == name}
+        elif name in tasks:
+            wanted.add(name)
+        else:
+            raise MedixError(f"unknown task {name!r}{suggest(name, ['all', *GROUPS, *tasks])} "
+                             "(`medix eval list` shows every task)")
+    return [spec for spec in tasks.values() if spec.name in wanted]

@@ -1,0 +1,118 @@
+"""Scores and the human-readable outputs: scores.json, scores.md, scores.png and report.html.
+
+scores.json keeps the keys the web demo reads ({"tasks": {task: {"score", "n"}}, "overall"}) and adds
+intervals, group means, failure counts, breakdowns, the model and the judge identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from medix.eval.config import EvalConfig
+from medix.eval.registry import TaskSpec
+from medix.eval.schema import JsonlStore, generations_path, judgments_path
+from medix.eval.score import score_tasks
+from medix.judge.rounds import ConversationJudge
+
+DISCLAIMER = "Research use only; not for clinical decisions."
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f"[{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def markdown_table(scores: dict) -> str:
+    lines = ["| task | group | metric | score (%) | 95% CI | n | judge fail | gen fail | parse fail |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for name, t in scores["tasks"].items():
+        label = f"{name} (stand-in for {t['stand_in_for']})" if t.get("stand_in_for") else name
+        lines.append(f"| {label} | {t['group']} | {t['metric']} | {_pct(t['score'])} | {_ci(t.get('ci'))} | {t['n']} "
+                     f"| {t['judge_failures']} | {t['generation_failures']} | {t['parse_failures']} |")
+    for label in ("llm", "vlm", "overall"):
+        lines.append(f"| **{label}** | | mean over tasks | **{_pct(scores.get(label))}** | "
+                     f"{_ci(scores.get(label + '_ci'))} | | | | |")
+    skipped = scores.get("skipped") or {}
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())]
+    return "\n".join(lines) + f"\n\n{DISCLAIMER}\n"
+
+
+def chart_png(scores: dict) -> bytes:
+    """Horizontal bars with 95% interval whiskers, one per task plus the group means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(n, t["score"], t.get("ci"), t["group"]) for n, t in scores["tasks"].items()]
+    rows += [(g, scores.get(g), scores.get(g + "_ci"), "mean") for g in ("llm", "vlm", "overall") if scores.get(g) is not None]
+    colors = {"llm": "#4c72b0", "vlm": "#dd8452", "mean": "#55a868"}
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
+    y = list(range(len(rows)))[::-1]
+    values = [100 * r[1] for r in rows]
+    errors = [[100 * (r[1] - r[2][0]) if r[2] else 0 for r in rows], [100 * (r[2][1] - r[1]) if r[2] else 0 for r in rows]]
+    ax.barh(y, values, xerr=errors, color=[colors[r[3]] for r in rows], capsize=3)
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("score (%) with 95% bootstrap interval")
+    ax.set_title(f"{scores.get('model', '')} — judge {scores.get('judge', {}).get('model', '')}", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _samples_html(out: Path, judge_key: str, task: str, count: int) -> str:
+    gens = {r["id"]: r for r in JsonlStore(generations_path(out, task)).read()}
+    rows = []
+    for j in JsonlStore(judgments_path(out, judge_key, task)).read()[:count]:
+        raw = (gens.get(j["id"]) or {}).get("raw") or ""
+        verdict = j["error"] or j["note"] or f"{j['score']} (rounds {j['rounds']})"
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            j["id"], (gens.get(j["id"]) or {}).get("question", "")[:300], j["reference"][:300],
+            raw[:600], j["candidate"][:300], verdict)) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("id", "question", "reference", "response", "judged answer", "verdict"))
+    return f"<details><summary>{html.escape(task)}</summary><table><tr>{head}</tr>{''.join(rows)}</table></details>"
+
+
+def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: int) -> str:
+    table_md = markdown_table(scores).split("\n\n")[0].splitlines()
+    header, body = table_md[0], table_md[2:]
+    cells = lambda line, tag: "".join(f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>" for c in line.strip("|").split("|"))
+    table = f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</table>"
+    sample_blocks = "".join(_samples_html(out, judge_key, t, samples) for t in scores["tasks"])
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top} .warn{color:#a00}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>medix eval — {html.escape(scores['model'])}</title>"
+            f"<style>{style}</style></head><body><h1>medix eval: {html.escape(scores['model'])}</h1>"
+            f"<p class='warn'>{DISCLAIMER}</p><p>Judge: <code>{html.escape(json.dumps(scores['judge']))}</code></p>"
+            f"<img alt='scores chart' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            f"<h2>Scores</h2>{table}<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
+
+
+def write_outputs(cfg: EvalConfig, out: Path, specs: list[TaskSpec], judge: ConversationJudge,
+                  skipped: dict[str, str]) -> dict:
+    judgments, meta = {}, {}
+    for spec in specs:
+        path = judgments_path(out, judge.key, spec.name)
+        if path.is_file():
+            judgments[spec.name] = JsonlStore(path).read()
+            meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read()}
+    scores = {"model": cfg.model, "judge": judge.identity, "judge_key": judge.key,
+              **score_tasks(specs, judgments, meta, cfg.bootstrap, cfg.seed), "skipped": dict(skipped)}
+    (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
+    (out / "scores.md").write_text(markdown_table(scores), encoding="utf-8")
+    if scores["tasks"]:
+        png = chart_png(scores)
+        (out / "scores.png").write_bytes(png)
+        (out / "report.html").write_text(report_html(scores, png, out, judge.key, cfg.report_samples), encoding="utf-8")
+    return scores

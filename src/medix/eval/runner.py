@@ -1,0 +1,138 @@
+"""The evaluation run: task selection → generate → judge → score → report, resumable at every step.
+
+    from medix.eval.config import EvalConfig
+    from medix.eval.runner import run_eval
+    result = run_eval(EvalConfig(model="smollm2-135m", tasks=["llm"], data_dir="benchmarks", limit=3))
+
+`OUT/run.json` records the model, the generation settings and the judges used. Re-running into the
+same folder resumes; a different model or generation settings is refused (its records would mix), and a
+different judge is refused unless `new_judge` is set (its verdicts then go to a new judgments folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from medix.errors import MedixError
+from medix.eval.config import EvalConfig
+from medix.eval.generate import generator_identity, run_generate
+from medix.eval.items import TaskUnavailable, load_items
+from medix.eval.judging import run_judge
+from medix.eval.registry import TaskSpec, select_tasks
+from medix.eval.schema import GenerationRecord, JsonlStore, generations_path, judgments_path
+from medix.judge.rounds import ConversationJudge
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, str, int], Callable[[int], None]]  # (phase, task, total) -> advance(n)
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    tasks: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # "phase/task" -> failed samples
+    scores: dict | None = None
+
+
+def _manifest(out: Path, cfg: EvalConfig, judge: ConversationJudge, new_judge: bool) -> dict:
+    """Check OUT/run.json against this run; refuse a different model / judge with what to do."""
+    file = out / "run.json"
+    current = {"model": cfg.model, "generator": generator_identity(cfg), "judges": {judge.key: judge.identity}}
+    if not file.is_file():
+        return current
+    try:
+        previous = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise MedixError(f"{file} is not valid JSON; remove it or pick a new --output-dir") from None
+    if previous.get("generator") != current["generator"]:
+        raise MedixError(f"{out} holds a run of model {previous.get('model')!r} with settings "
+                         f"{previous.get('generator')}; this run is {current['generator']}. "
+                         "Use a new --output-dir (records of two models must not mix).")
+    judges = previous.get("judges", {})
+    if judge.key not in judges and judges and not new_judge and "judge" in cfg.phases:
+        raise MedixError(f"{out} was judged by {list(judges.values())[-1]}; this judge is {judge.identity}. "
+                         "Pass --new-judge to judge again (old verdicts are kept, never reused), or use a new "
+                         "--output-dir.")
+    current["judges"] = {**judges, judge.key: judge.identity}
+    return current
+
+
+@contextlib.contextmanager
+def _policy_server(cfg: EvalConfig):
+    """`serve: true` starts vLLM for the model and stops it when generation ends."""
+    if not (cfg.serve and cfg.backend == "openai"):
+        yield
+        return
+    from medix.judge.serve import ManagedServer, server_command
+
+    url = f"http://127.0.0.1:{cfg.port}/v1"
+    with ManagedServer(server_command(cfg.model, "vllm", cfg.port), url):
+        cfg.base_url = url
+        yield
+
+
+def _generate(cfg: EvalConfig, specs: list[TaskSpec], out: Path, result: RunResult, progress: Progress) -> None:
+    with _policy_server(cfg):
+        for spec in specs:
+            try:
+                items = load_items(spec, cfg.data_dir, cfg.limit)
+            except TaskUnavailable as err:
+                result.skipped[spec.name] = str(err)
+                continue
+            store = JsonlStore(generations_path(out, spec.name))
+            if cfg.retry_failed:
+                store.drop(lambda r: r.get("error") is not None)
+            wanted = {i.id for i in items}
+            todo = len(wanted - store.ids())
+            result.failures[f"generate/{spec.name}"] = run_generate(cfg, items, store, progress("generate", spec.name, todo))
+
+
+def _generations(out: Path, spec: TaskSpec) -> list[GenerationRecord] | None:
+    path = generations_path(out, spec.name)
+    if not path.is_file():
+        return None
+    return [GenerationRecord.model_validate(r) for r in JsonlStore(path).read()]
+
+
+def run_eval(cfg: EvalConfig, progress: Progress | None = None, new_judge: bool = False) -> RunResult:
+    progress = progress or (lambda phase, task, total: (lambda n: None))
+    out = Path(cfg.output_dir)
+    specs = select_tasks(cfg.tasks)
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        raise MedixError(f"--data-dir {cfg.data_dir} does not exist (a folder holding <task>/test.jsonl)")
+    judge = ConversationJudge(cfg.judge, cfg.judge_rounds)
+    manifest = _manifest(out, cfg, judge, new_judge)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    result = RunResult(out)
+    if "generate" in cfg.phases:
+        _generate(cfg, specs, out, result, progress)
+    available = []
+    for spec in specs:
+        if spec.name in result.skipped:
+            continue
+        if _generations(out, spec) is None:
+            result.skipped[spec.name] = "no generations yet (run the generate phase)"
+        else:
+            available.append(spec)
+    result.tasks = [s.name for s in available]
+    if "judge" in cfg.phases:
+        for spec in available:
+            gens = _generations(out, spec)
+            store = JsonlStore(judgments_path(out, judge.key, spec.name))
+            if cfg.retry_failed:
+                store.drop(lambda r: r.get("score") is None)
+            todo = len({g.id for g in gens} - store.ids())
+            result.failures[f"judge/{spec.name}"] = run_judge(spec, judge, gens, store, progress("judge", spec.name, todo))
+    if "score" in cfg.phases:
+        from medix.eval.report import write_outputs
+
+        result.scores = write_outputs(cfg, out, available, judge, result.skipped)
+    result.failures = {k: v for k, v in result.failures.items() if v}
+    return result

@@ -1,0 +1,148 @@
+"""The typed records the phases hand over, and the append-only JSONL files that hold them.
+
+    OUT/run.json                               model, generation settings, tasks (checked on resume)
+    OUT/generations/<task>.jsonl               GenerationRecord per item
+    OUT/judgments/<judge key>/<task>.jsonl     JudgmentRecord per item, one folder per judge identity
+    OUT/scores.json, scores.md, scores.png, report.html
+
+Crash safety: a record is written as one line, then flushed and fsync'ed, so a SIGKILL leaves at most
+one torn last line, which `JsonlStore` cuts off when it opens the file. A restart reads the ids already
+present and skips them, so the same command finishes the run with no duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+
+class EvalItem(BaseModel):
+    """One benchmark question, built from a dataset row by a builder in medix.eval.items."""
+
+    id: str = Field(..., description="Unique within the task (the dataset's id column, or the row number).")
+    task: str
+    question: str = Field(..., description="What the model is asked (options / context included).")
+    reference: str = Field(..., description="The reference answer the judge compares with.")
+    choices: dict[str, str] | None = Field(None, description="Lettered options of MCQ items.")
+    images: list[str] = Field(default_factory=list, description="Image file paths.")
+    meta: dict[str, Any] = Field(default_factory=dict, description="Breakdown columns (answer_type, modality, ...).")
+
+
+class GenerationRecord(BaseModel):
+    id: str
+    task: str
+    prompt_sha256: str = Field(..., description="sha256 of the system prompt, user prompt and image paths.")
+    generator: dict = Field(..., description="Model, backend and sampling parameters that produced `raw`.")
+    question: str = Field(..., description="The item's question (copied, so later phases need no data).")
+    reference: str = Field(..., description="The item's reference answer.")
+    meta: dict[str, Any] = Field(default_factory=dict, description="The item's breakdown columns.")
+    raw: str | None = Field(None, description="The model's whole response; None when generation failed.")
+    modality: str | None = None
+    reasoning: str | None = None
+    answer: str | None = Field(None, description="Inside <answer>; None when the block is missing.")
+    well_formed: bool = False
+    error: str | None = Field(None, description="Why generation failed after its retries.")
+    attempts: int = 0
+
+
+class JudgmentRecord(BaseModel):
+    id: str
+    task: str
+    prompt_sha256: str = Field(..., description="Copied from the generation record judged.")
+    judge: dict = Field(..., description="The judge identity (backend, model, method, template hash, rounds, ...).")
+    kind: str = Field(..., description="'binary' or 'rubric'.")
+    candidate: str = Field(..., description="What the judge saw: the answer with reasoning stripped.")
+    reference: str
+    score: float | None = Field(None, description="binary 0/1 (majority) or rubric mean 0-5; None = failed.")
+    normalized: float | None = Field(None, description="score in [0, 1]: binary as is, rubric / 5.")
+    rounds: list[float] = Field(default_factory=list)
+    raws: list[str] = Field(default_factory=list)
+    parse_failures: int = 0
+    error: str | None = None
+    note: str | None = Field(None, description="e.g. 'empty answer: scored 0 without the judge'.")
+
+
+def sha256(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class JsonlStore:
+    """Append-only JSONL with torn-line repair; records are keyed by their `id`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair()
+
+    def _repair(self) -> None:
+        """Cut a torn last line (a write killed half-way) so the next append starts on a fresh line."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        log.warning("%s: removing a torn last line (%d bytes) left by an interrupted run", self.path, len(data) - keep)
+        with self.path.open("r+b") as fh:
+            fh.truncate(keep)
+
+    def read(self) -> list[dict]:
+        """All records; the first record wins when an id repeats (it cannot, but never double-count)."""
+        if not self.path.is_file():
+            return []
+        seen: dict[str, dict] = {}
+        with self.path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    record = json.loads(line)
+                    seen.setdefault(str(record["id"]), record)
+        return list(seen.values())
+
+    def ids(self) -> set[str]:
+        return {r["id"] for r in self.read()}
+
+    def append(self, records: Iterable[BaseModel | dict], sync: bool = True) -> int:
+        """Write whole lines in one call and flush (enough for SIGKILL); `sync` also fsyncs (power loss)."""
+        lines = [json.dumps(r.model_dump() if isinstance(r, BaseModel) else r, ensure_ascii=False) + "\n"
+                 for r in records]
+        if not lines:
+            return 0
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write("".join(lines))
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+        return len(lines)
+
+    def sync(self) -> None:
+        if self.path.is_file():
+            with self.path.open("a") as fh:
+                os.fsync(fh.fileno())
+
+    def drop(self, predicate: Callable[[dict], bool]) -> int:
+        """Rewrite without the records matching `predicate` (atomic rename); returns how many went."""
+        records = self.read()
+        keep = [r for r in records if not predicate(r)]
+        if len(keep) == len(records):
+            return 0
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
+        os.replace(tmp, self.path)
+        return len(records) - len(keep)
+
+
+def generations_path(out: Path, task: str) -> Path:
+    return out / "generations" / f"{task}.jsonl"
+
+
+def judgments_path(out: Path, judge_key: str, task: str) -> Path:
+    return out / "judgments" / judge_key / f"{task}.jsonl"
