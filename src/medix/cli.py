@@ -27,6 +27,9 @@ reward_app = typer.Typer(help="Score responses with the composite reward.", no_a
 judge_app = typer.Typer(help="The LLM judge: serve it locally.", no_args_is_help=True)
 app.add_typer(reward_app, name="reward")
 app.add_typer(judge_app, name="judge")
+eval_app = typer.Typer(help="Evaluate on the 17 medical benchmarks: generate → judge → score → report.",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 
@@ -158,6 +161,181 @@ def ui(
                   "Research use only; not for clinical decisions.")
     launch(build_app(model, server, max_new_tokens), port=port, block=True)
 
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    ctx: typer.Context,
+    config: Path = typer.Option(..., "--config", "-c", help="Training YAML (see configs/ and docs/training.md)."),
+) -> None:
+    """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
+    from medix.train.config import load_train_config
+    from medix.train.trainer import run_training
+
+    cfg = load_train_config(config, list(ctx.args))
+    summary = run_training(cfg)
+    console.print(f"trained {summary['global_step']} steps; policy saved to {cfg.trainer.output_dir}/final, "
+                  f"summary in {cfg.trainer.output_dir}/summary.json")
+
+
+@app.command("merge-lora")
+def merge_lora(
+    adapter: Path = typer.Argument(..., help="A LoRA adapter folder (a checkpoint of a run with model.lora.enabled)."),
+    output: Path = typer.Argument(..., help="Where to write the merged HF model."),
+) -> None:
+    """Fold a LoRA adapter into its base model (a plain transformers folder)."""
+    from medix.train.policy import merge_lora as merge
+
+    console.print(f"merged model written to {merge(str(adapter), str(output))}")
+
+
+@app.command("demo")
+def demo(
+    max_steps: int = typer.Option(40, help="RL steps (each: 2 questions × 4 sampled answers)."),
+    eval_limit: int = typer.Option(10, help="Held-out questions scored before and after."),
+    output_dir: Path = typer.Option(Path("runs/demo"), help="Where summary.json, rewards.png and the model go."),
+) -> None:
+    """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
+    from medix.train.demo import COMPONENTS, run_demo
+
+    with console.status(f"training SmolLM2-135M for {max_steps} steps on CPU (embedded judge and embedder)"):
+        summary = run_demo(max_steps, eval_limit, str(output_dir))
+    table = Table(title=f"medix demo — {eval_limit} held-out questions, greedy answers",
+                  caption="Research use only; not for clinical decisions.")
+    table.add_column("component")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for name in COMPONENTS:
+        table.add_row(name, _fmt(summary["before"].get(name)), _fmt(summary["after"].get(name)))
+    Console(width=None if sys.stdout.isatty() else 100).print(table)
+    console.print(f"{summary['steps']} steps in {summary['train_runtime_s']:.0f}s; wrote {output_dir}/summary.json "
+                  f"and {output_dir}/rewards.png")
+
+
+def _progress_factory(bar: Progress):
+    def start(phase: str, task: str, total: int):
+        handle = bar.add_task(f"{phase} {task}", total=total)
+        return lambda n: bar.advance(handle, n)
+    return start
+
+
+@eval_app.command("run")
+def eval_run(
+    model: str = typer.Option(..., "--model", "-m", help="Policy: zoo name, hub id, folder, or a server's model name."),
+    tasks: str = typer.Option("all", "--tasks", "-t", help="all, llm, vlm or task names, comma-separated."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local mirrors DIR/<task>/test.jsonl."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="First N items per task."),
+    phases: str = typer.Option("generate,judge,score", "--phases", help="Comma-separated subset, run in order."),
+    output_dir: Path = typer.Option(Path("runs/eval"), "--output-dir", "-o", help="Records, scores and report."),
+    backend: str = typer.Option("local", help="Generation: 'local' (transformers) or 'openai' (a server)."),
+    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="Policy server (backend openai)."),
+    serve: bool = typer.Option(False, "--serve", help="Start vLLM for the model (GPU) and stop it afterwards."),
+    max_new_tokens: int = typer.Option(1024, help="Generation budget per answer."),
+    system_prompt: Optional[str] = typer.Option(None, help="System message before every question."),
+    no_format_prompt: bool = typer.Option(False, "--no-format-prompt", help="Send the bare question."),
+    judge_backend: str = typer.Option("local", help="Judge: 'local' (embedded logits) or 'openai' (vLLM / OpenRouter)."),
+    judge_model: str = typer.Option("smollm2-135m", help="Judge model (paper: Qwen/Qwen3-14B)."),
+    judge_url: str = typer.Option("http://127.0.0.1:8001/v1", help="Judge server (judge backend openai)."),
+    judge_key_env: str = typer.Option("MEDIX_JUDGE_API_KEY", help="Env var with the judge API key (OPENROUTER_API_KEY)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="EvalConfig YAML; flags given here win."),
+    new_judge: bool = typer.Option(False, "--new-judge", help="Judge an existing run again with a different judge."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry samples recorded as failed."),
+) -> None:
+    """Run the evaluation phases; resumes when OUTPUT_DIR holds an interrupted run of the same model."""
+    from medix.config import build, deep_merge, read_yaml
+    from medix.eval.config import EvalConfig
+    from medix.eval.runner import run_eval
+
+    flags = {"model": model, "tasks": [tasks], "data_dir": str(data_dir) if data_dir else None, "limit": limit,
+             "phases": [p.strip() for p in phases.split(",") if p.strip()], "output_dir": str(output_dir),
+             "backend": backend, "base_url": base_url, "serve": serve, "max_new_tokens": max_new_tokens,
+             "system_prompt": system_prompt, "format_prompt": not no_format_prompt, "retry_failed": retry_failed,
+             "judge": {"backend": judge_backend, "model": judge_model, "base_urls": [judge_url],
+                       "api_key_env": judge_key_env, "max_tokens": 32}}
+    cfg = build(EvalConfig, deep_merge(read_yaml(config) if config else {}, flags), "command-line flags")
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        result = run_eval(cfg, _progress_factory(bar), new_judge=new_judge)
+    for task, reason in result.skipped.items():
+        console.print(f"[yellow]skipped[/yellow] {task}: {escape(reason)}")
+    if result.scores:
+        print((result.output_dir / "scores.md").read_text(encoding="utf-8"))
+        console.print(f"wrote {result.output_dir}/scores.json, scores.md, scores.png, report.html")
+    if result.failures:
+        console.print(f"[red]failed samples[/red] (recorded, not scored): {result.failures}; "
+                      "fix the server and re-run with --retry-failed")
+        raise typer.Exit(1)
+
+
+@eval_app.command("list")
+def eval_list(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Count items in local mirrors.")) -> None:
+    """Every task: group, kind, judge, source and (with --data-dir) item count or why it is skipped."""
+    from medix.eval.runner import task_listing
+
+    table = Table(title="medix eval tasks")
+    for name in ("task", "group", "kind", "judge", "source", "items", "note"):
+        table.add_column(name, overflow="fold")
+    for row in task_listing(str(data_dir) if data_dir else None):
+        table.add_row(*(_fmt(row[k]) if row[k] is not None else "—" for k in
+                        ("task", "group", "kind", "judge", "source", "items", "note")))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@eval_app.command("submit")
+def eval_submit(run: Path = typer.Argument(..., help="A scored run folder."),
+                output: Optional[Path] = typer.Option(None, "--output", "-o", help="Zip path.")) -> None:
+    """Build and validate the leaderboard zip (results/<model>/...)."""
+    from medix.eval.submit import build_submission, validate_submission
+
+    path = build_submission(run, output)
+    counts = validate_submission(path)
+    console.print(f"wrote {path}: {counts['generations']} generations, {counts['judgments']} judgments — valid")
+
+
+@eval_app.command("compare")
+def eval_compare(run_a: Path = typer.Argument(..., help="Baseline run folder."),
+                 run_b: Path = typer.Argument(..., help="Run to compare with the baseline.")) -> None:
+    """Per-task score differences B − A with paired bootstrap 95% intervals."""
+    from medix.eval.compare import compare_runs
+
+    result = compare_runs(run_a, run_b)
+    table = Table(title=f"{result['b']} − {result['a']} (points)")
+    for name in ("task", "A", "B", "B − A", "95% CI", "n"):
+        table.add_column(name, justify="left" if name == "task" else "right")
+    for task, t in result["tasks"].items():
+        table.add_row(task, f"{100 * t['a']:.1f}", f"{100 * t['b']:.1f}", f"{100 * t['diff']:+.1f}",
+                      f"[{100 * t['ci'][0]:+.1f}, {100 * t['ci'][1]:+.1f}]", str(t["n"]))
+    o = result["overall"]
+    table.add_row("overall", "", "", f"{100 * o['diff']:+.1f}", f"[{100 * o['ci'][0]:+.1f}, {100 * o['ci'][1]:+.1f}]", "")
+    Console().print(table)
+
+
+@eval_app.command("contamination")
+def eval_contamination(
+    train: Path = typer.Option(..., "--train", help="Training data (.jsonl/.json/.parquet with problem, solution, images)."),
+    tasks: str = typer.Option("all", "--tasks", "-t", help="Tasks to check."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local mirrors DIR/<task>/test.jsonl."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write flagged items as JSONL."),
+) -> None:
+    """Eval items sharing a 13-gram with, or whose image dHash matches, the training set."""
+    import json
+
+    from medix.eval.contamination import find_contamination
+    from medix.eval.items import TaskUnavailable, load_items
+    from medix.eval.registry import select_tasks
+
+    items = []
+    for spec in select_tasks(tasks):
+        try:
+            items += load_items(spec, str(data_dir) if data_dir else None)
+        except TaskUnavailable as err:
+            console.print(f"[yellow]skipped[/yellow] {spec.name}: {escape(str(err))}")
+    flagged = find_contamination(items, train)
+    if output:
+        output.write_text("".join(json.dumps(f) + "\n" for f in flagged), encoding="utf-8")
+    by_task: dict[str, int] = {}
+    for f in flagged:
+        by_task[f["task"]] = by_task.get(f["task"], 0) + 1
+    console.print(f"{len(flagged)} of {len(items)} eval items overlap the training set: {by_task or 'none'}")
 
 def main() -> None:
     try:

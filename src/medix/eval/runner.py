@@ -136,3 +136,24 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None, new_judge: bool 
         result.scores = write_outputs(cfg, out, available, judge, result.skipped)
     result.failures = {k: v for k, v in result.failures.items() if v}
     return result
+
+
+def task_listing(data_dir: str | None = None) -> list[dict]:
+    """Rows {task, group, kind, judge, source, items, note} for `medix eval list`."""
+    from medix.eval.registry import registry
+
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise MedixError(f"--data-dir {data_dir} does not exist (a folder holding <task>/test.jsonl)")
+    rows = []
+    for spec in registry().values():
+        count, note = None, spec.description
+        if data_dir is not None:
+            try:
+                count = len(load_items(spec, data_dir))
+            except TaskUnavailable as err:
+                note = f"skipped: {err}"
+        if spec.stand_in_for:
+            note = f"stand-in for {spec.stand_in_for}; {note}"
+        rows.append({"task": spec.name, "group": spec.group, "kind": spec.kind, "judge": spec.judge,
+                     "source": spec.source_label, "items": count, "note": note})
+    return rows

@@ -1,0 +1,53 @@
+"""`medix eval compare RUN_A RUN_B`: per-task differences B − A with paired bootstrap 95% intervals.
+
+Only items judged in both runs count; the same resampled item indices are used for both runs, so the
+interval reflects the per-item pairing (much tighter than comparing two independent intervals).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medix.errors import MedixError
+from medix.eval.schema import JsonlStore, judgments_path
+from medix.eval.score import interval
+
+
+def _normalized(run: Path) -> tuple[dict, dict[str, dict[str, float]]]:
+    file = run / "scores.json"
+    if not file.is_file():
+        raise MedixError(f"{run} has no scores.json; score that run first")
+    scores = json.loads(file.read_text(encoding="utf-8"))
+    values = {}
+    for task in scores["tasks"]:
+        records = JsonlStore(judgments_path(run, scores["judge_key"], task)).read()
+        values[task] = {r["id"]: r["normalized"] for r in records if r.get("normalized") is not None}
+    return scores, values
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 1000, seed: int = 0) -> dict:
+    scores_a, a = _normalized(Path(run_a))
+    scores_b, b = _normalized(Path(run_b))
+    if scores_a["judge"] != scores_b["judge"]:
+        raise MedixError("the two runs were judged by different judges; differences would mix judge and model "
+                         f"({scores_a['judge']['model']} vs {scores_b['judge']['model']}). Re-judge one of them.")
+    rng = np.random.default_rng(seed)
+    tasks, reps = {}, []
+    for task in [t for t in a if t in b]:
+        ids = sorted(set(a[task]) & set(b[task]), key=lambda i: (len(i), i))
+        if not ids:
+            continue
+        diff = np.array([b[task][i] - a[task][i] for i in ids])  # (n,) paired per-item differences
+        idx = rng.integers(0, len(ids), size=(resamples, len(ids)))
+        boot = diff[idx].mean(axis=1)
+        reps.append(boot)
+        tasks[task] = {"a": float(np.mean([a[task][i] for i in ids])), "b": float(np.mean([b[task][i] for i in ids])),
+                       "diff": float(diff.mean()), "ci": interval(boot), "n": len(ids)}
+    if not tasks:
+        raise MedixError("the runs share no judged items; compare runs of the same tasks")
+    overall = np.stack(reps).mean(axis=0)
+    return {"a": scores_a["model"], "b": scores_b["model"], "tasks": tasks,
+            "overall": {"diff": float(np.mean([t["diff"] for t in tasks.values()])), "ci": interval(overall)}}
