@@ -38,8 +38,8 @@ def builder(name: str):
     return register
 
 
-def _mcq(question: str, options: list[str], answer_letter: str) -> Built:
-    choices = dict(zip(LETTERS, options))
+def _mcq(question: str, options: list[str] | dict[str, str], answer_letter: str) -> Built:
+    choices = options if isinstance(options, dict) else dict(zip(LETTERS, options))
     listed = "\n".join(f"{letter}. {text}" for letter, text in choices.items())
     prompt = f"{question.strip()}\n\nOptions:\n{listed}\n\nAnswer with the letter and text of the correct option."
     answer_text = choices.get(answer_letter, "")
@@ -62,9 +62,11 @@ def mcq_columns(row: dict, cols: dict, spec: TaskSpec) -> Built:
 
 @builder("mcq_letters")
 def mcq_letters(row: dict, cols: dict, spec: TaskSpec) -> Built:
-    """Options as {letter: text} with nulls for unused letters; the answer a letter (USMLE self-assessment)."""
-    options = {k: (v or "") for k, v in sorted((row[cols["options"]] or {}).items()) if v is not None}
-    return _mcq(row[cols["question"]], list(options.values()), str(row[cols["answer"]]).strip().upper())
+    """Options as {letter: text} with nulls for unused letters; the answer a letter (USMLE self-assessment).
+
+    Null options are dropped and the others keep their letters, so the answer letter stays valid."""
+    options = {k: v for k, v in sorted((row[cols["options"]] or {}).items()) if v is not None}
+    return _mcq(row[cols["question"]], options, str(row[cols["answer"]]).strip().upper())
 
 
 @builder("pubmedqa")

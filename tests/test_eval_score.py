@@ -1,0 +1,63 @@
+"""Scoring from fixed verdicts, verdict parsing, and the crash-safe JSONL store."""
+
+import json
+
+import pytest
+
+from medix.eval.registry import registry
+from medix.eval.schema import JsonlStore
+from medix.eval.score import score_tasks
+from medix.judge.rounds import combine, parse_rubric
+
+
+def _j(i, normalized, score=None, error=None, note=None):
+    return {"id": str(i), "normalized": normalized, "score": score if score is not None else normalized,
+            "error": error, "note": note, "parse_failures": 0}
+
+
+def test_scores_equal_the_hand_computed_table():
+    specs = [registry()[n] for n in ("medqa", "iu_xray_summarization", "rad_vqa")]
+    judgments = {
+        "medqa": [_j(0, 1.0), _j(1, 0.0), _j(2, 1.0), _j(3, 1.0)],                       # 3/4 = 0.75
+        "iu_xray_summarization": [_j(0, 1.0, 5.0), _j(1, 0.6, 3.0),                     # (5+3)/2/5 = 0.8
+                                  {**_j(2, None), "score": None, "error": "round 1: timeout"}],
+        "rad_vqa": [_j(0, 1.0), _j(1, 0.0), {**_j(2, None), "score": None, "error": "no response: 500"}],  # 0.5
+    }
+    meta = {"rad_vqa": {"0": {"answer_type": "CLOSED"}, "1": {"answer_type": "OPEN"}}}
+    s = score_tasks(specs, judgments, meta, resamples=200, seed=0)
+    assert {t: v["score"] for t, v in s["tasks"].items()} == {"medqa": 0.75, "iu_xray_summarization": 0.8,
+                                                             "rad_vqa": 0.5}
+    assert s["tasks"]["medqa"]["n"] == 4 and s["tasks"]["iu_xray_summarization"]["n"] == 2
+    assert s["tasks"]["iu_xray_summarization"]["judge_failures"] == 1
+    assert s["tasks"]["rad_vqa"]["generation_failures"] == 1
+    assert s["tasks"]["rad_vqa"]["breakdowns"]["answer_type"] == {"CLOSED": {"score": 1.0, "n": 1},
+                                                                 "OPEN": {"score": 0.0, "n": 1}}
+    assert s["llm"] == pytest.approx(0.775) and s["vlm"] == 0.5 and s["overall"] == pytest.approx(0.683333)
+    low, high = s["tasks"]["medqa"]["ci"]
+    assert 0 <= low <= 0.75 <= high <= 1
+    assert score_tasks(specs, judgments, meta, resamples=200, seed=0) == s  # deterministic
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('{"score": 4}', 4.0), ('Sure. {"score": 2}', 2.0), ("Score: 3/5", 3.0), ("**5**", 5.0),
+    ('{"score": 9}', None), ("no idea", None), ("", None),
+])
+def test_rubric_parsing_is_tolerant(text, expected):
+    assert parse_rubric(text) == expected
+
+
+@pytest.mark.parametrize("kind,rounds,expected", [
+    ("binary", [1, 1, 0], 1.0), ("binary", [0, 1, 0], 0.0), ("binary", [1, 0], 0.0), ("rubric", [4, 5, 3], 4.0),
+])
+def test_majority_and_mean(kind, rounds, expected):
+    assert combine(kind, rounds) == expected
+
+
+def test_store_repairs_a_torn_line_and_never_duplicates(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({"id": "a"}) + "\n" + json.dumps({"id": "b"}) + "\n" + '{"id": "c", "ra')
+    store = JsonlStore(path)
+    assert store.ids() == {"a", "b"}
+    store.append([{"id": "c"}, {"id": "a", "dup": True}])
+    assert [r["id"] for r in store.read()] == ["a", "b", "c"] and "dup" not in store.read()[0]
+    assert store.drop(lambda r: r["id"] == "b") == 1 and store.ids() == {"a", "c"}
