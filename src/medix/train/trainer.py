@@ -66,6 +66,12 @@ def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_fu
     else:
         prepare_policy(model, processing, cfg.model)
     vision = is_vision_model(model)
+    if cfg.algorithm.beta and not model.config._name_or_path:
+        # TRL builds the KL reference policy from the model's path; an in-memory policy gets one here.
+        initial = Path(cfg.trainer.output_dir) / "initial_policy"
+        model.save_pretrained(initial)
+        processing.save_pretrained(initial)
+        model.config._name_or_path = str(initial)
     train = prepare(cfg.data.train, cfg.data, processing, vision, cfg.data.limit)
     funcs, weights = trl_reward_functions(cfg.reward, judge=judge)
     funcs, weights = [*funcs, *extra_reward_funcs], [*weights, *([1.0] * len(extra_reward_funcs))]

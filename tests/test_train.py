@@ -1,0 +1,169 @@
+"""`medix train` on CPU with tiny random-weight models: recipes, rewards logged, dynamic sampling, resume."""
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from medix.config import JudgeConfig
+from medix.errors import MedixError
+from medix.testing.judge_server import JudgeStub
+from medix.testing.tiny import tiny_qwen3_vl, tiny_text_lm
+from medix.train.config import load_train_config
+from medix.train.sampling import concat_batches, keep_mask
+from medix.train.trainer import build_trainer
+
+COMPONENTS = ("accuracy_llm", "accuracy_embed", "modality", "format")
+
+
+def length_reward(completions, **kwargs):
+    """Varies between samples, so random-weight policies get a non-zero advantage."""
+    return [min(1.0, len(c if isinstance(c, str) else c[0]["content"]) / 200) for c in completions]
+
+
+length_reward.__name__ = "length"
+
+
+@pytest.fixture(scope="module")
+def stub_url():
+    with JudgeStub() as stub:
+        yield stub.url
+
+
+def write_rows(path, n, images=None):
+    rows = []
+    for i in range(n):
+        row = {"id": f"s{i}", "problem": f"Question {i}: which nerve is injured in wrist drop?",
+               "solution": "<X_RAY> Radial nerve" if images else "Radial nerve", "images": []}
+        if images:
+            row["images"] = [images[i % len(images)]]
+        rows.append(row)
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+def config(tmp_path, stub_url, recipe, data, *extra):
+    return load_train_config(None, [
+        f"algorithm.recipe={recipe}", f"data.train={data}", f"trainer.output_dir={tmp_path / 'run'}",
+        "trainer.max_steps=2", "rollout.max_completion_tokens=8", "trainer.learning_rate=0.01",
+        "trainer.save_steps=100", "rollout.num_generations=4", "trainer.per_device_train_batch_size=8",
+        "reward.judge.backend=openai", "reward.judge.model=stub", f"reward.judge.base_urls=['{stub_url}']",
+        "reward.judge.cache=false", *extra,
+    ])
+
+
+def train_and_check(cfg, model, processing):
+    run = build_trainer(cfg, model=model, processing=processing, extra_reward_funcs=[length_reward])
+    before = [p.detach().clone() for p in model.parameters()]
+    run.trainer.train()
+    history = [h for h in run.trainer.state.log_history if "loss" in h]
+    assert len(history) == 2
+    assert all(math.isfinite(h["loss"]) for h in history)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "parameters did not change"
+    for name in COMPONENTS:
+        assert f"rewards/{name}/mean" in history[0]
+    return run
+
+
+@pytest.mark.parametrize("recipe", ["grpo", "dapo", "gspo"])
+def test_two_steps_text_lm(tmp_path, stub_url, recipe):
+    model, tokenizer = tiny_text_lm()
+    cfg = config(tmp_path, stub_url, recipe, write_rows(tmp_path / "d.jsonl", 8))
+    run = train_and_check(cfg, model, tokenizer)
+    args = run.trainer.args
+    expected = {"grpo": (0.01, 0.2, 0.2, "token"), "dapo": (0.0, 0.2, 0.28, "token"),
+                "gspo": (0.0, 3e-4, 4e-4, "sequence")}[recipe]
+    assert (args.beta, args.epsilon, args.epsilon_high, args.importance_sampling_level) == expected
+    logged = [json.loads(line) for line in (tmp_path / "run" / "completions.jsonl").open()]
+    assert logged and all(set(COMPONENTS) <= set(r) and r["id"].startswith("s") for r in logged)
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
+def test_two_steps_qwen3_vl(tmp_path, stub_url):
+    paths = []
+    for i, shade in enumerate((40, 120, 200)):
+        Image.new("RGB", (64, 64), (shade, shade, shade)).save(tmp_path / f"img{i}.png")
+        paths.append(f"img{i}.png")
+    model, processor = tiny_qwen3_vl()
+    cfg = config(tmp_path, stub_url, "dapo", write_rows(tmp_path / "d.jsonl", 8, images=paths))
+    train_and_check(cfg, model, processor)
+
+
+def test_keep_mask_and_padding():
+    overall = torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0, 1.0, float("nan"), 0.3])
+    assert keep_mask(overall, 2, 0.01, 0.99).tolist() == [False, False, True, True, False, False, True, True]
+    a = {"prompt_ids": torch.tensor([[5, 6]]), "completion_ids": torch.tensor([[7]]), "advantages": torch.tensor([1.0]),
+         "num_items_in_batch": torch.tensor(1)}
+    b = {"prompt_ids": torch.tensor([[4, 5, 6]]), "completion_ids": torch.tensor([[8, 9]]),
+         "advantages": torch.tensor([2.0]), "num_items_in_batch": torch.tensor(2)}
+    merged = concat_batches([a, b], pad_token_id=0)
+    assert merged["prompt_ids"].tolist() == [[0, 5, 6], [4, 5, 6]]  # prompts padded on the left
+    assert merged["completion_ids"].tolist() == [[7, 0], [8, 9]]  # completions on the right
+
+
+def test_dynamic_sampling_drops_and_refills(tmp_path, stub_url):
+    """Prompts s0-s3 always earn 0 (dropped); others vary. Each batch is refilled to full size."""
+
+    def flat_for_some(completions, id, **kwargs):
+        return [0.0 if int(i[1:]) < 4 else min(1.0, len(c[0]["content"]) / 50) for c, i in zip(completions, id)]
+
+    flat_for_some.__name__ = "flat_for_some"
+    model, tokenizer = tiny_text_lm()
+    cfg = config(tmp_path, stub_url, "dapo", write_rows(tmp_path / "d.jsonl", 8), "reward.weights.format=0",
+                 "reward.weights.judge=0", "reward.weights.embed=1e-9", "reward.weights.modality=0")
+    run = build_trainer(cfg, model=model, processing=tokenizer, extra_reward_funcs=[flat_for_some])
+    run.trainer.train()
+    history = [h for h in run.trainer.state.log_history if "loss" in h]
+    dropped = sum(h["dynamic_sampling/dropped"] for h in history)
+    resampled = sum(h["dynamic_sampling/resampled"] for h in history)
+    assert dropped > 0 and resampled > 0
+    for h in history:  # every step trained on a full batch of 2 groups
+        assert h["dynamic_sampling/kept"] + h["dynamic_sampling/dropped"] >= 2
+
+
+def test_resume_continues_step_and_data_order(tmp_path, stub_url):
+    data = write_rows(tmp_path / "d.jsonl", 16)
+
+    def ids_by_step(run_dir):
+        rows = [json.loads(line) for line in (run_dir / "completions.jsonl").open()]
+        return {r["logged_at_step"]: r["id"] for r in rows}
+
+    extra = ("trainer.max_steps=3", "trainer.save_steps=2", "trainer.log_completions=8",
+             "algorithm.dynamic_sampling.enabled=false")
+    model, tokenizer = tiny_text_lm()
+    full = build_trainer(config(tmp_path / "a", stub_url, "dapo", data, *extra), model=model, processing=tokenizer,
+                         extra_reward_funcs=[length_reward])
+    full.trainer.train()
+    checkpoint = tmp_path / "a" / "run" / "checkpoint-2"
+    assert (checkpoint / "optimizer.pt").is_file() and (checkpoint / "model.safetensors").is_file()
+
+    model, tokenizer = tiny_text_lm(seed=1)  # weights come from the checkpoint
+    resumed = build_trainer(config(tmp_path / "b", stub_url, "dapo", data, *extra), model=model,
+                            processing=tokenizer, extra_reward_funcs=[length_reward])
+    resumed.trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.trainer.state.global_step == 3
+    assert ids_by_step(tmp_path / "b" / "run")[3] == ids_by_step(tmp_path / "a" / "run")[3]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("algorithm.recipe=ppo", "unknown recipe 'ppo'"),
+    ("trainer.learning_rat=1", "trainer.learning_rat: unknown key"),
+    ("rollout.num_generations=3", "must be a multiple of rollout.num_generations"),
+    ("trainer.eval_steps=5", "data.eval is empty"),
+    ("nonsense", "must look like key.sub=value"),
+])
+def test_config_errors(override, message):
+    with pytest.raises(MedixError, match=message):
+        load_train_config(None, ["data.train=x.jsonl", override])
+
+
+def test_paper_configs_validate():
+    from conftest import REPO
+
+    for name in ("medix-r1-2b-dapo", "medix-r1-8b-dapo", "medix-r1-8b-grpo", "medix-r1-30b-dapo"):
+        cfg = load_train_config(REPO / "configs" / f"{name}.yaml")
+        assert cfg.rollout.num_generations == 5 and cfg.trainer.learning_rate == 1e-6
+        assert cfg.data.max_prompt_tokens == 4352 and cfg.rollout.max_completion_tokens == 4096
+        assert cfg.model.name.startswith("Qwen/Qwen3-VL") and cfg.rollout.backend == "vllm"
