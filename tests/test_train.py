@@ -167,3 +167,26 @@ def test_paper_configs_validate():
         assert cfg.rollout.num_generations == 5 and cfg.trainer.learning_rate == 1e-6
         assert cfg.data.max_prompt_tokens == 4352 and cfg.rollout.max_completion_tokens == 4096
         assert cfg.model.name.startswith("Qwen/Qwen3-VL") and cfg.rollout.backend == "vllm"
+
+
+def test_managed_judge_server_stops_on_crash(monkeypatch):
+    import sys
+
+    import httpx
+
+    from medix.testing.judge_server import free_port
+    from medix.train.trainer import managed_judge
+
+    port = free_port()
+    monkeypatch.setattr("medix.judge.serve.server_command", lambda model, backend, p, extra: [
+        sys.executable, "-m", "medix.testing.judge_server", "--port", str(p), "--latency", "0"])
+    cfg = load_train_config(None, ["data.train=x.jsonl", "judge_serve.enabled=true", f"judge_serve.port={port}",
+                                   "reward.judge.backend=openai"])
+    url = f"http://127.0.0.1:{port}/v1/models"
+    with pytest.raises(RuntimeError, match="crash"):
+        with managed_judge(cfg):
+            assert httpx.get(url).status_code == 200
+            assert cfg.reward.judge.base_urls == [f"http://127.0.0.1:{port}/v1"]
+            raise RuntimeError("crash during training")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=2)

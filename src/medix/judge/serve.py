@@ -66,17 +66,25 @@ class ManagedServer:
         # Own process group, so stop() also reaches the workers vLLM spawns.
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True, env=os.environ.copy())
+        try:
+            return self.wait_for(self.process)
+        except MedixError:
+            self.stop()
+            raise
+
+    def wait_for(self, process: subprocess.Popen | None) -> "ManagedServer":
+        """Poll until the server answers; fail early if `process` (when given) exits first."""
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process is not None and process.poll() is not None:
                 tail = Path(self.log_path).read_text(errors="replace")[-2000:]
-                raise MedixError(f"judge server exited with code {self.process.returncode} before it was "
+                raise MedixError(f"judge server exited with code {process.returncode} before it was "
                                  f"ready; its log ({self.log_path}) ends with:\n{tail}")
             if self.healthy():
                 return self
             time.sleep(0.5)
-        self.stop()
-        raise MedixError(f"judge server not ready after {self.startup_timeout_s:.0f}s; see {self.log_path}")
+        raise MedixError(f"judge server at {self.base_url} not ready after {self.startup_timeout_s:.0f}s; "
+                         f"see {self.log_path}")
 
     def healthy(self) -> bool:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +100,10 @@ def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_fu
 
 @contextlib.contextmanager
 def managed_judge(cfg: TrainConfig):
-    """Start the judge server when judge_serve.enabled; always stop it (crash and Ctrl-C included)."""
+    """Start the judge server when judge_serve.enabled; always stop it (crash and Ctrl-C included).
+
+    Under `accelerate launch` only the first process of each node starts it; the others wait for it.
+    """
     if not cfg.judge_serve.enabled:
         yield
         return
@@ -107,9 +111,14 @@ def managed_judge(cfg: TrainConfig):
 
     s = cfg.judge_serve
     url = f"http://127.0.0.1:{s.port}/v1"
-    command = server_command(cfg.reward.judge.model, s.backend, s.port, s.extra_args)
-    with ManagedServer(command, url, s.startup_timeout_s):
-        cfg.reward.judge.base_urls = [url]
+    server = ManagedServer(server_command(cfg.reward.judge.model, s.backend, s.port, s.extra_args), url,
+                           s.startup_timeout_s)
+    cfg.reward.judge.base_urls = [url]
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        server.wait_for(None)
+        yield
+        return
+    with server:
         log.info("judge server up at %s", url)
         yield
 
