@@ -190,15 +190,16 @@ def merge_lora(
 
 @app.command("demo")
 def demo(
-    max_steps: int = typer.Option(40, help="RL steps (each: 2 questions × 4 sampled answers)."),
+    max_steps: int = typer.Option(40, help="RL steps (each: 1 question × 4 sampled answers)."),
     eval_limit: int = typer.Option(10, help="Held-out questions scored before and after."),
     output_dir: Path = typer.Option(Path("runs/demo"), help="Where summary.json, rewards.png and the model go."),
+    max_completion_tokens: int = typer.Option(64, help="Answer length cap for rollouts and held-out answers."),
 ) -> None:
     """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
     from medix.train.demo import COMPONENTS, run_demo
 
     with console.status(f"training SmolLM2-135M for {max_steps} steps on CPU (embedded judge and embedder)"):
-        summary = run_demo(max_steps, eval_limit, str(output_dir))
+        summary = run_demo(max_steps, eval_limit, str(output_dir), max_completion_tokens)
     table = Table(title=f"medix demo — {eval_limit} held-out questions, greedy answers",
                   caption="Research use only; not for clinical decisions.")
     table.add_column("component")

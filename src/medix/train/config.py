@@ -24,6 +24,11 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class FewShot(_Config):
+    problem: str = Field(..., description="An example question.")
+    response: str = Field(..., description="Its answer written in the target format (tag, think, answer).")
+
+
 class DataConfig(_Config):
     train: str = Field(..., description="Training samples: local .jsonl/.json/.parquet or hub `name@split`.")
     eval: str | None = Field(None, description="Held-out samples for validation (same formats). None = no validation.")
@@ -34,6 +39,8 @@ class DataConfig(_Config):
     think_tag: Literal["think", "thinking"] = Field("think", description="Reasoning tag the prompt asks for.")
     prompt_template: str | None = Field(None, description="Jinja format prompt; None = the packaged one.")
     system_prompt: str | None = Field(None, description="Optional system message before every question.")
+    few_shot: list[FewShot] = Field(default_factory=list, description="Worked examples placed as earlier chat "
+                                    "turns; small policies copy the answer format from them.")
 
 
 class LoraConfig(_Config):

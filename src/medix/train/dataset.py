@@ -32,6 +32,9 @@ def messages(sample: Sample, cfg: DataConfig, vision: bool) -> list[dict]:
     else:
         content = text
     out = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    for shot in cfg.few_shot:
+        out += [{"role": "user", "content": build_prompt(shot.problem, cfg.think_tag, cfg.prompt_template)},
+                {"role": "assistant", "content": shot.response}]
     return out + [{"role": "user", "content": content}]
 
 

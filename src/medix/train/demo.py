@@ -20,13 +20,24 @@ DEMO_DATA = Path(__file__).parent / "demo_data"
 COMPONENTS = ("overall", "format", "modality", "accuracy_llm", "accuracy_embed")
 
 
-def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion_tokens: int = 96):
+# Two worked examples as earlier chat turns: SmolLM2-135M rarely writes <think>/<answer> from the
+# instruction alone, and a policy that never does earns no reward to learn from.
+FEW_SHOT = [
+    {"problem": "Which organ pumps blood around the body?",
+     "response": "<think>The heart is a muscular pump that circulates blood.</think> <answer>Heart</answer>"},
+    {"problem": "Which vitamin deficiency causes night blindness?",
+     "response": "<think>Vitamin A is needed for rhodopsin in the retina.</think> <answer>Vitamin A</answer>"},
+]
+
+
+def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion_tokens: int = 64):
     # Text-only samples use the text-only weighting (modality off, judge and embed renormalised).
-    # lr is higher than the paper's 1e-6 because the demo has tens of steps, not thousands.
-    return load_train_config(None, [
+    # lr is higher than the paper's 1e-6 because the demo has tens of steps, not thousands, and the
+    # embedding reward is continuous (cosine) so a 135M policy that rarely hits 0.8 still gets a signal.
+    return load_train_config(None, base={"data": {"few_shot": FEW_SHOT}}, overrides=[
         "algorithm.recipe=dapo", f"data.train={DEMO_DATA / 'train.jsonl'}", f"data.eval={DEMO_DATA / 'heldout.jsonl'}",
-        f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", "rollout.num_generations=4",
-        f"rollout.max_completion_tokens={max_completion_tokens}", "trainer.per_device_train_batch_size=8",
+        f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", "rollout.num_generations=4", "reward.embed_continuous=true",
+        f"rollout.max_completion_tokens={max_completion_tokens}", "trainer.per_device_train_batch_size=4",
         "trainer.learning_rate=2e-5", f"trainer.max_steps={max_steps}", f"trainer.output_dir={output_dir}",
         f"trainer.save_steps={max(max_steps, 1)}", "trainer.save_total_limit=1", "trainer.logging_steps=1",
         "algorithm.dynamic_sampling.max_attempts=2",
@@ -66,8 +77,9 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run_demo(max_steps: int = 40, eval_limit: int = 10, output_dir: str = "runs/demo") -> dict:
-    cfg = demo_config(max_steps, eval_limit, output_dir)
+def run_demo(max_steps: int = 40, eval_limit: int = 10, output_dir: str = "runs/demo",
+             max_completion_tokens: int = 64) -> dict:
+    cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = build_trainer(cfg)
