@@ -34,6 +34,8 @@ class LocalBackend:
         no = _single_token_ids(self.tokenizer, _NO_SPELLINGS)
         if not yes or not no or yes & no:
             raise ValueError(f"judge model {config.model!r}: its tokenizer has no distinct one-token YES/NO")
+        # Over-long prompts lose their beginning, never the closing "Reply with one word: YES or NO".
+        self.tokenizer.truncation_side = "left"
         self.yes_ids = torch.tensor(sorted(yes))
         self.no_ids = torch.tensor(sorted(no))
 
