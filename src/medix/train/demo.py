@@ -2,7 +2,7 @@
 format and answers on a bundled set of short clinical questions (text-only), with the embedded judge and
 embedder. Scores a held-out slice before and after, prints a table, writes summary.json and a plot.
 
-    medix demo                                   # defaults: 40 steps, 10 held-out questions
+    medix demo                                   # defaults: 20 steps, 10 held-out questions
     medix demo --max-steps 2 --eval-limit 4 --output-dir runs/demo-smoke
 """
 
@@ -77,7 +77,7 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run_demo(max_steps: int = 40, eval_limit: int = 10, output_dir: str = "runs/demo",
+def run_demo(max_steps: int = 20, eval_limit: int = 10, output_dir: str = "runs/demo",
              max_completion_tokens: int = 64) -> dict:
     cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens)
     out = Path(output_dir)

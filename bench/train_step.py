@@ -1,0 +1,125 @@
+"""Where a training step's time goes: rollout, reward, update, and everything else.
+
+    python bench/train_step.py                 # 6 steps of the `medix demo` setup on CPU, first one skipped
+    python bench/train_step.py --steps 10 --markdown
+
+The policy is the embedded SmolLM2-135M-Instruct, the judge the same model in-process, the embedder
+all-MiniLM-L6-v2 — the `medix demo` configuration with dynamic sampling off (one generation round per
+step). Timers wrap TRL's own methods:
+
+    rollout  GRPOTrainer._generate (sampling the group of answers)
+    reward   GRPOTrainer._calculate_rewards (all four reward components, judge and embedder included)
+    update   the loss forward/backward (training_step minus input preparation) and the optimizer step
+    rest     step wall time minus the above: tokenisation, old/ref log-prob passes, advantages,
+             dynamic-sampling bookkeeping, logging, callbacks
+
+Target: rest <= 10% of the step. Speed is never asserted in tests; the table goes to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+
+from transformers import TrainerCallback
+
+from medix.train.demo import demo_config
+from medix.train.trainer import build_trainer
+
+log = logging.getLogger("bench.train_step")
+
+
+class Timers:
+    def __init__(self):
+        self.current: dict[str, float] = defaultdict(float)
+        self.steps: list[dict[str, float]] = []
+
+    def wrap(self, obj, name: str, bucket: str, sign: float = 1.0):
+        original = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.current[bucket] += sign * (time.perf_counter() - start)
+
+        setattr(obj, name, timed)
+
+
+class StepClock(TrainerCallback):
+    """Wall time per optimizer step and the optimizer step itself."""
+
+    def __init__(self, timers: Timers):
+        self.timers = timers
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.timers.current = defaultdict(float)
+        self.begin = time.perf_counter()
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.opt_begin = time.perf_counter()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.timers.current["update"] += time.perf_counter() - self.opt_begin
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = dict(self.timers.current)
+        step["total"] = time.perf_counter() - self.begin
+        self.timers.steps.append(step)
+
+
+def measure(steps: int, max_tokens: int) -> list[dict[str, float]]:
+    out = tempfile.mkdtemp(prefix="medix-bench-train-")
+    cfg = demo_config(steps, 2, out, max_tokens)
+    cfg.algorithm.dynamic_sampling.enabled = False
+    cfg.trainer.save_steps = 10_000
+    cfg.data.eval = None
+    run = build_trainer(cfg)
+    trainer, timers = run.trainer, Timers()
+    timers.wrap(trainer, "_generate", "rollout")
+    timers.wrap(trainer, "_calculate_rewards", "reward")
+    # update = training_step − _prepare_inputs (which holds rollout, reward and log-prob passes)
+    timers.wrap(trainer, "training_step", "update")
+    timers.wrap(trainer, "_prepare_inputs", "update", sign=-1.0)
+    trainer.add_callback(StepClock(timers))
+    try:
+        trainer.train()
+    finally:
+        trainer.reward_funcs[0].judge.close()
+    return timers.steps
+
+
+def table(steps: list[dict[str, float]], markdown: bool) -> str:
+    measured = steps[1:] if len(steps) > 1 else steps  # the first step pays for warm-up
+    mean = {k: sum(s.get(k, 0.0) for s in measured) / len(measured) for k in ("rollout", "reward", "update", "total")}
+    mean["rest"] = mean["total"] - mean["rollout"] - mean["reward"] - mean["update"]
+    rows = [(k, mean[k], 100 * mean[k] / mean["total"]) for k in ("rollout", "reward", "update", "rest", "total")]
+    lines = ["| part | seconds per step | share |", "|---|---:|---:|"] if markdown else \
+        [f"{'part':<10}{'s/step':>10}{'share':>9}"]
+    for name, seconds, share in rows:
+        lines.append(f"| {name} | {seconds:.2f} | {share:.1f}% |" if markdown else
+                     f"{name:<10}{seconds:>10.2f}{share:>8.1f}%")
+    verdict = "met" if mean["rest"] <= 0.10 * mean["total"] else "MISSED"
+    lines.append(f"\nsteps measured: {len(measured)} (first of {len(steps)} skipped); "
+                 f"target rest <= 10% of the step: {verdict}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--max-tokens", type=int, default=64, help="answer length cap (as in medix demo)")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    print(table(measure(args.steps, args.max_tokens), args.markdown))
+
+
+if __name__ == "__main__":
+    main()
