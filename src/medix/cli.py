@@ -190,7 +190,7 @@ def merge_lora(
 
 @app.command("demo")
 def demo(
-    max_steps: int = typer.Option(20, help="RL steps (each: 1 question × 4 sampled answers)."),
+    max_steps: int = typer.Option(30, help="RL steps (each: 1 question × 4 sampled answers)."),
     eval_limit: int = typer.Option(10, help="Held-out questions scored before and after."),
     output_dir: Path = typer.Option(Path("runs/demo"), help="Where summary.json, rewards.png and the model go."),
     max_completion_tokens: int = typer.Option(64, help="Answer length cap for rollouts and held-out answers."),

@@ -32,8 +32,9 @@ def messages(sample: Sample, cfg: DataConfig, vision: bool) -> list[dict]:
     else:
         content = text
     out = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    for shot in cfg.few_shot:  # bare questions: the format instruction is said once, in the last turn
-        out += [{"role": "user", "content": shot.problem}, {"role": "assistant", "content": shot.response}]
+    for shot in cfg.few_shot:
+        out += [{"role": "user", "content": build_prompt(shot.problem, cfg.think_tag, cfg.prompt_template)},
+                {"role": "assistant", "content": shot.response}]
     return out + [{"role": "user", "content": content}]
 
 

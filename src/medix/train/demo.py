@@ -2,7 +2,7 @@
 format and answers on a bundled set of short clinical questions (text-only), with the embedded judge and
 embedder. Scores a held-out slice before and after, prints a table, writes summary.json and a plot.
 
-    medix demo                                   # defaults: 20 steps, 10 held-out questions
+    medix demo                                   # defaults: 30 steps, 10 held-out questions
     medix demo --max-steps 2 --eval-limit 4 --output-dir runs/demo-smoke
 """
 
@@ -20,8 +20,9 @@ DEMO_DATA = Path(__file__).parent / "demo_data"
 COMPONENTS = ("overall", "format", "modality", "accuracy_llm", "accuracy_embed")
 
 
-# Two worked examples as earlier chat turns: SmolLM2-135M rarely writes <think>/<answer> from the
-# instruction alone, and a policy that never does earns no reward to learn from.
+# Two worked examples as earlier chat turns and a compact text-only prompt: from the instruction alone
+# SmolLM2-135M almost never writes <think>/<answer>, and a policy that never does earns no reward to
+# learn from. Measured on 16 sampled answers: ~half well formed with these, ~1 in 16 without.
 FEW_SHOT = [
     {"problem": "Which organ pumps blood around the body?",
      "response": "<think>The heart is a muscular pump that circulates blood.</think> <answer>Heart</answer>"},
@@ -34,7 +35,9 @@ def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion
     # Text-only samples use the text-only weighting (modality off, judge and embed renormalised).
     # lr is higher than the paper's 1e-6 because the demo has tens of steps, not thousands, and the
     # embedding reward is continuous (cosine) so a 135M policy that rarely hits 0.8 still gets a signal.
-    return load_train_config(None, base={"data": {"few_shot": FEW_SHOT}}, overrides=[
+    data = {"few_shot": FEW_SHOT, "prompt_template": str(DEMO_DATA / "prompt.jinja"),
+            "system_prompt": "You are a concise medical assistant."}
+    return load_train_config(None, base={"data": data}, overrides=[
         "algorithm.recipe=dapo", f"data.train={DEMO_DATA / 'train.jsonl'}", f"data.eval={DEMO_DATA / 'heldout.jsonl'}",
         f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", "rollout.num_generations=4", "reward.embed_continuous=true",
         f"rollout.max_completion_tokens={max_completion_tokens}", "trainer.per_device_train_batch_size=4",
@@ -77,7 +80,7 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run_demo(max_steps: int = 20, eval_limit: int = 10, output_dir: str = "runs/demo",
+def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/demo",
              max_completion_tokens: int = 64) -> dict:
     cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens)
     out = Path(output_dir)
