@@ -190,3 +190,33 @@ def test_managed_judge_server_stops_on_crash(monkeypatch):
             raise RuntimeError("crash during training")
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2)
+
+
+def test_judge_down_is_a_clear_error_before_training():
+    from medix.testing.judge_server import free_port
+    from medix.train.trainer import check_judge_reachable
+
+    cfg = load_train_config(None, ["data.train=x.jsonl", "reward.judge.backend=openai",
+                                   f"reward.judge.base_urls=['http://127.0.0.1:{free_port()}/v1']"])
+    with pytest.raises(MedixError, match="is not reachable.*medix judge serve"):
+        check_judge_reachable(cfg)
+
+
+def test_long_prompts_filtered_and_counted(tmp_path):
+    from transformers import AutoTokenizer
+
+    from medix.models import smollm2_folder
+    from medix.train.dataset import prepare
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
+    rows = [{"problem": "short?", "solution": "a"}, {"problem": "long " * 400 + "?", "solution": "b"}]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = load_train_config(None, [f"data.train={tmp_path / 'd.jsonl'}", "data.max_prompt_tokens=300"]).data
+    prepared = prepare(cfg.train, cfg, tokenizer, vision=False)
+    assert (len(prepared.dataset), prepared.too_long) == (1, 1)
+    cfg.max_prompt_tokens = 20
+    with pytest.raises(MedixError, match="no samples left after filtering"):
+        prepare(cfg.train, cfg, tokenizer, vision=False)
+    (tmp_path / "bad.jsonl").write_text('{"problem": "q", "solution": "<BRAIN> x"}\n')
+    with pytest.raises(MedixError, match="bad.jsonl, row 1, field 'solution': unknown modality tag"):
+        prepare(str(tmp_path / "bad.jsonl"), cfg, tokenizer, vision=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig
 
+from medix.errors import MedixError
 from medix.rewards.composite import CompositeReward
 from medix.rewards.trl import trl_reward_functions, trl_weights
 from medix.train.callbacks import CompletionsLogger, JsonMetricsLogger, ValidationCallback
@@ -123,12 +124,31 @@ def managed_judge(cfg: TrainConfig):
         yield
 
 
+def check_judge_reachable(cfg: TrainConfig) -> None:
+    """Fail before any model loads when an HTTP judge does not answer (a run with no judge would learn
+    from the other components only)."""
+    judge = cfg.reward.judge
+    if judge.backend != "openai" or cfg.reward.weights.judge == 0:
+        return
+    import httpx
+
+    for url in judge.base_urls:
+        try:
+            httpx.get(f"{url.rstrip('/')}/models", timeout=10).raise_for_status()
+        except httpx.HTTPError as err:
+            raise MedixError(
+                f"judge at {url} is not reachable ({err.__class__.__name__}). Start it with `medix judge serve "
+                f"--model {judge.model} --backend vllm --port PORT`, set judge_serve.enabled=true, or use "
+                "reward.judge.backend=local.") from None
+
+
 def run_training(cfg: TrainConfig) -> dict:
     """Train, save the final policy in HF format, write OUTPUT/summary.json; returns the summary."""
     out = Path(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(cfg.model_dump_json(indent=2))
     with managed_judge(cfg):
+        check_judge_reachable(cfg)
         run = build_trainer(cfg)
         try:
             result = run.trainer.train(resume_from_checkpoint=cfg.trainer.resume_from_checkpoint)
