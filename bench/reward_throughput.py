@@ -3,24 +3,25 @@
 
 Run from the repository root with the venv active (MEDIX_CACHE reuses the converted judge model):
 
-    python bench/reward_throughput.py                                    # full size, n=512 (minutes on 2 CPU cores)
+    python bench/reward_throughput.py                                     # full size, n=512 (minutes on 2 cores)
     python bench/reward_throughput.py --n 64 --original-n 16 --local-n 32 # quick run
-    python bench/reward_throughput.py --markdown                         # tables as markdown for docs/
+    python bench/reward_throughput.py --markdown                          # tables as markdown, for docs/
 
-Everything is measured in one run; result tables go to stdout, diagnostics (logging) to stderr.
+Everything is measured in one run; result tables go to stdout, diagnostics (logging) to stderr. The header
+reports the CPU time OTHER processes used during the run: on a shared 2-core machine that inflates the figures.
 
 (a) Composite reward on --n completions against a loopback simulated judge (`medix.testing.judge_server`
     in a separate process, fixed --latency, unbounded concurrency). ORIGINAL pattern: per completion, in
     sequence, one blocking judge request (sync `openai.OpenAI`) and one embed call of (predicted, reference);
-    measured on the first --original-n completions and scaled to --n. medix: `CompositeReward.score` on all
-    --n (exact matches are decided by a guard and never reach the judge). Target: speed-up >= 50x.
-(b) `Judge.judge` vs a direct load test of the same backend on the same --n distinct prompts.
-    openai: `AsyncOpenAI` + `asyncio.gather` (all at once) vs Judge (max_concurrency=512).
-    local: `LocalBackend.p_yes` vs Judge (backend="local") on --local-n prompts.
+    timed on the first --original-n completions and scaled to --n. medix: `CompositeReward.score` on all
+    --n (exact matches are settled by a guard and never reach the judge). Target: speed-up >= 50x.
+(b) `Judge.judge` vs a direct load test of the same backend on the same distinct prompts.
+    openai (simulated server): `AsyncOpenAI` + `asyncio.gather`, all --n at once, vs Judge with
+    max_concurrency=512. local: `LocalBackend.p_yes` vs Judge(backend="local") on --local-n prompts.
     Target: medix reaches >= 90% of the direct throughput.
-(c) local judge verdict from one batched forward pass (`LocalBackend.p_yes`, timed in (b)) vs generating the
-    verdict text with the same model (`generate`, greedy, K=--max-new-tokens) and `parse_verdict`; same
-    prompts, same batch size (16), same length-sorted batches, left padding. Target: logits >= 5x faster.
+(c) local judge: verdict from one batched forward pass (`LocalBackend.p_yes`, the run timed in (b)) vs
+    generating the verdict text with the same model (`generate`, greedy, K=--max-new-tokens) then
+    `parse_verdict`; same prompts, batch size 16, length-sorted batches, left padding. Target: logits >= 5x faster.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import namedtuple
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +51,13 @@ from medix.judge.parse import parse_verdict
 from medix.testing.judge_server import free_port
 
 log = logging.getLogger("bench.reward_throughput")
-DEFAULT_DATA = Path("/work/shared/benchmarks/rad_vqa/test.jsonl")
-JUDGE_DEFAULTS = JudgeConfig()  # the same temperature / max_tokens for every client in this file
+# Real VQA-RAD rows when the benchmark mirrors sit next to the repo (or MEDIX_BENCHMARKS points at them);
+# otherwise a small built-in list of medical Q/A pairs is used.
+DEFAULT_DATA = Path(os.environ.get("MEDIX_BENCHMARKS", Path(__file__).resolve().parents[2] / "shared" / "benchmarks")) \
+    / "rad_vqa" / "test.jsonl"
+JUDGE_DEFAULTS = JudgeConfig()  # temperature / max_tokens that every client here sends, as medix does
 
-# Used when --data is absent: a few radiology Q/A pairs, cycled (with a "case k:" prefix) up to --n.
+# Used when --data is absent: radiology Q/A pairs, cycled (with a "case k:" prefix) up to --n.
 FALLBACK_QA = [
     ("what abnormality is seen in the left lung?", "pneumothorax"), ("is there a pleural effusion?", "yes"),
     ("where is the mass located?", "right upper lobe"), ("is the heart enlarged?", "no"),
@@ -61,9 +66,7 @@ FALLBACK_QA = [
     ("what does the hyperdense area represent?", "acute hemorrhage"), ("is this a sagittal plane?", "no"),
     ("what is the lesion in the brain?", "ring-enhancing lesion"), ("what is seen in the kidney?", "renal cyst"),
     ("what type of fracture is present?", "spiral fracture"), ("is the trachea midline?", "yes"),
-    ("what abnormality is in the colon?", "diverticulosis"), ("what is enlarged?", "spleen"),
-    ("where is the infarct?", "left middle cerebral artery territory"), ("is there a pneumothorax?", "no"),
-    ("what is the opacity in the lower lobe?", "consolidation"), ("what vessel is dilated?", "abdominal aorta"),
+    ("what is the opacity in the lower lobe?", "consolidation"), ("is there a pneumothorax?", "no"),
 ]
 PARAPHRASES = ("the finding is {}", "{}, based on the image", "most likely {}", "consistent with {}",
                "{} is seen on this study")
@@ -77,16 +80,7 @@ class Sample:
     question: str
     reference: str
     answer: str
-    kind: str  # exact | paraphrase | wrong
-
-    @property
-    def completion(self) -> str:
-        return f"<X_RAY> <think>The question asks: {self.question} I compare the visible findings.</think> " \
-               f"<answer>{self.answer}</answer>"
-
-    @property
-    def solution(self) -> str:
-        return f"<X_RAY> {self.reference}"
+    kind: str  # exact | paraphrase | wrong (the mix is logged)
 
     @property
     def request(self) -> JudgeRequest:
@@ -108,14 +102,11 @@ def make_answer(kind: str, reference: str, open_answers: list[str], rng: random.
     low = reference.lower().rstrip(".")
     if kind == "exact":
         return reference
-    if low in CLOSED:  # a bare "no" against "yes" would be caught by the verdict-word guard, not judged
-        flipped = {"yes": "no", "no": "yes"}[low] if kind == "wrong" else low
-        return rng.choice(CLOSED[flipped])
+    if low in CLOSED:  # a bare "no" against "yes" is settled by the verdict-word guard, so phrase it out
+        return rng.choice(CLOSED[{"yes": "no", "no": "yes"}[low] if kind == "wrong" else low])
     if kind == "paraphrase":
         return rng.choice(PARAPHRASES).format(reference)
-    other = rng.choice(open_answers)
-    while other.lower() == low and len(open_answers) > 1:
-        other = rng.choice(open_answers)
+    other = rng.choice([a for a in open_answers if a.lower().rstrip(".") != low] or ["no acute finding"])
     return rng.choice(WRONG).format(other)
 
 
@@ -126,9 +117,8 @@ def build_samples(pairs: list[tuple[str, str]], n: int, seed: int) -> list[Sampl
     samples = []
     for i in range(n):
         question, reference = pairs[i % len(pairs)]
-        cycle = i // len(pairs)
-        if cycle:  # cycling must still give distinct judge prompts, or Judge's dedup would flatter medix
-            question = f"case {cycle + 1}: {question}"
+        if i >= len(pairs):  # cycling must still give distinct judge prompts, or Judge's dedup would flatter medix
+            question = f"case {i // len(pairs) + 1}: {question}"
         roll = rng.random()
         kind = "exact" if roll < 0.30 else "paraphrase" if roll < 0.75 else "wrong"
         samples.append(Sample(question, reference, make_answer(kind, reference, open_answers, rng), kind))
@@ -137,14 +127,13 @@ def build_samples(pairs: list[tuple[str, str]], n: int, seed: int) -> list[Sampl
 
 @contextmanager
 def judge_server(latency: float):
-    """The stub judge in its own process, so serving it never competes with the client for our GIL."""
+    """The stub judge in its own process, so serving never competes with the clients for our GIL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "medix.testing.judge_server", "--port", str(port), "--latency", str(latency)]
-    proc = subprocess.Popen(cmd)
     root = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "medix.testing.judge_server", "--port", str(port),
+                             "--latency", str(latency)])
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        for _ in range(600):  # up to ~60 s
             if proc.poll() is not None:
                 raise RuntimeError(f"judge server exited with code {proc.returncode}")
             try:
@@ -152,10 +141,10 @@ def judge_server(latency: float):
                     break
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("judge server did not answer /v1/models within 60 s")
             time.sleep(0.1)
-        log.info("judge server pid %d on %s (latency %.3f s)", proc.pid, root, latency)
+        else:
+            raise RuntimeError("judge server did not answer /v1/models within 60 s")
+        log.info("judge server pid %d on %s, latency %.3f s", proc.pid, root, latency)
         yield root
     finally:
         proc.terminate()
@@ -164,10 +153,6 @@ def judge_server(latency: float):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def server_requests(root: str) -> int:
-    return httpx.get(f"{root}/stats", timeout=5).json()["requests"]
 
 
 def openai_judge_config(root: str) -> JudgeConfig:
@@ -179,44 +164,62 @@ def chat_args(prompt: str) -> dict:
                 temperature=JUDGE_DEFAULTS.temperature, max_tokens=JUDGE_DEFAULTS.max_tokens)
 
 
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def interleave(direct, medix, repeats: int) -> tuple[list[float], list[float], object, object]:
+    """Run both sides `repeats` times, alternating who goes first so neither gains from warm caches."""
+    times, last = {"direct": [], "medix": []}, {}
+    for i in range(repeats):
+        for side in ("direct", "medix") if i % 2 == 0 else ("medix", "direct"):
+            seconds, last[side] = timed(direct if side == "direct" else medix)
+            times[side].append(seconds)
+    return times["direct"], times["medix"], last["direct"], last["medix"]
+
+
 def run_original(root: str, samples: list[Sample], render) -> float:
     """The original loop: one blocking judge request, then one embed call, per completion."""
     from medix.models import load_embedder
 
     embedder = load_embedder("all-minilm-l6-v2")
     client = openai.OpenAI(base_url=f"{root}/v1", api_key="EMPTY", max_retries=0, timeout=60)
-    try:
-        # Warm-up outside the clock: model weights, the HTTP connection.
-        client.chat.completions.create(**chat_args(render(samples[0].request)))
-        embedder.encode(["warm", "up"], normalize_embeddings=True, show_progress_bar=False)
-        start = time.perf_counter()
-        for s in samples:
+
+    def loop(batch: list[Sample]) -> None:
+        for s in batch:
             response = client.chat.completions.create(**chat_args(render(s.request)))
             parse_verdict(response.choices[0].message.content)
-            # No progress bar: drawing it would charge the original pattern for something medix skips.
+            # No progress bar: drawing it would charge the original for something medix skips.
             vectors = embedder.encode([s.answer, s.reference], normalize_embeddings=True, show_progress_bar=False)
             float(vectors[0] @ vectors[1])
-        return time.perf_counter() - start
+
+    try:
+        loop(samples[:1])  # warm-up outside the clock: model weights, the HTTP connection
+        return timed(loop, samples)[0]
     finally:
         client.close()
 
 
 def run_composite(root: str, samples: list[Sample], repeats: int) -> dict:
-    """medix CompositeReward.score on all samples; judge calls counted on the server."""
+    """medix CompositeReward.score on all samples; judge requests counted by the server itself."""
     from medix.rewards import CompositeReward
 
     reward = CompositeReward(RewardConfig(judge=openai_judge_config(root)))
-    responses, solutions = [s.completion for s in samples], [s.solution for s in samples]
-    problems = [s.question for s in samples]  # the same prompts the original loop sends
+    responses = [f"<X_RAY> <think>The question asks: {s.question} I compare the visible findings.</think> "
+                 f"<answer>{s.answer}</answer>" for s in samples]
+    solutions = [f"<X_RAY> {s.reference}" for s in samples]
+    problems = [s.question for s in samples]  # so medix sends the same prompts as the original loop
+    times, judged = [], []
+    server_requests = lambda: httpx.get(f"{root}/stats", timeout=5).json()["requests"]  # noqa: E731
     try:
         reward.score(responses[:8], solutions[:8], problems[:8])  # warm-up: embedder load, connections
-        times, judged = [], []
         for _ in range(repeats):
-            before = server_requests(root)
-            start = time.perf_counter()
-            results = reward.score(responses, solutions, problems)
-            times.append(time.perf_counter() - start)
-            judged.append(server_requests(root) - before)
+            before = server_requests()
+            seconds, results = timed(reward.score, responses, solutions, problems)
+            times.append(seconds)
+            judged.append(server_requests() - before)
     finally:
         reward.close()
     return {"times": times, "judged": judged, "errors": sum(r.judge_error is not None for r in results),
@@ -224,7 +227,7 @@ def run_composite(root: str, samples: list[Sample], repeats: int) -> dict:
 
 
 async def direct_burst(client: openai.AsyncOpenAI, prompts: list[str]) -> int:
-    """All prompts at once, no client-side limit; returns the number of failed or unparsable answers."""
+    """All prompts at once, no client-side limit; returns how many failed or were unparsable."""
     out = await asyncio.gather(*(client.chat.completions.create(**chat_args(p)) for p in prompts),
                                return_exceptions=True)
     return sum(isinstance(r, BaseException) or parse_verdict(r.choices[0].message.content) is None for r in out)
@@ -239,43 +242,34 @@ def run_judge_openai(root: str, samples: list[Sample], repeats: int) -> dict:
         raise RuntimeError("judge prompts are not distinct; Judge would deduplicate them")
     loop = asyncio.new_event_loop()  # one loop for every burst: the client's connections belong to it
     client = openai.AsyncOpenAI(base_url=f"{root}/v1", api_key="EMPTY", max_retries=0, timeout=60)
-    times = {"direct": [], "medix": []}
-    errors = {"direct": 0, "medix": 0}
     try:
         loop.run_until_complete(direct_burst(client, prompts[:16]))  # warm-up both sides
         judge.judge(requests[:16])
-        for i in range(repeats):
-            for side in ("direct", "medix") if i % 2 == 0 else ("medix", "direct"):  # alternate: no order bias
-                start = time.perf_counter()
-                if side == "direct":
-                    errors[side] += loop.run_until_complete(direct_burst(client, prompts))
-                else:
-                    errors[side] += sum(not v.ok for v in judge.judge(requests))
-                times[side].append(time.perf_counter() - start)
+        direct, medix, direct_failed, verdicts = interleave(
+            lambda: loop.run_until_complete(direct_burst(client, prompts)), lambda: judge.judge(requests), repeats)
     finally:
         loop.run_until_complete(client.close())
         loop.close()
         judge.close()
-    return {"times": times, "errors": errors}
+    return {"direct": direct, "medix": medix, "errors": (direct_failed, sum(not v.ok for v in verdicts))}
 
 
 def generate_verdicts(backend, prompts: list[str], k: int) -> tuple[list[str], int]:
-    """Verdict TEXT by greedy generation; batches built exactly as LocalBackend.p_yes builds them."""
+    """Verdict TEXT by greedy generation, in batches built exactly as LocalBackend.p_yes builds them."""
     import torch
 
     from medix.models import load_causal_lm
 
     model, tokenizer = load_causal_lm("smollm2-135m")  # lru_cache: the very model object the backend uses
     texts = [backend.render(p) for p in prompts]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # same length bucketing as p_yes
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # p_yes's length bucketing
     out, size, steps = [""] * len(texts), backend.config.batch_size, 0
     with torch.inference_mode():
         for start in range(0, len(order), size):
             idx = order[start:start + size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, padding_side="left",
                             truncation=True, max_length=backend.config.max_input_tokens).to(model.device)
-            generated = model.generate(**enc, max_new_tokens=k, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id)
+            generated = model.generate(**enc, max_new_tokens=k, do_sample=False, pad_token_id=tokenizer.pad_token_id)
             new = generated[:, enc["input_ids"].shape[1]:]
             steps += new.shape[1]
             for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
@@ -283,153 +277,142 @@ def generate_verdicts(backend, prompts: list[str], k: int) -> tuple[list[str], i
     return out, steps
 
 
-def run_local(samples: list[Sample], k: int) -> dict:
-    """(b) local p_yes vs Judge(local), and (c) p_yes vs generate+parse, on the same prompts."""
+def run_local(samples: list[Sample], k: int, repeats: int) -> dict:
+    """(b) p_yes vs Judge(local), interleaved, and (c) p_yes vs generate + parse_verdict, same prompts."""
     from medix.judge.local_backend import LocalBackend
 
     config = JudgeConfig(backend="local", cache=False)
-    backend = LocalBackend(config)
-    judge = Judge(config)  # builds its own LocalBackend over the same cached model
+    backend, judge = LocalBackend(config), Judge(config)  # Judge builds its own backend over the same cached model
     requests = [s.request for s in samples]
     prompts = [judge.render(r) for r in requests]
     try:
-        backend.p_yes(prompts[:4])  # warm-up outside the clock
-        generate_verdicts(backend, prompts[:2], 2)
-        start = time.perf_counter()
-        probs = backend.p_yes(prompts)
-        t_logits = time.perf_counter() - start
-        start = time.perf_counter()
-        verdicts = judge.judge(requests)
-        t_judge = time.perf_counter() - start
-        start = time.perf_counter()
-        texts, steps = generate_verdicts(backend, prompts, k)
-        parsed = [parse_verdict(t) for t in texts]
-        t_generate = time.perf_counter() - start
+        # Warm-up outside the clock on the longest batch, so the first timed run pays no allocator growth.
+        longest = sorted(prompts, key=len)[-config.batch_size:]
+        backend.p_yes(longest)
+        generate_verdicts(backend, longest, 2)
+        t_logits, t_judge, probs, verdicts = interleave(lambda: backend.p_yes(prompts), lambda: judge.judge(requests),
+                                                        repeats)
+        t_generate, (texts, steps) = timed(generate_verdicts, backend, prompts, k)
     finally:
         judge.close()
+    parsed = [parse_verdict(t) for t in texts]  # microseconds; not worth a separate clock
     logit_verdicts = [1.0 if p > 0.5 else 0.0 for p in probs]
     both = [(a, b) for a, b in zip(logit_verdicts, parsed) if b is not None]
-    log.info("sample generated verdict texts: %s", texts[:3])
-    return {"t_logits": t_logits, "t_judge": t_judge, "t_generate": t_generate, "steps": steps,
-            "batches": -(-len(prompts) // config.batch_size), "unparsable": sum(p is None for p in parsed),
-            "agree": sum(a == b for a, b in both), "comparable": len(both), "judge_errors": sum(not v.ok for v in verdicts),
+    log.info("first generated verdict texts: %s", texts[:3])
+    # Best of the runs: on a shared 2-core machine noise only ever adds time to a CPU-bound run.
+    return {"t_logits": min(t_logits), "t_judge": min(t_judge), "t_generate": t_generate,
+            "runs": (t_logits, t_judge), "steps": steps, "batches": -(-len(prompts) // config.batch_size),
+            "unparsable": sum(p is None for p in parsed), "agree": sum(a == b for a, b in both), "comparable": len(both),
+            "judge_errors": sum(not v.ok for v in verdicts),
             "judge_same": sum(v.score == lv for v, lv in zip(verdicts, logit_verdicts))}
 
 
-@dataclass
-class Table:
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
-    notes: list[str]
+Table = namedtuple("Table", "title headers rows notes")  # rows: lists of str; notes: lines printed under it
 
 
 def show(tables: list[Table], markdown: bool) -> None:
     if markdown:
         for t in tables:
-            print(f"### {t.title}\n")
-            print("| " + " | ".join(t.headers) + " |")
-            print("|" + "|".join("---" for _ in t.headers) + "|")
-            for row in t.rows:
-                print("| " + " | ".join(row) + " |")
-            print("".join(f"\n{note}" for note in t.notes) + "\n")
+            print(f"### {t.title}\n\n| " + " | ".join(t.headers) + " |\n|" + "---|" * len(t.headers))
+            print("\n".join("| " + " | ".join(row) + " |" for row in t.rows) + "\n")
+            print("\n".join(f"- {note}" for note in t.notes) + "\n")
         return
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # piped: rich would wrap at 80 columns
     for t in tables:
         table = RichTable(*t.headers, title=t.title, title_justify="left")
         for row in t.rows:
             table.add_row(*row)
         console.print(table)
         for note in t.notes:
-            console.print(note, markup=False)
+            console.print(f"  {note}", markup=False, highlight=False)
         console.print()
 
 
 def cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
 
 
-def verdict(ok: bool) -> str:
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU-s of the whole machine, CPU-s of this process and its reaped children): their difference
+    over a window is what OTHER processes used, so a noisy neighbour on a shared machine shows in the output."""
+    ticks = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]  # incl. steal, no guest
+    own = os.times()
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK"), own[0] + own[1] + own[2] + own[3]
+
+
+def met(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def tables_a(args, original_s: float, original_n: int, comp: dict) -> tuple[Table, float]:
-    scaled = original_s / original_n * args.n
-    medix_s = statistics.median(comp["times"])
-    speedup = scaled / medix_s
-    note = f"measured on {original_n}, scaled to {args.n}" if original_n != args.n else "measured on all"
-    rows = [["original (sequential sync judge + embed)", str(args.n), str(args.n), f"{scaled:.2f}",
-             f"{args.n / scaled:.1f}", note],
-            ["medix CompositeReward.score", str(args.n), str(statistics.median(comp["judged"])), f"{medix_s:.2f}",
-             f"{args.n / medix_s:.1f}", f"median of {len(comp['times'])} runs"]]
-    notes = [f"Speed-up: {speedup:.1f}x (target >= 50x: {verdict(speedup >= 50)}).",
-             f"medix: {comp['exact']} of {args.n} completions were exact matches decided by the guard (no judge, "
-             f"no embedding); judge requests counted on the server per run: {comp['judged']}; "
-             f"judge errors: {comp['errors']}. The original pattern judges and embeds every completion.",
-             f"Simulated judge latency {args.latency} s, unbounded concurrency, separate process."]
-    return Table("(a) Composite reward: original call pattern vs medix", ["Pattern", "Completions",
-                 "Judge requests", "Seconds", "Completions/s", "Note"], rows, notes), speedup
+def table_a(args, original_s: float, original_n: int, comp: dict) -> Table:
+    n, scaled, medix_s = args.n, original_s / original_n * args.n, statistics.median(comp["times"])
+    note = f"measured on {original_n}, scaled to {n}" if original_n != n else f"measured on {n}"
+    rows = [["original: sequential sync judge request + embed call", str(n), str(n), f"{scaled:.2f}",
+             f"{n / scaled:.1f}", note],
+            ["medix: CompositeReward.score", str(n), f"{statistics.median(comp['judged']):.0f}", f"{medix_s:.2f}",
+             f"{n / medix_s:.1f}", f"median of {len(comp['times'])} runs: " + ", ".join(f"{t:.2f}" for t in comp["times"])]]
+    notes = [f"Speed-up: {scaled / medix_s:.1f}x (target >= 50x: {met(scaled / medix_s >= 50)}).",
+             f"medix: {comp['exact']} of {n} completions are exact matches settled by the guard (no judge request, no "
+             f"embedding); judge requests counted on the server: {comp['judged']}; judge errors: {comp['errors']}. "
+             "The original pattern judges and embeds every completion.",
+             f"Simulated judge: {args.latency} s fixed latency, unbounded concurrency, separate process."]
+    return Table("(a) Composite reward: original call pattern vs medix", ["Pattern", "Completions", "Judge requests",
+                 "Seconds", "Completions/s", "Note"], rows, notes)
 
 
-def tables_b(args, jo: dict | None, loc: dict | None) -> tuple[Table, list[float]]:
-    rows, ratios = [], []
-    if jo:
-        direct, medix = statistics.median(jo["times"]["direct"]), statistics.median(jo["times"]["medix"])
-        ratios.append(direct / medix)
-        rows += [[f"simulated server ({args.latency} s)", "direct AsyncOpenAI + gather", str(args.n),
-                  f"{direct:.3f}", f"{args.n / direct:.1f}", "", str(jo["errors"]["direct"])],
-                 ["", "medix Judge.judge (max_concurrency=512)", str(args.n), f"{medix:.3f}", f"{args.n / medix:.1f}",
-                  f"{direct / medix:.0%}", str(jo["errors"]["medix"])]]
-    if loc:
-        m = args.local_n
-        ratios.append(loc["t_logits"] / loc["t_judge"])
-        rows += [["local (smollm2-135m, CPU)", "direct LocalBackend.p_yes", str(m), f"{loc['t_logits']:.2f}",
-                  f"{m / loc['t_logits']:.1f}", "", "0"],
-                 ["", "medix Judge.judge (backend=local)", str(m), f"{loc['t_judge']:.2f}", f"{m / loc['t_judge']:.1f}",
-                  f"{loc['t_logits'] / loc['t_judge']:.0%}", str(loc["judge_errors"])]]
-    notes = [f"Target: medix >= 90% of direct throughput: {', '.join(f'{r:.0%} {verdict(r >= 0.9)}' for r in ratios)}.",
+def table_b(args, jo: dict, loc: dict) -> Table:
+    direct, medix = statistics.median(jo["direct"]), statistics.median(jo["medix"])
+    checks = [f"simulated {direct / medix:.0%} ({met(direct / medix >= 0.9)})"]
+    rows = [[f"simulated server, {args.latency} s", "direct: AsyncOpenAI + gather", str(args.n), f"{direct:.3f}",
+             f"{args.n / direct:.1f}", "", str(jo["errors"][0])],
+            ["", "medix: Judge.judge, max_concurrency=512", str(args.n), f"{medix:.3f}", f"{args.n / medix:.1f}",
+             f"{direct / medix:.0%}", str(jo["errors"][1])]]
+    m, direct, medix = args.local_n, loc["t_logits"], loc["t_judge"]
+    checks.append(f"local {direct / medix:.0%} ({met(direct / medix >= 0.9)})")
+    rows += [["local smollm2-135m, CPU", "direct: LocalBackend.p_yes", str(m), f"{direct:.2f}", f"{m / direct:.2f}",
+              "", "0"],
+             ["", "medix: Judge.judge, backend=local", str(m), f"{medix:.2f}", f"{m / medix:.2f}",
+              f"{direct / medix:.0%}", str(loc["judge_errors"])]]
+    notes = [f"medix throughput as a share of direct (target >= 90%): {'; '.join(checks)}.",
              "All prompts are distinct: Judge deduplicates identical prompts, which would flatter medix.",
-             f"Simulated server: median of {args.repeats} runs each, direct and medix interleaved; local: one run each."]
-    if loc:
-        notes.append(f"Judge(local) verdicts equal to p_yes > 0.5 on {loc['judge_same']} of {args.local_n}.")
-    return Table("(b) Judge vs the backend's own saturated throughput", ["Backend", "Client", "Requests", "Seconds",
-                 "Requests/s", "medix / direct", "Errors"], rows, notes), ratios
+             f"Simulated server: median of {args.repeats} runs per side; local: best of "
+             f"{args.local_repeats} per side (p_yes {', '.join(f'{t:.2f}' for t in loc['runs'][0])}; Judge "
+             f"{', '.join(f'{t:.2f}' for t in loc['runs'][1])}); the two sides alternate who goes first.",
+             f"Judge(local) verdicts equal p_yes > 0.5 on {loc['judge_same']} of {m}."]
+    return Table("(b) medix Judge vs the backend's own saturated throughput", ["Backend", "Client", "Requests",
+                 "Seconds", "Requests/s", "medix / direct", "Errors"], rows, notes)
 
 
-def tables_c(args, loc: dict) -> tuple[Table, float]:
-    m, k = args.local_n, args.max_new_tokens
-    ratio = loc["t_generate"] / loc["t_logits"]
+def table_c(args, loc: dict) -> Table:
+    m, k, ratio = args.local_n, args.max_new_tokens, loc["t_generate"] / loc["t_logits"]
     rows = [["logits: one batched forward pass (LocalBackend.p_yes)", str(m), "-", f"{loc['t_logits']:.2f}",
-             f"{m / loc['t_logits']:.1f}", "1.0x"],
+             f"{m / loc['t_logits']:.2f}", "1.00x"],
             [f"generate verdict text (greedy, K={k}) + parse_verdict", str(m), str(k), f"{loc['t_generate']:.2f}",
-             f"{m / loc['t_generate']:.1f}", f"{ratio:.2f}x slower"]]
-    notes = [f"Logits vs generation: {ratio:.2f}x (target >= 5x: {verdict(ratio >= 5)}).",
-             f"Same model (smollm2-135m, CPU), prompts, batch size 16, length-sorted batches, left padding; the logits "
-             f"row is the p_yes run of table (b). Decode steps: {loc['steps']} over {loc['batches']} batches "
-             f"(generation stops early when a whole batch has emitted EOS).",
-             f"Generated text unparsable by parse_verdict: {loc['unparsable']} of {m}; where parsable, it agreed with "
+             f"{m / loc['t_generate']:.2f}", f"{ratio:.2f}x"]]
+    notes = [f"Generation takes {ratio:.2f}x the time of the logit verdict (target >= 5x: {met(ratio >= 5)}).",
+             "Same model (smollm2-135m on CPU), prompts, batch size 16, length-sorted batches, left padding; the logits "
+             f"row is the best p_yes run of table (b); generation ran once. Decode steps: {loc['steps']} over {loc['batches']} batches "
+             "(a batch stops early once every row has emitted EOS).",
+             f"Generated text unparsable by parse_verdict: {loc['unparsable']} of {m}; where parsable, it agrees with "
              f"the logit verdict on {loc['agree']} of {loc['comparable']}."]
-    return Table("(c) Local judge: logit verdict vs generated verdict", ["Method", "Items", "K (max new tokens)",
-                 "Seconds", "Items/s", "Relative time"], rows, notes), ratio
+    return Table("(c) Local judge: logit verdict vs generated verdict text", ["Method", "Items", "K (max new tokens)",
+                 "Seconds", "Items/s", "Time vs logits"], rows, notes)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=512, help="completions / judge requests (a, b)")
+    p.add_argument("--n", type=int, default=512, help="completions / judge requests for (a) and (b)")
     p.add_argument("--original-n", type=int, default=64, help="completions the original pattern is timed on")
-    p.add_argument("--local-n", type=int, default=128, help="prompts for the CPU-bound local judge (b, c)")
+    p.add_argument("--local-n", type=int, default=128, help="prompts for the CPU-bound local judge, (b) and (c)")
     p.add_argument("--latency", type=float, default=0.2, help="simulated judge latency in seconds")
-    p.add_argument("--max-new-tokens", type=int, default=16, help="K: tokens generated per verdict text (c)")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each simulated-server measurement (median)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSONL with question/answer columns")
-    p.add_argument("--parts", default="abc", help="which parts to run, e.g. 'ab'")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="K: tokens generated per verdict text in (c)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per side against the simulated server (median)")
+    p.add_argument("--local-repeats", type=int, default=2, help="runs per side for the local judge (best)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSONL with question and answer columns")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     return p.parse_args(argv)
@@ -437,39 +420,35 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    # Libraries stay at WARNING (httpx logs every request at INFO); this script's own progress at INFO.
+    # Libraries stay at WARNING (httpx logs every request at INFO); this script's progress at INFO.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     pairs, source = load_pairs(args.data)
     samples = build_samples(pairs, max(args.n, args.local_n), args.seed)
-    log.info("%d distinct Q/A pairs from %s; %d samples", len(pairs), source, len(samples))
-    load = os.getloadavg()[0]
-    if load > 0.5:  # with 2 cores, one busy neighbour stalls torch's thread pool and skews every CPU figure
-        log.warning("load average %.2f before the run: other jobs will distort the timings", load)
-    tables, results = [], {}
-    if "a" in args.parts or "b" in args.parts:
-        with judge_server(args.latency) as root:
-            if "a" in args.parts:
-                original_n = min(args.original_n, args.n)
-                log.info("(a) original pattern on %d completions", original_n)
-                with Judge(openai_judge_config(root)) as renderer:  # only for its prompt template
-                    original_s = run_original(root, samples[:original_n], renderer.render)
-                log.info("(a) medix CompositeReward on %d completions", args.n)
-                tables.append(tables_a(args, original_s, original_n, run_composite(root, samples[:args.n],
-                                                                                   args.repeats))[0])
-            if "b" in args.parts:
-                log.info("(b) direct load test vs Judge on %d prompts", args.n)
-                results["jo"] = run_judge_openai(root, samples[:args.n], args.repeats)
-    if "b" in args.parts or "c" in args.parts:
-        log.info("(b, c) local judge on %d prompts", args.local_n)
-        results["loc"] = run_local(samples[:args.local_n], args.max_new_tokens)
-    if "b" in args.parts:
-        tables.append(tables_b(args, results.get("jo"), results["loc"])[0])
-    if "c" in args.parts:
-        tables.append(tables_c(args, results["loc"])[0])
-    print(f"n={args.n}, data: {source}; {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-          f"load average at start {load:.2f}\n")
+    kinds = {k: sum(s.kind == k for s in samples[:args.n]) for k in ("exact", "paraphrase", "wrong")}
+    log.info("%d distinct Q/A pairs from %s; answers %s", len(pairs), source, kinds)
+    original_n = min(args.original_n, args.n)
+    marks = [("start", time.monotonic(), *cpu_seconds())]
+    with judge_server(args.latency) as root:
+        log.info("(a) original pattern on %d completions", original_n)
+        with Judge(openai_judge_config(root)) as renderer:  # for its prompt template only
+            original_s = run_original(root, samples[:original_n], renderer.render)
+        log.info("(a) medix CompositeReward on %d completions", args.n)
+        composite = run_composite(root, samples[:args.n], args.repeats)
+        log.info("(b) direct load test vs Judge on %d prompts", args.n)
+        jo = run_judge_openai(root, samples[:args.n], args.repeats)
+    marks.append(("(a) and simulated-server (b)", time.monotonic(), *cpu_seconds()))  # server reaped: its CPU is ours
+    log.info("(b, c) local judge on %d prompts", args.local_n)  # after the server is gone: nothing else on the CPU
+    loc = run_local(samples[:args.local_n], args.max_new_tokens, args.local_repeats)
+    marks.append(("local (b) and (c)", time.monotonic(), *cpu_seconds()))
+    foreign = "; ".join(f"{b[0]}: {(b[2] - a[2]) - (b[3] - a[3]):.1f} CPU-s in {b[1] - a[1]:.0f} s"
+                        for a, b in zip(marks, marks[1:]))
+    tables = [table_a(args, original_s, original_n, composite), table_b(args, jo, loc), table_c(args, loc)]
+    # On 2 cores one busy neighbour stalls torch's thread pool and the event loops: say so next to the figures.
+    print(f"n={args.n}; data: {source}; {os.cpu_count()} CPUs ({cpu_model()}); Python {platform.python_version()}\n"
+          f"CPU used by other processes during the run ({foreign}); well above 0 means that window's timings are "
+          "inflated.\n")
     show(tables, args.markdown)
 
 
