@@ -220,3 +220,17 @@ def test_long_prompts_filtered_and_counted(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"problem": "q", "solution": "<BRAIN> x"}\n')
     with pytest.raises(MedixError, match="bad.jsonl, row 1, field 'solution': unknown modality tag"):
         prepare(str(tmp_path / "bad.jsonl"), cfg, tokenizer, vision=False)
+
+
+def test_validation_every_n_steps_keeps_best(tmp_path, stub_url):
+    model, tokenizer = tiny_text_lm()
+    data = write_rows(tmp_path / "d.jsonl", 8)
+    held_out = write_rows(tmp_path / "e.jsonl", 3)
+    cfg = config(tmp_path, stub_url, "dapo", data, f"data.eval={held_out}", "data.eval_limit=3",
+                 "trainer.eval_steps=1")
+    run = build_trainer(cfg, model=model, processing=tokenizer, extra_reward_funcs=[length_reward])
+    run.trainer.train()
+    evals = [h for h in run.trainer.state.log_history if "eval/overall" in h]
+    assert len(evals) == 2 and all(h["eval/rows"] == 3 for h in evals)
+    best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())
+    assert best["step"] in (1, 2) and (tmp_path / "run" / "best" / "model.safetensors").is_file()

@@ -198,8 +198,16 @@ def demo(
     """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
     from medix.train.demo import COMPONENTS, run_demo
 
-    with console.status(f"training SmolLM2-135M for {max_steps} steps on CPU (embedded judge and embedder)"):
-        summary = run_demo(max_steps, eval_limit, str(output_dir), max_completion_tokens)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("RL steps (SmolLM2-135M, CPU)", total=max_steps)
+
+        def on_step(step: int, logs: dict) -> None:
+            bar.update(task, completed=step, description=f"RL steps — reward {logs.get('reward') or 0:.3f}, "
+                       f"format {logs.get('rewards/format/mean') or 0:.2f}")
+
+        console.print("scoring held-out questions, then training; the first run converts the model (~30 s)")
+        summary = run_demo(max_steps, eval_limit, str(output_dir), max_completion_tokens, on_step=on_step)
     table = Table(title=f"medix demo — {eval_limit} held-out questions, greedy answers",
                   caption="Research use only; not for clinical decisions.")
     table.add_column("component")

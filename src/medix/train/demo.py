@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Callable
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from medix.train.config import load_train_config
 from medix.train.trainer import build_trainer
@@ -80,12 +84,27 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+class _StepReporter(TrainerCallback):
+    """Hands each logged step's metrics to `on_step` (the CLI draws a progress bar with them)."""
+
+    def __init__(self, on_step: Callable[[int, dict], None]):
+        self.on_step = on_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.on_step(state.global_step, logs)
+
+
 def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/demo",
-             max_completion_tokens: int = 64) -> dict:
+             max_completion_tokens: int = 64, on_step: Callable[[int, dict], None] | None = None) -> dict:
     cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = build_trainer(cfg)
+    if on_step is not None:  # replace the Trainer's own tqdm bar and printed log dicts
+        run.trainer.remove_callback(ProgressCallback)
+        run.trainer.remove_callback(PrinterCallback)
+        run.trainer.add_callback(_StepReporter(on_step))
     try:
         before = run.validator.run(run.trainer.model)
         before_rows = run.validator.last
