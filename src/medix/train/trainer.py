@@ -42,7 +42,7 @@ def grpo_args(cfg: TrainConfig) -> GRPOConfig:
         save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed,
         bf16=cuda if t.bf16 is None else t.bf16, use_cpu=not cuda,
         report_to=[x for x in t.report_to if x != "json"],
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        activation_checkpointing=cfg.model.gradient_checkpointing,
         num_generations=r.num_generations, temperature=r.temperature, top_p=r.top_p,
         max_completion_length=r.max_completion_tokens,
         use_vllm=r.backend == "vllm", vllm_mode=r.vllm_mode, vllm_server_base_url=r.vllm_server_base_url,
