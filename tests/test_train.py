@@ -234,3 +234,25 @@ def test_validation_every_n_steps_keeps_best(tmp_path, stub_url):
     assert len(evals) == 2 and all(h["eval/rows"] == 3 for h in evals)
     best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())
     assert best["step"] in (1, 2) and (tmp_path / "run" / "best" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_medix_train_cli_one_step_embedded(tmp_path):
+    """`medix train --config FILE key=value ...` end to end with the embedded SmolLM2 and local judge."""
+    import subprocess
+    import sys
+
+    data = write_rows(tmp_path / "d.jsonl", 4)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"data: {{train: {data}}}\nrollout: {{num_generations: 2, max_completion_tokens: 8}}\n"
+                   f"trainer: {{per_device_train_batch_size: 2, output_dir: {tmp_path / 'run'}, save_steps: 1}}\n")
+    base = [sys.executable, "-m", "medix", "train", "--config", str(cfg)]
+    ok = subprocess.run(base + ["trainer.max_steps=1", "algorithm.recipe=gspo"], capture_output=True, text=True,
+                        timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["global_step"] == 1 and (tmp_path / "run" / "final" / "config.json").is_file()
+    assert (tmp_path / "run" / "checkpoint-1").is_dir()
+    bad = subprocess.run(base + ["trainer.max_step=1"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "trainer.max_step: unknown key" in bad.stderr
+    assert "max_steps" in bad.stderr and "Traceback" not in bad.stderr

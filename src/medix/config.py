@@ -104,14 +104,24 @@ PROFILES: dict[str, dict[str, Any]] = {
 T = TypeVar("T", bound=BaseModel)
 
 
-def validation_message(err: ValidationError, source: str) -> str:
+def _valid_keys(cls: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """Field names of the config section that `loc` (minus its last part) points into."""
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part)) if cls else None
+        annotation = getattr(field, "annotation", None)
+        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return sorted(cls.model_fields) if cls else []
+
+
+def validation_message(err: ValidationError, source: str, cls: type[BaseModel] | None = None) -> str:
     """Turn a pydantic error into lines naming the source and each dotted field."""
     lines = [f"invalid config in {source}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            valid = _valid_keys(cls, e["loc"])
+            msg = "unknown key" + (f" (valid: {', '.join(valid)})" if valid else "")
         got = "" if e["type"] == "missing" else f" (got {e.get('input')!r:.80})"
         lines.append(f"  {loc}: {msg}{got}")
     return "\n".join(lines)
@@ -121,7 +131,7 @@ def build(cls: type[T], data: dict, source: str) -> T:
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise MedixError(validation_message(err, source)) from None
+        raise MedixError(validation_message(err, source, cls)) from None
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
