@@ -62,16 +62,15 @@ def reward_score(
     from medix.rewards.scoring import read_scoring_rows, score_file, summarize
 
     cfg = load_reward_config(config, profile)
-    total = len(read_scoring_rows(input))  # validates the whole file before any model loads
+    rows = read_scoring_rows(input)  # validates the whole file before any model loads
     composite = CompositeReward(cfg)
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
         with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("score", total=total)
-            results = score_file(input, output, composite, on_progress=lambda n: bar.advance(task, n))
+            task = bar.add_task("score", total=len(rows))
+            results = score_file(rows, output, composite, on_progress=lambda n: bar.advance(task, n))
     finally:
         composite.close()
-    rows = read_scoring_rows(input)
     table = Table(title=f"composite reward — {input}", caption="Research use only; not for clinical decisions.")
     for name in ("id", "answer", "overall", "format", "modality", "llm", "embed", "note"):
         text_column = name in ("id", "answer", "note")

@@ -66,12 +66,24 @@ def guard(answer: str | None, reference: str, max_chars: int) -> tuple[float | N
     return None, None
 
 
+def image_present(value) -> bool:
+    """An `images`/`image` value: a non-empty list, or one non-empty path/image."""
+    if isinstance(value, (list, tuple)):
+        return len(value) > 0
+    return value is not None and value != ""
+
+
+def row_has_image(row: dict) -> bool | None:
+    """True/False from a row's `images`/`image` field; None when the row has neither."""
+    for key in ("images", "image"):
+        if key in row:
+            return image_present(row[key])
+    return None
+
+
 def sample_has_image(kwargs: dict, index: int) -> bool | None:
     """True/False from an `images`/`image` column; None when the batch has no such column."""
     for key in ("images", "image"):
         if key in kwargs and kwargs[key] is not None:
-            value = kwargs[key][index]
-            if isinstance(value, (list, tuple)):
-                return len(value) > 0
-            return value is not None and value != ""
+            return image_present(kwargs[key][index])
     return None

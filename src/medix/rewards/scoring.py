@@ -14,6 +14,7 @@ from typing import Callable
 
 from medix.data.datasets import read_records
 from medix.errors import MedixError, where
+from medix.rewards.common import row_has_image
 from medix.rewards.composite import CompositeReward, RewardResult
 
 RESULT_FIELDS = ("overall", "format", "modality", "accuracy_llm", "accuracy_embed", "judge_error")
@@ -35,22 +36,14 @@ def read_scoring_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _has_image(row: dict) -> bool | None:
-    for key in ("images", "image"):
-        if key in row:
-            value = row[key]
-            return bool(value) if isinstance(value, list) else value not in (None, "")
-    return None
-
-
 def score_file(
-    input_path: Path,
+    rows: list[dict],
     output_path: Path,
     composite: CompositeReward,
     chunk_size: int = 256,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[RewardResult]:
-    rows = read_scoring_rows(input_path)
+    """Score validated rows (see `read_scoring_rows`), writing OUT chunk by chunk."""
     identity = composite.judge_identity
     output_path.parent.mkdir(parents=True, exist_ok=True)
     results: list[RewardResult] = []
@@ -61,7 +54,7 @@ def score_file(
                 [r["response"] for r in chunk],
                 [r["solution"] for r in chunk],
                 [str(r.get("problem", "")) for r in chunk],
-                [_has_image(r) for r in chunk],
+                [row_has_image(r) for r in chunk],
             )
             for row, result in zip(chunk, scored):
                 out.write(json.dumps({**row, **result.to_dict(), "judge": identity}, ensure_ascii=False) + "\n")

@@ -20,25 +20,38 @@ from medix.rewards.llm_judge import LLMJudgeReward
 from medix.rewards.modality import ModalityReward
 
 
-def _text_only_factors(config: RewardConfig, solution: list[str], kwargs: dict) -> list[float]:
-    w = config.weights
-    modality = ModalityReward(config.think_tags, config.text_only_modality)
-    scale = (w.judge + w.embed + w.modality) / (w.judge + w.embed) if w.judge + w.embed > 0 else 1.0
-    return [1.0 if modality.applies(s, sample_has_image(kwargs, i)) or w.modality == 0 else scale
-            for i, s in enumerate(solution)]
+class _TextOnlyScale:
+    """Per-sample factor for the accuracy components: (w_j+w_e+w_m)/(w_j+w_e) where modality does not apply."""
+
+    def __init__(self, config: RewardConfig):
+        w = config.weights
+        self.modality = ModalityReward(config.think_tags, config.text_only_modality)
+        content = w.judge + w.embed
+        self.scale = (content + w.modality) / content if content > 0 and w.modality > 0 else 1.0
+
+    def __call__(self, solution: list[str], kwargs: dict) -> list[float]:
+        return [1.0 if self.modality.applies(s, sample_has_image(kwargs, i)) else self.scale
+                for i, s in enumerate(solution)]
 
 
 class _ScaledEmbedding(EmbeddingReward):
+    def __init__(self, config: RewardConfig):
+        super().__init__(config)
+        self.factors = _TextOnlyScale(self.config)
+
     def __call__(self, completions, solution, **kwargs):
         values = super().__call__(completions, solution, **kwargs)
-        return [v * f for v, f in zip(values, _text_only_factors(self.config, solution, kwargs))]
+        return [v * f for v, f in zip(values, self.factors(solution, kwargs))]
 
 
 class _ScaledJudge(LLMJudgeReward):
+    def __init__(self, config: RewardConfig, judge=None):
+        super().__init__(config, judge=judge)
+        self.factors = _TextOnlyScale(self.config)
+
     async def __call__(self, completions, solution, **kwargs):
         values = await super().__call__(completions, solution, **kwargs)
-        factors = _text_only_factors(self.config, solution, kwargs)
-        return [None if v is None else v * f for v, f in zip(values, factors)]
+        return [None if v is None else v * f for v, f in zip(values, self.factors(solution, kwargs))]
 
 
 def trl_reward_functions(config: RewardConfig | None = None, judge=None) -> tuple[list, list[float]]:
