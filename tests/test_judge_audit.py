@@ -58,6 +58,18 @@ def test_audit_against_a_known_judge(tmp_path, monkeypatch):
     assert calibrated_config(config, report)["threshold"] == pytest.approx(0.2)
 
 
+def test_rounds_on_a_balanced_subset_with_progress(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
+    pairs = [Pair("pneumonia", c, True) for c in ("pneumonia", "Pneumonia.", "pneumonia")] + \
+        [Pair("pneumonia", c, False) for c in ("effusion", "edema")]
+    seen = []
+    with JudgeStub() as stub:
+        with Judge(JudgeConfig(backend="openai", model="stub", base_urls=[stub.url], cache=False)) as judge:
+            report = run_audit(judge, pairs, rounds=2, rounds_n=2, progress=lambda *a: seen.append(a))
+    assert report["n"] == 5 and report["rounds"]["conversations"] == 2 and report["rounds"]["positives"] == 1
+    assert ("one-turn verdicts", 5, 5) in seen and ("2-round conversations", 2, 2) in seen
+
+
 def test_pairs_file_errors_name_row_and_field(tmp_path):
     good = tmp_path / "p.jsonl"
     good.write_text(json.dumps({"reference": "a", "candidate": "b", "label": 0}) + "\n")
@@ -66,3 +78,11 @@ def test_pairs_file_errors_name_row_and_field(tmp_path):
     bad.write_text(json.dumps({"reference": "a", "candidate": "b", "label": "maybe"}) + "\n")
     with pytest.raises(MedixError, match=r"bad.jsonl, row 1, field 'label'"):
         pairs_from_file(bad)
+
+
+def test_the_embedded_judge_is_flagged_on_a_fresh_clone(tmp_path, monkeypatch):
+    """No audit of the user's own: the shipped one (judge/known_audits.json) must match the default judge's
+    identity, so changing its template without re-measuring (DEVELOPERS.md) turns this red."""
+    monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
+    warning = weak_judge_warning(JudgeConfig())
+    assert warning is not None and "smollm2-135m" in warning and "400 labelled pairs" in warning

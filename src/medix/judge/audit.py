@@ -24,6 +24,7 @@ import random
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -140,10 +141,17 @@ def thresholds(labels: np.ndarray, p: np.ndarray) -> dict:
     return {"best_accuracy": best, "fpr_at_most_5pct": safe}
 
 
-def run_audit(judge: Judge, pairs: list[Pair], rounds: int = 3) -> dict:
-    """Judge every pair one-turn (and, when rounds > 1, in the evaluation conversation); the report dict."""
+def run_audit(judge: Judge, pairs: list[Pair], rounds: int = 3, rounds_n: int | None = None,
+              progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Judge every pair one-turn and, when rounds > 1, the first `rounds_n` pairs (default all) in the
+    evaluation conversation; the report dict. `progress(phase, done, total)` is called as verdicts arrive."""
     requests = [JudgeRequest(candidate=p.candidate, reference=p.reference, question=p.question) for p in pairs]
-    verdicts = judge.judge(requests)
+    verdicts: list = []
+    step = max(judge.config.batch_size, 1) * 4  # slices big enough to keep batching and shared prefixes
+    for start in range(0, len(requests), step):
+        verdicts += judge.judge(requests[start:start + step])
+        if progress is not None:
+            progress("one-turn verdicts", len(verdicts), len(requests))
     labels = np.array([p.label for p in pairs])
     ok = np.array([v.ok for v in verdicts])
     yes = np.array([bool(v.score and v.score > 0.5) for v in verdicts])
@@ -162,13 +170,27 @@ def run_audit(judge: Judge, pairs: list[Pair], rounds: int = 3) -> dict:
         mask = np.array([p.source == source for p in pairs]) & ok
         report["by_source"][source] = rates(labels[mask], yes[mask])
     if rounds > 1:
-        report["rounds"] = round_flips(judge, requests, rounds)
+        chosen = range(len(pairs))
+        if rounds_n is not None and rounds_n < len(pairs):  # half positive, half negative, as the pairs are
+            pos = [i for i, p in enumerate(pairs) if p.label][:rounds_n // 2]
+            chosen = sorted(pos + [i for i, p in enumerate(pairs) if not p.label][:rounds_n - len(pos)])
+        report["rounds"] = {**round_flips(judge, [requests[i] for i in chosen], rounds, progress),
+                            "positives": sum(pairs[i].label for i in chosen)}
     return report
 
 
-def round_flips(judge: Judge, requests: list[JudgeRequest], rounds: int) -> dict:
+def round_flips(judge: Judge, requests: list[JudgeRequest], rounds: int,
+                progress: Callable[[str, int, int], None] | None = None) -> dict:
     """How often a later round of the evaluation conversation changes the first round's verdict."""
-    verdicts = [v for v in judge.converse(requests, rounds, protocol="paper") if v.ok and len(v.rounds) > 1]
+    done = []
+
+    def count(_index, _verdict) -> None:
+        done.append(1)
+        if progress is not None:
+            progress(f"{rounds}-round conversations", len(done), len(requests))
+
+    verdicts = [v for v in judge.converse(requests, rounds, on_verdict=count, protocol="paper")
+                if v.ok and len(v.rounds) > 1]
     flipped = sum(any(r != v.rounds[0] for r in v.rounds[1:]) for v in verdicts)
     final_changed = sum(v.score != v.rounds[0] for v in verdicts)
     return {"conversations": len(verdicts), "rounds": rounds, "later_round_flips_round_1": flipped,
@@ -249,8 +271,9 @@ def weak_judge_warning(config: JudgeConfig) -> str | None:
     return (f"judge {config.model} ({config.backend}) measured {100 * audit['accuracy']:.0f}% accuracy on "
             f"{audit['pairs']} labelled pairs (FPR {100 * (audit.get('fpr') or 0):.0f}%, TPR "
             f"{100 * (audit.get('tpr') or 0):.0f}%), below {100 * WEAK_ACCURACY:.0f}%: its accuracy_llm / "
-            "verdicts carry little signal. Use a stronger judge (docs/judge.md), or calibrate its threshold "
-            "with `medix judge audit --calibrate`.")
+            "verdicts carry little signal. Use a stronger judge: qwen2.5-coder-1.5b on CPU (pip install "
+            "\"medix[cpu-judge]\"), a served model (docs/judge.md); or calibrate its threshold with "
+            "`medix judge audit --calibrate`.")
 
 
 def calibrated_config(config: JudgeConfig, report: dict, rule: str = "best_accuracy") -> dict:

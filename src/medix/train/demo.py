@@ -1,8 +1,10 @@
 """`medix demo`: RL on CPU with the embedded models — SmolLM2-135M-Instruct learns the MediX-R1 answer
 format and answers on a bundled set of short clinical questions (text-only), with the embedded judge and
 embedder. Scores a held-out slice before and after, prints a table, writes summary.json and a plot.
+summary.json names the judge that scored accuracy_llm and its audit (`medix judge audit`).
 
     medix demo                                   # defaults: 30 steps, 10 held-out questions
+    medix demo --judge qwen2.5-coder-1.5b        # the CPU judge with signal (pip install "medix[cpu-judge]")
     medix demo --max-steps 2 --eval-limit 4 --output-dir runs/demo-smoke
 """
 
@@ -35,7 +37,8 @@ FEW_SHOT = [
 ]
 
 
-def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion_tokens: int = 64):
+def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion_tokens: int = 64,
+                judge_model: str = "smollm2-135m"):
     # Text-only samples use the text-only weighting (modality off, judge and embed renormalised).
     # lr is higher than the paper's 1e-6 because the demo has tens of steps, not thousands, and the
     # embedding reward is continuous (cosine) so a 135M policy that rarely hits 0.8 still gets a signal.
@@ -43,7 +46,8 @@ def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion
             "system_prompt": "You are a concise medical assistant."}
     return load_train_config(None, base={"data": data}, overrides=[
         "algorithm.recipe=dapo", f"data.train={DEMO_DATA / 'train.jsonl'}", f"data.eval={DEMO_DATA / 'heldout.jsonl'}",
-        f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", "rollout.num_generations=4", "reward.embed_continuous=true",
+        f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", f"reward.judge.model={judge_model}",
+        "rollout.num_generations=4", "reward.embed_continuous=true",
         f"rollout.max_completion_tokens={max_completion_tokens}", "trainer.per_device_train_batch_size=4",
         "trainer.learning_rate=2e-5", f"trainer.max_steps={max_steps}", f"trainer.output_dir={output_dir}",
         f"trainer.save_steps={max(max_steps, 1)}", "trainer.save_total_limit=1", "trainer.logging_steps=1",
@@ -119,9 +123,23 @@ class _StepReporter(TrainerCallback):
             self.on_step(state.global_step, logs)
 
 
+def judge_report(config) -> dict:
+    """Which judge scored accuracy_llm and what its audit measured (None: never audited)."""
+    from medix.judge.audit import cached_audit, weak_judge_warning
+    from medix.judge.core import identity_key, one_turn_identity
+
+    audit = cached_audit(config)
+    keep = ("pairs", "accuracy", "tpr", "fpr", "auc")
+    return {"model": config.model, "backend": config.backend, "threshold": config.threshold,
+            "judge_key": identity_key(one_turn_identity(config)),
+            "audit": {k: audit.get(k) for k in keep} if audit else None,
+            "warning": weak_judge_warning(config)}
+
+
 def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/demo",
-             max_completion_tokens: int = 64, on_step: Callable[[int, dict], None] | None = None) -> dict:
-    cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens)
+             max_completion_tokens: int = 64, on_step: Callable[[int, dict], None] | None = None,
+             judge_model: str = "smollm2-135m") -> dict:
+    cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens, judge_model)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = build_trainer(cfg)
@@ -140,7 +158,7 @@ def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/
     rows = step_metrics(run.trainer.state.log_history)
     summary = {
         "steps": result.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
-        "config": cfg.model_dump(mode="json"), "data": run.data_report,
+        "config": cfg.model_dump(mode="json"), "data": run.data_report, "judge": judge_report(cfg.reward.judge),
         "before": before, "after": after, "per_step": rows,
         "held_out_examples": {"before": before_rows[:3], "after": run.validator.last[:3]},
     }
