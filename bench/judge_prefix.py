@@ -1,7 +1,7 @@
 """Shared-prefix judging vs today's batched forward, side by side, on the local (logit) judge.
 
     python bench/judge_prefix.py                          # SmolLM2-135M, 8 questions x 5 answers, 3 repeats
-    python bench/judge_prefix.py --questions 16 --model qwen2.5-coder-1.5b --markdown
+    python bench/judge_prefix.py --model qwen2.5-coder-1.5b --questions 4 --repeats 2 --workloads grpo
 
 Workloads, built from real MedQA items (benchmark mirrors beside the repo, else the bundled sample set):
   GRPO groups    one-turn verdicts, each question + reference judged against 5 answers (the options and a
@@ -52,7 +52,8 @@ def timed(fn, repeats: int) -> tuple[list[float], object]:
     return times, out
 
 
-def run(model: str, n_questions: int, repeats: int, batch_size: int) -> list[dict]:
+def run(model: str, n_questions: int, repeats: int, batch_size: int,
+        workloads: tuple[str, ...] = ("grpo", "eval")) -> list[dict]:
     requests = groups(n_questions)
     plain_cfg = JudgeConfig(model=model, shared_prefix=False, batch_size=batch_size, cache=False)
     shared_cfg = plain_cfg.model_copy(update={"shared_prefix": True})
@@ -63,16 +64,18 @@ def run(model: str, n_questions: int, repeats: int, batch_size: int) -> list[dic
         plain.backend.p_yes(prompts[:batch_size])  # warm-up outside the clock
         shared.backend.p_yes(prompts[:batch_size])
         t_plain, t_shared, p_plain, p_shared = [], [], None, None
-        for _ in range(repeats):  # interleaved, so both paths see the same machine state
+        for _ in range(repeats if "grpo" in workloads else 0):  # interleaved, so both paths see the same machine state
             t, p_plain = timed(lambda: plain.backend.p_yes(prompts), 1)
             t_plain += t
             t, p_shared = timed(lambda: shared.backend.p_yes(prompts), 1)
             t_shared += t
-        diff = max(abs(a - b) for a, b in zip(p_plain, p_shared))
-        rows.append({"workload": f"GRPO groups ({n_questions} x 5, one-turn)", "verdicts": len(prompts),
+        diff = max(abs(a - b) for a, b in zip(p_plain, p_shared)) if p_plain else None
+        rows += [] if diff is None else [{"workload": f"GRPO groups ({n_questions} x 5, one-turn)", "verdicts": len(prompts),
                      "plain_vps": len(prompts) / statistics.median(t_plain),
-                     "shared_vps": len(prompts) / statistics.median(t_shared), "max_dp": diff})
+                     "shared_vps": len(prompts) / statistics.median(t_shared), "max_dp": diff}]
         c_plain, c_shared = [], []
+        if "eval" not in workloads:
+            return rows
         for _ in range(repeats):
             t, v_plain = timed(lambda: plain.converse(requests, 3, protocol="paper"), 1)
             c_plain += t
@@ -112,9 +115,10 @@ def main(argv=None) -> None:
     p.add_argument("--questions", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workloads", default="grpo,eval", help="grpo, eval or both (a slow judge: grpo only)")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
-    rows = run(args.model, args.questions, args.repeats, args.batch_size)
+    rows = run(args.model, args.questions, args.repeats, args.batch_size, tuple(args.workloads.split(",")))
     show(rows, args.markdown, f"{args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
                               f"batch_size {args.batch_size}, median of {args.repeats} interleaved runs")
 

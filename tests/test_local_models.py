@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 from medix.config import JudgeConfig, RewardConfig
 from medix.judge import Judge, JudgeRequest
@@ -91,3 +92,51 @@ def test_shared_prefix_verdicts_equal_the_unshared_ones():
     assert [c[0] for c in calls] == [1, 5, 1, 5]
     prefix_len, suffix_len = calls[0][1], calls[1][1]
     assert prefix_len > 3 * suffix_len  # the candidate comes last, so most of each prompt is shared
+
+
+@pytest.mark.parametrize("protocol", ["medix", "paper", "rewritten history"])
+def test_conversation_caches_across_rounds_give_the_batched_logits(protocol):
+    """3-round conversations (two questions x 5 answers, binary and rubric): the CPU path that keeps each
+    conversation's key/value cache across rounds reads the same next-token logits as one batched pass over
+    every whole history per round, and runs far fewer tokens. "rewritten history": the chat template renders
+    a past reply differently from how the open turn ended (as thinking templates do), so a later round is
+    not an extension of the previous one and the cache must be cut back to the common tokens."""
+    from medix.judge.local_backend import LocalBackend
+    from medix.judge.templates import CONVERSATION, PAPER, Prompts
+
+    prompts = Prompts(PAPER if protocol == "paper" else CONVERSATION)
+    conversations = [prompts.conversation(JudgeRequest(c, r, q, kind=kind))
+                     for kind in ("binary", "rubric") for q, r, answers in GROUPS for c in answers]
+    results = {}
+    for shared in (False, True):
+        backend = LocalBackend(JudgeConfig(shared_prefix=shared, batch_size=5))
+        if protocol == "rewritten history":
+            render = backend.render
+            backend.render = lambda convs, reply_prefix="": [
+                text.replace("<|im_start|>assistant\n", "<|im_start|>assistant\nReply: ")
+                if text.count("<|im_start|>assistant") > 1 else text for text in render(convs, reply_prefix)]
+        seen, tokens = {}, []  # (conversation, round) -> logits
+        reply = backend._reply
+        index = {id(c): i for i, c in enumerate(conversations)}
+
+        def record(c, logits, json_score):
+            rounds = [k for k in seen if k[0] == index[id(c)]]
+            seen[index[id(c)], len(rounds)] = logits
+            return reply(c, logits, json_score)
+
+        backend._reply = record
+        handle = backend.model.register_forward_hook(lambda module, args, kwargs, out: tokens.append(
+            kwargs["input_ids"].numel()), with_kwargs=True)
+        try:
+            verdicts = backend.conversation_verdicts(conversations, 3)
+        finally:
+            handle.remove()
+        results[shared] = (verdicts, torch.stack([seen[k] for k in sorted(seen)]), sum(tokens))
+    (plain, batched, plain_tokens), (cached, cached_logits, cached_tokens) = results[False], results[True]
+    assert [v.rounds for v in cached] == [v.rounds for v in plain] and all(len(v.rounds) == 3 for v in cached)
+    assert len(cached_logits) == len(batched) == 3 * len(conversations)
+    assert backend.yes_probability(cached_logits).tolist() == pytest.approx(
+        backend.yes_probability(batched).tolist(), abs=1e-4)
+    digits = backend.digit_ids
+    assert torch.allclose(cached_logits[:, digits].softmax(-1), batched[:, digits].softmax(-1), atol=1e-4)
+    assert cached_tokens * 2 < plain_tokens

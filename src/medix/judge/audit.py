@@ -146,12 +146,16 @@ def run_audit(judge: Judge, pairs: list[Pair], rounds: int = 3, rounds_n: int | 
     """Judge every pair one-turn and, when rounds > 1, the first `rounds_n` pairs (default all) in the
     evaluation conversation; the report dict. `progress(phase, done, total)` is called as verdicts arrive."""
     requests = [JudgeRequest(candidate=p.candidate, reference=p.reference, question=p.question) for p in pairs]
-    verdicts: list = []
+    # Judged in (question, reference) order, so pairs of one item meet in a slice and share their prefix pass.
+    order = sorted(range(len(requests)), key=lambda i: (requests[i].question, requests[i].reference))
+    verdicts: list = [None] * len(requests)
     step = max(judge.config.batch_size, 1) * 4  # slices big enough to keep batching and shared prefixes
-    for start in range(0, len(requests), step):
-        verdicts += judge.judge(requests[start:start + step])
+    for start in range(0, len(order), step):
+        chunk = order[start:start + step]
+        for i, verdict in zip(chunk, judge.judge([requests[i] for i in chunk])):
+            verdicts[i] = verdict
         if progress is not None:
-            progress("one-turn verdicts", len(verdicts), len(requests))
+            progress("one-turn verdicts", min(start + step, len(order)), len(requests))
     labels = np.array([p.label for p in pairs])
     ok = np.array([v.ok for v in verdicts])
     yes = np.array([bool(v.score and v.score > 0.5) for v in verdicts])

@@ -4,13 +4,15 @@ For each conversation the chat template is applied with the assistant turn open,
 pass gives the next-token logits. Binary: p_yes = softmax over the log-sum-exps of the one-token
 spellings of YES and NO (YES iff p_yes > 0.5). Rubric: the argmax over the one-token digits 0-5.
 In a multi-round conversation the chosen token becomes the assistant's reply and the follow-up question
-is appended, exactly as a generating judge would see it; each round is one batched pass over all
-open conversations.
+is appended, exactly as a generating judge would see it. On CPU (with `shared_prefix`) each conversation
+keeps its key/value cache from round to round, so a round runs only its new tokens; elsewhere each round
+is one batched pass over all open conversations.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import AsyncIterator
 
 import torch
@@ -100,29 +102,38 @@ class LocalBackend:
                 out[i] = logits[row]
         return torch.stack(out)
 
-    def _shared_prefix_logits(self, texts: list[str], out: list) -> list[int]:
-        """Fill `out` for prompts that share a token prefix with others (groups of up to batch_size: one
-        pass over the prefix, its key/value cache repeated per member, one batched pass over the differing
-        suffixes); returns the indices left alone."""
-        ids = [self.tokenizer(t, add_special_tokens=False, truncation=True,
-                              max_length=self.config.max_input_tokens)["input_ids"] for t in texts]
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False, truncation=True,
+                              max_length=self.config.max_input_tokens)["input_ids"]
+
+    def _prefix_groups(self, ids: list[list[int]]) -> list[list[int]]:
+        """Indices of `ids` in groups of up to batch_size that share most of their tokens (singletons for
+        the rest). A prompt joins a group only when the shared part is most of it (a GRPO group: same
+        question and reference); prompts sharing just the template's opening lines gain little."""
         order = sorted(range(len(ids)), key=lambda i: ids[i])  # equal prefixes become neighbours
-        alone: list[int] = []
-        group: list[int] = []
-        for i in order + [None]:
-            # Join a group only when the shared part is most of the prompt (a GRPO group: same question and
-            # reference); prompts sharing just the template's opening lines gain little and stay batched.
-            shared = _common(ids[group[0]], ids[i]) if i is not None and group else 0
+        groups: list[list[int]] = []
+        for i in order:
+            group = groups[-1] if groups else []
+            shared = _common(ids[group[0]], ids[i]) if group else 0
             if group and len(group) < self.config.batch_size and shared >= self.config.min_shared_tokens \
                     and shared * 2 >= len(ids[i]):
                 group.append(i)
-                continue
-            if len(group) > 1:
-                for j, logits in zip(group, self._group_logits([ids[g] for g in group])):
-                    out[j] = logits
             else:
+                groups.append([i])
+        return groups
+
+    def _shared_prefix_logits(self, texts: list[str], out: list) -> list[int]:
+        """Fill `out` for prompts that share a token prefix with others (one pass over the prefix, its
+        key/value cache repeated per member, one batched pass over the differing suffixes); returns the
+        indices left alone."""
+        ids = [self._ids(t) for t in texts]
+        alone: list[int] = []
+        for group in self._prefix_groups(ids):
+            if len(group) == 1:
                 alone += group
-            group = [i] if i is not None else []
+                continue
+            for j, logits in zip(group, self._group_logits([ids[g] for g in group])):
+                out[j] = logits
         return alone
 
     def _group_logits(self, seqs: list[list[int]]) -> torch.Tensor:
@@ -162,13 +173,37 @@ class LocalBackend:
             return [Verdict(None, error=_failure(err), attempts=1) for _ in prompts]
         return [Verdict(1.0 if p > 0.5 else 0.0, raw=f"p_yes={p:.4f}", attempts=1, p_yes=p) for p in probs]
 
+    def _reply(self, conversation: Conversation, logits: torch.Tensor, json_score: bool) -> tuple[float, str]:
+        """(value, reply text) of one round from the (vocab,) next-token logits."""
+        digits = logits[self.digit_ids]  # the one-token digits 0..5
+        if conversation.kind == "rubric":
+            value = float(digits.argmax())
+            return value, f'{{"score": {int(value)}}}'
+        yes = digits[1] > digits[0] if json_score else self.yes_probability(logits[None])[0] > 0.5
+        value = 1.0 if yes else 0.0
+        return value, f'{{"score": {int(value)}}}' if json_score else ("YES" if value else "NO")
+
     def conversation_verdicts(self, conversations: list[Conversation], rounds: int) -> list[Verdict]:
-        """Every round of a batch of conversations (blocking)."""
-        messages = [[{"role": "user", "content": c.first}] for c in conversations]
-        verdicts = [Verdict(None) for _ in conversations]
+        """Every round of a batch of conversations (blocking). On CPU with `shared_prefix`, conversation by
+        conversation with key/value caches kept across rounds; otherwise one batched pass per round."""
         # JSON contract ({"score": n}): the reply is opened for the judge and the score digit read next.
         json_score = bool(conversations) and conversations[0].readout == "json_score"
         prefix = '{"score": ' if json_score else ""
+        if self.config.shared_prefix and self.model.device.type == "cpu":
+            verdicts = self._incremental_rounds(conversations, rounds, prefix, json_score)
+        else:
+            verdicts = self._batched_rounds(conversations, rounds, prefix, json_score)
+        for c, v in zip(conversations, verdicts):
+            if v.error is None:
+                v.score = combine_rounds(c.kind, v.rounds)
+                v.raw = v.raws[-1] if v.raws else None
+        return verdicts
+
+    def _batched_rounds(self, conversations: list[Conversation], rounds: int, prefix: str,
+                        json_score: bool) -> list[Verdict]:
+        """Each round is one batched pass over every conversation's whole history (GPU: batching pays)."""
+        messages = [[{"role": "user", "content": c.first}] for c in conversations]
+        verdicts = [Verdict(None) for _ in conversations]
         for round_no in range(rounds):
             if round_no:
                 for conv, c in zip(messages, conversations):
@@ -179,23 +214,57 @@ class LocalBackend:
                 for v in verdicts:
                     v.error = _failure(err, f"round {round_no + 1}: ")
                 return verdicts
-            digits = logits[:, self.digit_ids]  # (n, 6): the one-token digits 0..5
-            p_yes = digits[:, 1] > digits[:, 0] if json_score else self.yes_probability(logits) > 0.5
-            for i, (c, conv, v) in enumerate(zip(conversations, messages, verdicts)):
-                if c.kind == "rubric":
-                    value = float(digits[i].argmax())
-                    reply = f'{{"score": {int(value)}}}'
-                else:
-                    value = 1.0 if p_yes[i] else 0.0
-                    reply = f'{{"score": {int(value)}}}' if json_score else ("YES" if value else "NO")
-                v.rounds.append(value)
-                v.raws.append(reply)
-                v.attempts += 1
-                conv.append({"role": "assistant", "content": reply})
-        for c, v in zip(conversations, verdicts):
-            v.score = combine_rounds(c.kind, v.rounds)
-            v.raw = v.raws[-1] if v.raws else None
+            for c, conv, v, row in zip(conversations, messages, verdicts, logits):
+                self._record(v, conv, *self._reply(c, row, json_score))
         return verdicts
+
+    @staticmethod
+    def _record(verdict: Verdict, conversation: list[dict], value: float, reply: str) -> None:
+        verdict.rounds.append(value)
+        verdict.raws.append(reply)
+        verdict.attempts += 1
+        conversation.append({"role": "assistant", "content": reply})
+
+    @torch.inference_mode()
+    def _incremental_rounds(self, conversations: list[Conversation], rounds: int, prefix: str,
+                            json_score: bool) -> list[Verdict]:
+        """On CPU the cost is the tokens run, so each conversation keeps its key/value cache from round to
+        round: round r runs only what round r-1 did not (the reply and the follow-up), and round 1 of
+        conversations sharing most of their first prompt (one question and reference) starts from one pass
+        over that prefix. Same logits as the batched path (tests/test_local_models.py)."""
+        firsts = [[{"role": "user", "content": c.first}] for c in conversations]
+        first_ids = [self._ids(t) for t in self.render(firsts, prefix)]
+        verdicts = [Verdict(None) for _ in conversations]
+        for group in self._prefix_groups(first_ids):
+            seqs = [first_ids[g] for g in group]
+            shared = min(min(_common(seqs[0], q) for q in seqs), min(len(q) for q in seqs) - 1)
+            base = None
+            if len(group) > 1 and shared > 0:
+                base = self._extend(None, seqs[0][:shared])[1]
+            for i in group:
+                cache = copy.deepcopy(base) if base is not None else None
+                seen = first_ids[i][:shared] if base is not None else []
+                messages = firsts[i]
+                try:
+                    for round_no in range(rounds):
+                        if round_no:
+                            messages.append({"role": "user", "content": conversations[i].followup})
+                        ids = first_ids[i] if round_no == 0 else self._ids(self.render([messages], prefix)[0])
+                        keep = min(_common(seen, ids), len(ids) - 1)  # ≥ 1 new token gives the next logits
+                        if cache is not None and cache.get_seq_length() > keep:
+                            cache.crop(keep - cache.get_seq_length())  # drop what differs (negative: from the end)
+                        logits, cache = self._extend(cache if keep else None, ids[keep:])
+                        seen = ids
+                        self._record(verdicts[i], messages, *self._reply(conversations[i], logits, json_score))
+                except (RuntimeError, ValueError) as err:  # e.g. out of memory: this conversation fails visibly
+                    verdicts[i].error = _failure(err, f"round {len(verdicts[i].rounds) + 1}: ")
+        return verdicts
+
+    def _extend(self, cache, ids: list[int]):
+        """(last-token logits (vocab,), cache) after running `ids` on top of `cache` (None: from scratch)."""
+        out = self.model(input_ids=torch.tensor([ids], device=self.model.device), past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float().cpu(), out.past_key_values
 
     async def converse(self, conversations: list[Conversation], rounds: int) -> AsyncIterator[tuple[int, Verdict]]:
         size = max(self.config.batch_size * 4, 1)  # results stream out chunk by chunk (resumable eval)
