@@ -122,3 +122,13 @@ def test_ctrl_c_stops_at_once_with_one_line(tmp_path, stub):
     assert time.monotonic() - start < 10 and proc.returncode == 130
     assert "interrupted" in err and "run the same command again to resume" in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_an_output_dir_that_cannot_be_written_stops_before_any_work(tmp_path, stub):
+    _mirror(tmp_path / "data", "mmlu_anatomy", [{"question": "q?", "choices": ["x", "y"], "answer": 0}])
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with JudgeStub(role="policy") as policy:
+        cfg = _cfg(tmp_path, policy.url, stub.url).model_copy(update={"output_dir": str(tmp_path / "taken" / "run")})
+        with pytest.raises(MedixError, match=r"--output-dir .*taken/run cannot be written: .*taken is not a directory"):
+            run_eval(cfg)
+        assert policy.counts["requests"] == 0

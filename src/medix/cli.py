@@ -57,6 +57,8 @@ def reward_score(
     profile: str = typer.Option("local", help="Model profile: 'local' (embedded, offline) or 'paper'."),
     show: int = typer.Option(20, help="Rows to show in the table (0 = summary only)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Judge model (overrides the profile and "
+                                              "config), e.g. qwen2.5-coder-1.5b (the CPU judge, medix[cpu-judge])."),
 ) -> None:
     """Score responses: overall, format, modality, accuracy_llm, accuracy_embed, judge_error per row.
 
@@ -67,6 +69,8 @@ def reward_score(
     from medix.rewards.scoring import read_scoring_rows, score_file, summarize
 
     cfg = load_reward_config(config, profile)
+    if judge_model is not None:
+        cfg = cfg.model_copy(update={"judge": cfg.judge.model_copy(update={"model": judge_model})})
     rows = read_scoring_rows(input)  # validates the whole file before any model loads
     check_output_file(output, overwrite, inputs=[input])
     composite = CompositeReward(cfg)

@@ -25,6 +25,7 @@ from medix.eval.items import TaskUnavailable, load_items
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
 from medix.eval.schema import GenerationRecord, JsonlStore, generations_path, judgments_path
+from medix.files import check_writable_dir
 from medix.judge import Judge
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None, new_judge: bool 
     specs = select_tasks(cfg.tasks)
     if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
         raise MedixError(f"--data-dir {cfg.data_dir} does not exist (a folder holding <task>/test.jsonl)")
+    check_writable_dir(out, f"--output-dir {out} cannot be written")  # before any model loads
     judge = EvalJudge(Judge(cfg.judge), cfg.judge_rounds, cfg.protocol)
     try:
         return _run(cfg, specs, out, judge, progress, new_judge)
