@@ -28,13 +28,10 @@ import time
 from pathlib import Path
 
 from medix.errors import MedixError
+from medix.models import cache_dir  # models imports this module only inside resolve()
 
 log = logging.getLogger(__name__)
 
-
-def cache_dir() -> Path:
-    """MEDIX_CACHE, as medix.models reads it (not imported: models imports this module)."""
-    return Path(os.environ.get("MEDIX_CACHE", Path.home() / ".cache" / "medix"))
 
 NAME = "qwen2.5-coder-1.5b"
 HUB_ID = "qwen/qwen2.5-coder-1.5b-instruct"
@@ -106,7 +103,6 @@ def join_parts(parts: list[Path], target: Path, size: int | None = None, sha256:
 
 def gguf_path() -> Path:
     """The verified GGUF under MEDIX_CACHE, joined from the parts on first use."""
-
     target = cache_dir() / "gguf" / GGUF_NAME
     # Only a file that passed the size + sha256 check is ever renamed to this name, so the size suffices here.
     if target.is_file() and target.stat().st_size == GGUF_SIZE:
@@ -119,7 +115,6 @@ def gguf_path() -> Path:
 
 def folder() -> Path:
     """The transformers folder of Qwen2.5-Coder-1.5B-Instruct, converted once from the GGUF."""
-
     target = cache_dir() / "models" / FOLDER_NAME
     if (target / "config.json").is_file():
         return target

@@ -186,12 +186,13 @@ def run_audit(judge: Judge, pairs: list[Pair], rounds: int = 3, rounds_n: int | 
 def round_flips(judge: Judge, requests: list[JudgeRequest], rounds: int,
                 progress: Callable[[str, int, int], None] | None = None) -> dict:
     """How often a later round of the evaluation conversation changes the first round's verdict."""
-    done = []
+    done = 0
 
     def count(_index, _verdict) -> None:
-        done.append(1)
+        nonlocal done
+        done += 1
         if progress is not None:
-            progress(f"{rounds}-round conversations", len(done), len(requests))
+            progress(f"{rounds}-round conversations", done, len(requests))
 
     verdicts = [v for v in judge.converse(requests, rounds, on_verdict=count, protocol="paper")
                 if v.ok and len(v.rounds) > 1]
@@ -249,7 +250,10 @@ KNOWN_AUDITS = Path(__file__).parent / "known_audits.json"
 def cached_audit(config: JudgeConfig) -> dict | None:
     """The last audit of this judge identity (one-turn): the user's own (MEDIX_CACHE/audits), else the one
     measured for the embedded judges and shipped with medix (judge/known_audits.json), else None."""
-    identity = one_turn_identity(config)
+    return _audit_of(one_turn_identity(config))
+
+
+def _audit_of(identity: dict) -> dict | None:
     path = audit_cache_path(identity)
     try:
         if path.is_file():
@@ -258,6 +262,16 @@ def cached_audit(config: JudgeConfig) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return known.get(identity_key(identity))
+
+
+def judge_summary(config: JudgeConfig) -> dict:
+    """Which judge this is and what its audit measured (audit None: never audited), for a run's summary."""
+    identity = one_turn_identity(config)
+    audit = _audit_of(identity)
+    keep = ("pairs", "accuracy", "tpr", "fpr", "auc")
+    return {"model": config.model, "backend": config.backend, "threshold": config.threshold,
+            "judge_key": identity_key(identity), "audit": {k: audit.get(k) for k in keep} if audit else None,
+            "warning": _weak_message(config, audit)}
 
 
 def warn_if_weak(config: JudgeConfig, weight: float = 1.0) -> None:
@@ -269,7 +283,10 @@ def warn_if_weak(config: JudgeConfig, weight: float = 1.0) -> None:
 
 def weak_judge_warning(config: JudgeConfig) -> str | None:
     """A warning line when this judge's cached audit measured accuracy below WEAK_ACCURACY, else None."""
-    audit = cached_audit(config)
+    return _weak_message(config, cached_audit(config))
+
+
+def _weak_message(config: JudgeConfig, audit: dict | None) -> str | None:
     if not audit or audit.get("accuracy") is None or audit["accuracy"] >= WEAK_ACCURACY:
         return None
     return (f"judge {config.model} ({config.backend}) measured {100 * audit['accuracy']:.0f}% accuracy on "

@@ -141,7 +141,7 @@ class LocalBackend:
         device = self.model.device
         shared = min(min(_common(seqs[0], s) for s in seqs), min(len(s) for s in seqs) - 1)  # ≥ 1 suffix token each
         prefix = torch.tensor([seqs[0][:shared]], device=device)  # (1, P)
-        cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+        cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values  # logits unused
         cache.batch_repeat_interleave(len(seqs))  # (B, heads, P, dim): one copy per member
         suffixes = [s[shared:] for s in seqs]
         width = max(len(s) for s in suffixes)
@@ -150,10 +150,12 @@ class LocalBackend:
         suffix_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in suffixes], device=device)
         mask = torch.cat([torch.ones(len(seqs), shared, dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
         positions = (shared + torch.arange(width, device=device)).expand(len(seqs), width)
-        logits = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions,
-                            past_key_values=cache).logits  # (B, S, vocab)
-        last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-        return logits[torch.arange(len(seqs), device=device), last].float().cpu()
+        # Only the positions some member ends at go through the LM head: (B, k, vocab), k = distinct lengths.
+        ends = sorted({len(s) - 1 for s in suffixes})
+        logits = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                            logits_to_keep=torch.tensor(ends, device=device)).logits
+        column = torch.tensor([ends.index(len(s) - 1) for s in suffixes], device=device)
+        return logits[torch.arange(len(seqs), device=device), column].float().cpu()
 
     def yes_probability(self, logits: torch.Tensor) -> torch.Tensor:
         """(n,) p_yes from (n, vocab) logits; sigmoid(a − b) = softmax([a, b])[0]."""

@@ -18,6 +18,7 @@ from typing import Callable
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from medix.judge.audit import judge_summary
 from medix.train.config import load_train_config
 from medix.train.trainer import build_trainer
 
@@ -123,19 +124,6 @@ class _StepReporter(TrainerCallback):
             self.on_step(state.global_step, logs)
 
 
-def judge_report(config) -> dict:
-    """Which judge scored accuracy_llm and what its audit measured (None: never audited)."""
-    from medix.judge.audit import cached_audit, weak_judge_warning
-    from medix.judge.core import identity_key, one_turn_identity
-
-    audit = cached_audit(config)
-    keep = ("pairs", "accuracy", "tpr", "fpr", "auc")
-    return {"model": config.model, "backend": config.backend, "threshold": config.threshold,
-            "judge_key": identity_key(one_turn_identity(config)),
-            "audit": {k: audit.get(k) for k in keep} if audit else None,
-            "warning": weak_judge_warning(config)}
-
-
 def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/demo",
              max_completion_tokens: int = 64, on_step: Callable[[int, dict], None] | None = None,
              judge_model: str = "smollm2-135m") -> dict:
@@ -158,7 +146,7 @@ def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/
     rows = step_metrics(run.trainer.state.log_history)
     summary = {
         "steps": result.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
-        "config": cfg.model_dump(mode="json"), "data": run.data_report, "judge": judge_report(cfg.reward.judge),
+        "config": cfg.model_dump(mode="json"), "data": run.data_report, "judge": judge_summary(cfg.reward.judge),
         "before": before, "after": after, "per_step": rows,
         "held_out_examples": {"before": before_rows[:3], "after": run.validator.last[:3]},
     }
