@@ -60,8 +60,8 @@ def test_audit_against_a_known_judge(tmp_path, monkeypatch):
 
 def test_rounds_on_a_balanced_subset_with_progress(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
-    pairs = [Pair("pneumonia", c, True) for c in ("pneumonia", "Pneumonia.", "pneumonia")] + \
-        [Pair("pneumonia", c, False) for c in ("effusion", "edema")]
+    pairs = [Pair("pneumonia", c, False) for c in ("effusion", "edema")] + \
+        [Pair("pneumonia", c, True) for c in ("pneumonia", "Pneumonia.", "pneumonia")]  # negatives first
     seen = []
     with JudgeStub() as stub:
         with Judge(JudgeConfig(backend="openai", model="stub", base_urls=[stub.url], cache=False)) as judge:
