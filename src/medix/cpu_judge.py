@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from medix.errors import MedixError
-from medix.models import cache_dir  # models imports this module only inside resolve()
+from medix.files import cache_dir
 
 log = logging.getLogger(__name__)
 

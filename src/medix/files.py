@@ -4,6 +4,7 @@
     data = read_json(path); text = read_text(path)    # whole files
     check_output_file(out, overwrite=False, inputs=[inp])   # before any model loads
     check_writable_dir(folder)
+    cache_dir()                                        # MEDIX_CACHE (default ~/.cache/medix)
 
 Every reader turns the two ways a file can be unreadable as text into a `MedixError` naming the file and
 line (a JSONL line is a "row", as in every other data error): bytes that are not UTF-8
@@ -19,6 +20,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from medix.errors import MedixError, where
+
+
+def cache_dir() -> Path:
+    """Where medix keeps converted models, audits and judge caches: MEDIX_CACHE, else ~/.cache/medix."""
+    return Path(os.environ.get("MEDIX_CACHE", Path.home() / ".cache" / "medix"))
 
 
 def _decode(data: bytes, path: Path, first_line: int = 1, unit: str = "line") -> str:

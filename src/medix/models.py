@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from medix.errors import MedixError
+from medix.files import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,6 @@ def zoo_entry(model: str) -> ZooEntry:
 
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MEDIX_CACHE", Path.home() / ".cache" / "medix"))
 
 
 def package_dir(module: str, install: str) -> Path:
@@ -136,7 +132,7 @@ def resolve(name: str) -> str:
     if name == MINILM:
         return str(minilm_folder())
     if name == QWEN_CODER:
-        from medix import cpu_judge  # imported here: it imports cache_dir from this module
+        from medix import cpu_judge  # imported here: it pulls hashlib, tempfile and the part lookup
 
         return str(cpu_judge.folder())
     return name

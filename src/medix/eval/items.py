@@ -19,7 +19,7 @@ from medix.data.datasets import read_records
 from medix.errors import MedixError
 from medix.eval.registry import TaskSpec, suggest
 from medix.eval.schema import EvalItem
-from medix.models import cache_dir
+from medix.files import cache_dir
 
 log = logging.getLogger(__name__)
 LETTERS = string.ascii_uppercase

@@ -31,9 +31,9 @@ import numpy as np
 from medix.config import JudgeConfig
 from medix.data.datasets import read_records
 from medix.errors import MedixError, where
+from medix.files import cache_dir
 from medix.judge.core import Judge, identity_key, one_turn_identity
 from medix.judge.types import JudgeRequest
-from medix.models import cache_dir
 
 log = logging.getLogger(__name__)
 WEAK_ACCURACY = 0.70  # below this a cached audit triggers the warning in train / reward score / eval run

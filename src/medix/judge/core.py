@@ -26,10 +26,10 @@ import threading
 from typing import Callable
 
 from medix.config import JudgeConfig
+from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_key
 from medix.judge.templates import CONVERSATION, ONE_TURN, PAPER, Prompts
 from medix.judge.types import JudgeBackend, JudgeRequest, Verdict
-from medix.models import cache_dir
 
 log = logging.getLogger(__name__)
 PROTOCOLS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper": "paper-v1"}
