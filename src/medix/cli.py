@@ -129,7 +129,7 @@ def judge_serve(
         server.start()
     print(url, flush=True)
     console.print(f"judge ready at {url} — set judge.backend=openai, judge.base_urls=[{url}], "
-                  f"judge.model={model}. Ctrl-C stops it.")
+                  f"judge.model={model}. Ctrl-C stops it.", markup=False)  # [url] is text, not a Rich tag
     raise typer.Exit(serve_forever(server))
 
 
@@ -241,7 +241,7 @@ def demo(
     for name in COMPONENTS:
         table.add_row(name, _fmt(summary["before"].get(name)), _fmt(summary["after"].get(name)))
     Console(width=None if sys.stdout.isatty() else 100).print(table)
-    console.print(_judge_line(summary["judge"]))
+    console.print(_judge_line(summary["judge"]), markup=False)  # it holds ".[cpu-judge]", not a Rich tag
     console.print(f"{summary['steps']} steps in {summary['train_runtime_s']:.0f}s; wrote {output_dir}/summary.json "
                   f"and {output_dir}/rewards.png")
 
