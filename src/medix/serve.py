@@ -59,8 +59,10 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
 class ManagedServer:
     """A child server process with a health wait and a clean stop."""
 
-    def __init__(self, command: list[str], base_url: str, startup_timeout_s: float = 900.0):
+    def __init__(self, command: list[str], base_url: str, startup_timeout_s: float = 900.0,
+                 env: dict[str, str] | None = None):
         self.command = command
+        self.env = env  # None = this process's environment
         self.base_url = base_url.rstrip("/")
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen | None = None
@@ -78,7 +80,7 @@ class ManagedServer:
             self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm) or signal.SIG_DFL
         # Own process group, so stop() also reaches the workers vLLM spawns.
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, env=os.environ.copy(),
+                                        start_new_session=True, env=self.env or os.environ.copy(),
                                         preexec_fn=_parent_death_signal() if main else None)
         try:
             return self.wait_for(self.process)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medix.config import RewardConfig, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
+from medix.train.trl_args import check_passthrough, check_report_to
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 RECIPES = ("dapo", "grpo", "gspo")
@@ -24,6 +25,18 @@ RECIPES = ("dapo", "grpo", "gspo")
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _TrlSection(BaseModel):
+    """A section that also takes any TRL GRPOConfig field under TRL's own name (train/trl_args.py)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    _section: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _trl_names(self):
+        check_passthrough(self._section, self.model_extra or {}, sorted(type(self).model_fields))
+        return self
 
 
 class FewShot(_Config):
@@ -81,7 +94,8 @@ class DynamicSamplingConfig(_Config):
         "numbers (official); 'pad' fills the batch with dropped groups at zero advantage (small CPU runs).")
 
 
-class AlgorithmConfig(_Config):
+class AlgorithmConfig(_TrlSection):
+    _section: ClassVar[str] = "algorithm"
     recipe: Literal["dapo", "grpo", "gspo"] = Field("dapo", description="Paper settings for the algorithm.")
     loss_type: str | None = Field(None, description="TRL loss_type (recipe: dapo → 'dapo', grpo → 'grpo').")
     beta: float | None = Field(None, ge=0, description="KL coefficient (grpo: 0.01; dapo/gspo: 0).")
@@ -96,25 +110,56 @@ class AlgorithmConfig(_Config):
                                                     description="DAPO dynamic sampling (recipe dapo enables it).")
 
 
-class RolloutConfig(_Config):
+class RolloutConfig(_TrlSection):
+    _section: ClassVar[str] = "rollout"
     num_generations: int = Field(5, ge=2, description="Group size G (paper: 5).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature for rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for rollouts.")
-    max_completion_tokens: int = Field(4096, ge=1, description="Response length cap (paper: 4096).")
+    max_completion_tokens: int = Field(4096, ge=1, description="Response length cap (paper: 4096); TRL's name "
+                                       "max_completion_length is accepted too.",
+                                       validation_alias=AliasChoices("max_completion_tokens", "max_completion_length"))
     backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine for rollouts.")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process, or a "
                                                      "separate `trl vllm-serve` server (multi-node).")
     vllm_server_base_url: str | None = Field(None, description="URL of the rollout vLLM server (server mode).")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM memory share in colocate mode.")
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (colocate mode).")
+    vllm_max_model_length: int | None = Field(
+        None, ge=16, description="vLLM context length; None = data.max_prompt_tokens + max_completion_tokens (vLLM "
+        "would otherwise reserve KV cache for the model's whole context, 262,144 tokens for Qwen3-VL).")
+    vllm_enable_sleep_mode: bool = Field(
+        False, description="Colocate mode: release vLLM's weights and KV cache during the update and wake it for the "
+        "next rollout (TRL's flag; the paper configs turn it on, as the official trainer frees its rollout engine).")
+    vllm_importance_sampling_correction: bool = Field(
+        True, description="TRL's truncated importance-sampling correction for the vLLM-vs-trainer logprob mismatch "
+        "(TRL default: on). The official trainer (EasyR1) has none, so the paper configs turn it off.")
 
 
 class JudgeServeConfig(_Config):
     enabled: bool = Field(False, description="Start a judge server for the run and stop it at the end.")
     backend: Literal["vllm", "llamacpp"] = Field("vllm", description="Server engine.")
     port: int = Field(8000, ge=1, le=65535, description="Port on 127.0.0.1.")
-    extra_args: list[str] = Field(default_factory=list, description="Extra server arguments, e.g. GPU selection.")
+    gpus: list[int] | None = Field(None, description="Physical GPU ids the judge server may use (its own "
+                                   "CUDA_VISIBLE_DEVICES), e.g. [6, 7]; they must not be GPUs training uses. None = "
+                                   "no GPU of its own: refused on a CUDA machine unless allow_shared_gpus.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism of the judge (official: 2).")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM memory share of the judge's GPUs "
+                                          "(official: 0.97 on GPUs of its own).")
+    max_model_len: int | None = Field(None, ge=16, description="Judge context length (vLLM --max-model-len); "
+                                      "None = the model's. Official: 2048, for a prompt without the question.")
+    allow_shared_gpus: bool = Field(False, description="Let the judge share the training GPUs (one-GPU machines; "
+                                    "give it a small gpu_memory_utilization).")
+    extra_args: list[str] = Field(default_factory=list, description="Further server arguments, passed as is.")
     startup_timeout_s: float = Field(900, gt=0, description="Seconds to wait for the server.")
+
+    @model_validator(mode="after")
+    def _placement(self) -> "JudgeServeConfig":
+        if self.gpus is not None and len(self.gpus) % self.tensor_parallel_size:
+            raise ValueError(f"judge_serve.gpus {self.gpus}: {len(self.gpus)} GPU(s) cannot hold tensor_parallel_size="
+                             f"{self.tensor_parallel_size}; give a multiple of it")
+        if self.gpus is not None and len(set(self.gpus)) != len(self.gpus):
+            raise ValueError(f"judge_serve.gpus {self.gpus} lists a GPU twice")
+        return self
 
 
 class MonitorConfig(_Config):
@@ -132,7 +177,8 @@ class MonitorConfig(_Config):
                                 "no length warning before they are complete.")
 
 
-class TrainerConfig(_Config):
+class TrainerConfig(_TrlSection):
+    _section: ClassVar[str] = "trainer"
     output_dir: str = Field("runs/medix", description="Checkpoints, logs, completions.jsonl, summary.json.")
     learning_rate: float = Field(1e-6, gt=0, description="Paper: 1e-6.")
     lr_scheduler_type: Literal["constant", "linear", "cosine"] = Field(
@@ -152,11 +198,17 @@ class TrainerConfig(_Config):
     eval_temperature: float = Field(0.0, ge=0, description="Validation sampling temperature; 0 = greedy "
                                     "(official validation: 0.6).")
     eval_top_p: float = Field(1.0, gt=0, le=1, description="Validation nucleus sampling (official: 0.95).")
-    report_to: list[Literal["tensorboard", "wandb", "json"]] = Field(
-        default_factory=lambda: ["json"], description="Metric loggers; 'json' writes metrics.jsonl.")
+    report_to: list[str] = Field(
+        default_factory=lambda: ["json"], description="Metric loggers: any integration transformers' report_to "
+        "accepts (tensorboard, wandb, mlflow, trackio, ...) plus 'json', which writes metrics.jsonl.")
     seed: int = Field(42, description="Seed for data order, sampling and init.")
     bf16: bool | None = Field(None, description="bfloat16 training; None = on when CUDA is available.")
     resume_from_checkpoint: str | bool | None = Field(None, description="Checkpoint folder, or true for the latest.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _reporters(cls, value):
+        return check_report_to([value] if isinstance(value, str) else value)
 
 
 class TrainConfig(_Config):

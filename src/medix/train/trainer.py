@@ -8,51 +8,24 @@ GRPO / DAPO / GSPO differ only in the GRPOConfig fields their recipe sets (train
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from trl import GRPOConfig
-
-from medix.errors import MedixError
-from medix.rewards.for_trl import trl_reward_functions, trl_weights
+from medix.rewards.for_trl import trl_reward_functions
 from medix.train.callbacks import CompletionsLogger, JsonMetricsLogger, ValidationCallback
 from medix.train.config import TrainConfig
 from medix.train.dataset import prepare
+from medix.train.judge_server import check_judge_reachable, managed_judge
 from medix.train.monitor import RewardMonitor
 from medix.train.policy import is_vision_model, load_policy, peft_config, prepare_policy
 from medix.train.sampling import DynamicSamplingGRPOTrainer
+from medix.train.trl_args import check_reporters_installed, grpo_args
 from medix.train.validate import Validator
 
 log = logging.getLogger(__name__)
-
-
-def grpo_args(cfg: TrainConfig) -> GRPOConfig:
-    a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
-    cuda = torch.cuda.is_available()
-    return GRPOConfig(
-        output_dir=t.output_dir, learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,
-        lr_scheduler_type=t.lr_scheduler_type, weight_decay=t.weight_decay,
-        max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, steps_per_generation=t.steps_per_generation,
-        logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed,
-        bf16=cuda if t.bf16 is None else t.bf16, use_cpu=not cuda,
-        report_to=[x for x in t.report_to if x != "json"],
-        activation_checkpointing=cfg.model.gradient_checkpointing,
-        num_generations=r.num_generations, temperature=r.temperature, top_p=r.top_p,
-        max_completion_length=r.max_completion_tokens,
-        use_vllm=r.backend == "vllm", vllm_mode=r.vllm_mode, vllm_server_base_url=r.vllm_server_base_url,
-        vllm_gpu_memory_utilization=r.vllm_gpu_memory_utilization,
-        vllm_tensor_parallel_size=r.vllm_tensor_parallel_size,
-        loss_type=a.loss_type, beta=a.beta, epsilon=a.epsilon, epsilon_high=a.epsilon_high, delta=a.delta,
-        importance_sampling_level=a.importance_sampling_level, scale_rewards=a.scale_rewards,
-        reward_weights=trl_weights(cfg.reward.weights), log_completions=False, remove_unused_columns=False,
-    )
 
 
 @dataclass
@@ -64,6 +37,7 @@ class BuiltRun:
 
 def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_funcs=(), judge=None) -> BuiltRun:
     """The trainer for `cfg`. Tests pass a tiny `model` / `processing` and extra reward functions."""
+    args = grpo_args(cfg)  # first: under ZeRO-3 it arms zero.Init, so the weights below load sharded
     if model is None:
         model, processing = load_policy(cfg.model)
     else:
@@ -78,7 +52,6 @@ def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_fu
     train = prepare(cfg.data.train, cfg.data, processing, vision, cfg.data.limit)
     funcs, weights = trl_reward_functions(cfg.reward, judge=judge)
     funcs, weights = [*funcs, *extra_reward_funcs], [*weights, *([1.0] * len(extra_reward_funcs))]
-    args = grpo_args(cfg)
     args.reward_weights = weights
     trainer = DynamicSamplingGRPOTrainer(
         model=model, reward_funcs=funcs, args=args, train_dataset=train.dataset, processing_class=processing,
@@ -110,47 +83,15 @@ def reward_monitor(cfg: TrainConfig, funcs: list, processing) -> RewardMonitor |
                          lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
 
 
-@contextlib.contextmanager
-def managed_judge(cfg: TrainConfig):
-    """Start the judge server when judge_serve.enabled; always stop it (crash and Ctrl-C included).
-
-    Under `accelerate launch` only the first process of each node starts it; the others wait for it.
-    """
-    if not cfg.judge_serve.enabled:
-        yield
-        return
-    from medix.serve import ManagedServer, server_command
-
-    s = cfg.judge_serve
-    url = f"http://127.0.0.1:{s.port}/v1"
-    server = ManagedServer(server_command(cfg.reward.judge.model, s.backend, s.port, s.extra_args), url,
-                           s.startup_timeout_s)
-    cfg.reward.judge.base_urls = [url]
-    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
-        server.wait_for(None)
-        yield
-        return
-    with server:
-        log.info("judge server up at %s", url)
-        yield
-
-
-def check_judge_reachable(cfg: TrainConfig) -> None:
-    """Fail before any model loads when an HTTP judge does not answer (a run with no judge would learn
-    from the other components only)."""
-    judge = cfg.reward.judge
-    if judge.backend != "openai" or cfg.reward.weights.judge == 0:
-        return
-    import httpx
-
-    for url in judge.base_urls:
-        try:
-            httpx.get(f"{url.rstrip('/')}/models", timeout=10).raise_for_status()
-        except httpx.HTTPError as err:
-            raise MedixError(
-                f"judge at {url} is not reachable ({err.__class__.__name__}). Start it with `medix judge serve "
-                f"--model {judge.model} --backend vllm --port PORT`, set judge_serve.enabled=true, or use "
-                "reward.judge.backend=local.") from None
+def save_final(trainer, path: Path) -> None:
+    """The final policy as a loadable HF folder. Under FSDP with SHARDED_STATE_DICT (fast, resumable
+    checkpoints) transformers' save_model would write shards only; the state dict is gathered in full for
+    this one save."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if trainer.is_fsdp_enabled and plugin is not None and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        log.info("gathering the FSDP-sharded policy into a full state dict for %s", path)
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(path))
 
 
 def run_training(cfg: TrainConfig) -> dict:
@@ -163,12 +104,13 @@ def run_training(cfg: TrainConfig) -> dict:
     from medix.judge.audit import warn_if_weak
 
     warn_if_weak(cfg.reward.judge, cfg.reward.weights.judge)
+    check_reporters_installed(cfg.trainer.report_to)
     with managed_judge(cfg):
         check_judge_reachable(cfg)
         run = build_trainer(cfg)
         try:
             result = run.trainer.train(resume_from_checkpoint=cfg.trainer.resume_from_checkpoint)
-            run.trainer.save_model(str(out / "final"))
+            save_final(run.trainer, out / "final")
         finally:
             run.trainer.reward_funcs[0].composite.close()
     monitor = run.trainer.monitor

@@ -1,0 +1,145 @@
+"""TrainConfig → TRL's `GRPOConfig`: medix's documented fields, plus any GRPOConfig field passed through.
+
+    medix train --config configs/medix-r1-8b-dapo.yaml trainer.warmup_steps=10 trainer.push_to_hub=true \
+        rollout.vllm_max_model_length=8448 trainer.report_to=[wandb,json]
+
+The `algorithm`, `rollout` and `trainer` sections accept, besides their own fields, every field of the installed
+`GRPOConfig` (which includes all of transformers' `TrainingArguments`) under TRL's own name. Such a key is
+checked against the real dataclass when the config is read — an unknown name is an error that suggests the
+nearest valid one — and handed to GRPOConfig as is, over the value medix would map from its own field (so
+`trainer.max_completion_length` wins over `rollout.max_completion_tokens`). A few fields medix must own are
+refused with the section that sets them (`MANAGED`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import logging
+from typing import TYPE_CHECKING, Any
+
+from medix.errors import MedixError
+
+if TYPE_CHECKING:
+    from trl import GRPOConfig
+
+    from medix.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+# GRPOConfig fields medix derives from its own sections; setting them directly would break a run.
+MANAGED = {
+    "reward_weights": "reward.weights (one weight per reward component, derived from the composite formula)",
+    "remove_unused_columns": "medix (the reward functions read the dataset's solution / problem / images columns)",
+    "log_completions": "trainer.log_completions (medix writes completions.jsonl itself)",
+}
+# report_to names that are not transformers integrations.
+EXTRA_REPORTERS = ("json",)
+
+
+@functools.cache
+def grpo_fields() -> frozenset[str]:
+    """Names of the installed GRPOConfig's fields (TrainingArguments' included)."""
+    from trl import GRPOConfig
+
+    return frozenset(f.name for f in dataclasses.fields(GRPOConfig) if f.init)
+
+
+def check_passthrough(section: str, extras: dict[str, Any], own: list[str]) -> None:
+    """ValueError naming the first key of `extras` that is neither a GRPOConfig field nor allowed here."""
+    fields = grpo_fields()
+    for key in extras:
+        if key in MANAGED:
+            raise ValueError(f"{section}.{key} is set by {MANAGED[key]}; remove it")
+        if key not in fields:
+            near = difflib.get_close_matches(key, [*own, *fields], n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(near)}? " if near else ""
+            raise ValueError(f"{section}.{key}: unknown key — neither a medix field of {section} nor a TRL "
+                             f"GRPOConfig field; {hint}(medix fields: {', '.join(own)}; TRL's: "
+                             "https://huggingface.co/docs/trl/grpo_trainer)")
+
+
+@functools.cache
+def known_reporters() -> frozenset[str]:
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    return frozenset([*INTEGRATION_TO_CALLBACK, *EXTRA_REPORTERS, "all", "none"])
+
+
+def check_report_to(names: list[str]) -> list[str]:
+    unknown = [n for n in names if n not in known_reporters()]
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}; choose from {sorted(known_reporters())}")
+    return names
+
+
+def check_reporters_installed(names: list[str]) -> None:
+    """Before the trainer exists: a logger whose package is missing is named with its install line."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    available = set(get_available_reporting_integrations())
+    missing = [n for n in names if n not in (*EXTRA_REPORTERS, "all", "none") and n not in available]
+    if missing:
+        raise MedixError(f"trainer.report_to: {', '.join(missing)} is not installed (pip install {' '.join(missing)}; "
+                         "on a GPU node `pip install 'medix[gpu]'` brings tensorboard), or remove it from report_to")
+
+
+def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
+    """GRPOConfig keyword arguments from medix's own fields (TRL names on the left)."""
+    import torch
+
+    from medix.rewards.for_trl import trl_weights
+
+    a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
+    cuda = torch.cuda.is_available()
+    return dict(
+        output_dir=t.output_dir, learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,
+        lr_scheduler_type=t.lr_scheduler_type, weight_decay=t.weight_decay,
+        max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, steps_per_generation=t.steps_per_generation,
+        logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed,
+        bf16=cuda if t.bf16 is None else t.bf16, use_cpu=not cuda,
+        report_to=[x for x in t.report_to if x not in EXTRA_REPORTERS],
+        activation_checkpointing=cfg.model.gradient_checkpointing,
+        num_generations=r.num_generations, temperature=r.temperature, top_p=r.top_p,
+        max_completion_length=r.max_completion_tokens,
+        use_vllm=r.backend == "vllm", vllm_mode=r.vllm_mode, vllm_server_base_url=r.vllm_server_base_url,
+        vllm_gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+        vllm_tensor_parallel_size=r.vllm_tensor_parallel_size,
+        # vLLM otherwise sizes its KV cache for the model's whole context (262,144 tokens for Qwen3-VL) and may
+        # not start inside its memory share; a rollout never needs more than prompt + completion.
+        vllm_max_model_length=r.vllm_max_model_length or cfg.data.max_prompt_tokens + r.max_completion_tokens,
+        vllm_enable_sleep_mode=r.vllm_enable_sleep_mode,
+        vllm_importance_sampling_correction=r.vllm_importance_sampling_correction,
+        loss_type=a.loss_type, beta=a.beta, epsilon=a.epsilon, epsilon_high=a.epsilon_high, delta=a.delta,
+        importance_sampling_level=a.importance_sampling_level, scale_rewards=a.scale_rewards,
+        reward_weights=trl_weights(cfg.reward.weights), log_completions=False, remove_unused_columns=False,
+    )
+
+
+def passthrough_fields(cfg: TrainConfig) -> dict[str, Any]:
+    """The TRL-named keys given in the algorithm / rollout / trainer sections, in that order."""
+    out: dict[str, Any] = {}
+    for section in (cfg.algorithm, cfg.rollout, cfg.trainer):
+        out.update(section.model_extra or {})
+    return out
+
+
+def grpo_args(cfg: TrainConfig) -> GRPOConfig:
+    """The GRPOConfig for `cfg`. Built before the policy loads: under DeepSpeed ZeRO-3 its construction arms
+    transformers' zero.Init hook, so each rank loads only its shard (as TRL's own scripts do)."""
+    from trl import GRPOConfig
+
+    kwargs = mapped_fields(cfg)
+    for key, value in passthrough_fields(cfg).items():
+        if key in kwargs and kwargs[key] != value:
+            log.info("TRL field %s=%r overrides medix's %r", key, value, kwargs[key])
+        kwargs[key] = value
+    try:
+        return GRPOConfig(**kwargs)
+    except (ValueError, TypeError) as err:
+        given = sorted(passthrough_fields(cfg))
+        where = f" (TRL fields given: {', '.join(given)})" if given else ""
+        raise MedixError(f"TRL refused the training settings{where}: {err}") from None
