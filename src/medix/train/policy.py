@@ -23,6 +23,24 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
+# Attention kernels that need a package (or a GPU) besides torch, and how to tell they are usable.
+FLASH = {"flash_attention_2": "is_flash_attn_2_available", "flash_attention_3": "is_flash_attn_3_available"}
+
+
+def attention(name: str) -> str:
+    """`name`, or sdpa with one log line when a flash-attention kernel is asked for but cannot run here
+    (flash-attn not installed, or no CUDA): the paper configs then still load, at sdpa's speed."""
+    import transformers.utils as tu
+
+    check = FLASH.get(name)
+    if check is None or getattr(tu, check)():
+        return name
+    log.warning("model.attn_implementation=%s is not available here (needs the flash-attn package and a CUDA "
+                "GPU: pip install flash-attn --no-build-isolation, or a Hub kernel with `kernels`); using sdpa",
+                name)
+    return "sdpa"
+
+
 def load_policy(cfg: ModelConfig):
     """(model, processing_class). VLMs get an AutoProcessor, text LMs a tokenizer with a pad token."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
@@ -30,7 +48,7 @@ def load_policy(cfg: ModelConfig):
     path = resolve(cfg.name)
     kwargs = {"dtype": torch_dtype(cfg.dtype)}
     if cfg.attn_implementation:
-        kwargs["attn_implementation"] = cfg.attn_implementation
+        kwargs["attn_implementation"] = attention(cfg.attn_implementation)
     try:
         config = AutoConfig.from_pretrained(path)
         if getattr(config, "vision_config", None) is not None:
