@@ -193,3 +193,51 @@ def test_flash_attention_falls_back_to_sdpa_with_one_line(caplog):
         assert attention("flash_attention_2") == "sdpa"  # no flash-attn and no CUDA here
     assert len(caplog.records) == 1 and "flash_attention_2" in caplog.text
     assert attention("sdpa") == "sdpa" and attention("eager") == "eager"
+
+
+# Where the judge server runs: (judge_serve fields, training GPUs, CUDA present) → its CUDA_VISIBLE_DEVICES, or the
+# error naming both GPU sets.
+PLACEMENTS = [
+    ({"gpus": [6, 7], "tensor_parallel_size": 2}, [0, 1, 2, 3, 4, 5], True, ("env", "6,7")),
+    ({"gpus": [7]}, [0, 1, 2, 3, 4, 5, 6], True, ("env", "7")),
+    ({"gpus": [5, 6]}, [0, 1, 2, 3, 4, 5], True,
+     ("error", "overlaps the training GPUs [0, 1, 2, 3, 4, 5] (shared: [5])")),
+    ({}, list(range(8)), True, ("error", "judge_serve.gpus is not set")),
+    ({"allow_shared_gpus": True}, [0], True, ("env", "0,1,2,3,4,5,6,7")),  # one GPU, on purpose: inherited
+    ({"gpus": [0], "allow_shared_gpus": True}, [0], True, ("env", "0")),
+    ({}, [], False, ("env", "0,1,2,3,4,5,6,7")),  # CPU: nothing to place
+]
+
+
+@pytest.mark.parametrize("fields, training, cuda, expected", PLACEMENTS)
+def test_judge_server_gets_gpus_of_its_own(fields, training, cuda, expected, monkeypatch):
+    from medix.train.config import JudgeServeConfig
+    from medix.train.judge_server import judge_server_env
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
+    serve = JudgeServeConfig(enabled=True, **fields)
+    kind, value = expected
+    if kind == "env":
+        assert judge_server_env(serve, training, cuda)["CUDA_VISIBLE_DEVICES"] == value
+    else:
+        with pytest.raises(MedixError, match=re.escape(value)):
+            judge_server_env(serve, training, cuda)
+
+
+def test_training_gpus_are_the_first_local_processes_visible():
+    from medix.train.judge_server import training_gpus
+
+    assert training_gpus([2, 3, 4, 5, 6, 7], 4) == [2, 3, 4, 5]
+    assert training_gpus([0, 1], 1) == [0]
+
+
+def test_judge_placement_becomes_vllm_arguments():
+    from medix.train.config import JudgeServeConfig
+    from medix.train.judge_server import judge_server_args
+
+    serve = JudgeServeConfig(gpus=[6, 7], tensor_parallel_size=2, gpu_memory_utilization=0.97, max_model_len=2048,
+                             extra_args=["--enforce-eager"])
+    assert judge_server_args(serve) == ["--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.97",
+                                        "--max-model-len", "2048", "--enforce-eager"]
+    with pytest.raises(MedixError, match="cannot hold tensor_parallel_size=2"):
+        load_train_config(None, ["data.train=x.jsonl", "judge_serve.gpus=[6]", "judge_serve.tensor_parallel_size=2"])

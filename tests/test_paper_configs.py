@@ -5,7 +5,7 @@ import pytest
 
 from conftest import REPO
 from medix.train.config import load_train_config
-from medix.train.trainer import grpo_args
+from medix.train.trl_args import grpo_args
 
 GPUS = 8  # every official script: 1 node × 8 GPUs
 # Shared by all five official scripts (their config.yaml and EasyR1 defaults).

@@ -147,7 +147,7 @@ def test_managed_judge_server_stops_on_crash(monkeypatch):
     import httpx
 
     from medix.testing.judge_server import free_port
-    from medix.train.trainer import managed_judge
+    from medix.train.judge_server import managed_judge
 
     port = free_port()
     monkeypatch.setattr("medix.serve.server_command", lambda model, backend, p, extra: [
@@ -166,7 +166,7 @@ def test_managed_judge_server_stops_on_crash(monkeypatch):
 
 def test_judge_down_is_a_clear_error_before_training():
     from medix.testing.judge_server import free_port
-    from medix.train.trainer import check_judge_reachable
+    from medix.train.judge_server import check_judge_reachable
 
     cfg = load_train_config(None, ["data.train=x.jsonl", "reward.judge.backend=openai",
                                    f"reward.judge.base_urls=['http://127.0.0.1:{free_port()}/v1']"])
