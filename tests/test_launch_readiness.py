@@ -241,3 +241,14 @@ def test_judge_placement_becomes_vllm_arguments():
                                         "--max-model-len", "2048", "--enforce-eager"]
     with pytest.raises(MedixError, match="cannot hold tensor_parallel_size=2"):
         load_train_config(None, ["data.train=x.jsonl", "judge_serve.gpus=[6]", "judge_serve.tensor_parallel_size=2"])
+
+
+@pytest.mark.slow
+def test_gpu_smoke_script_runs_on_cpu():
+    """bench/gpu_smoke.sh --smoke: the GPU smoke flow on CPU, so the script cannot rot between GPU loans."""
+    import subprocess
+
+    done = subprocess.run([str(REPO / "bench" / "gpu_smoke.sh"), "--smoke"], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "gpu smoke: OK" in done.stdout and '"params_changed": "0/' not in done.stdout
