@@ -252,3 +252,23 @@ def test_gpu_smoke_script_runs_on_cpu():
                           timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "gpu smoke: OK" in done.stdout and '"params_changed": "0/' not in done.stdout
+
+
+@pytest.mark.parametrize("overrides, env, message", [
+    (["rollout.backend=vllm"], {}, r"rollout.backend=vllm needs vllm.*medix\[gpu\]"),
+    (["trainer.use_vllm=true"], {}, r"needs vllm"),
+    ([], {"ACCELERATE_USE_DEEPSPEED": "true"}, r"DeepSpeed accelerate config needs deepspeed"),
+])
+def test_a_missing_gpu_package_is_named_with_its_setting(overrides, env, message, monkeypatch):
+    import importlib.util
+
+    from medix.train.trl_args import check_installed
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("vllm", "deepspeed")
+                        else real(name, *a))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = load_train_config(None, ["data.train=x.jsonl", *overrides])
+    with pytest.raises(MedixError, match=message):
+        check_installed(cfg)

@@ -22,7 +22,7 @@ from medix.train.judge_server import check_judge_reachable, managed_judge
 from medix.train.monitor import RewardMonitor
 from medix.train.policy import is_vision_model, load_policy, peft_config, prepare_policy
 from medix.train.sampling import DynamicSamplingGRPOTrainer
-from medix.train.trl_args import check_reporters_installed, grpo_args
+from medix.train.trl_args import check_installed, grpo_args
 from medix.train.validate import Validator
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def run_training(cfg: TrainConfig) -> dict:
     from medix.judge.audit import warn_if_weak
 
     warn_if_weak(cfg.reward.judge, cfg.reward.weights.judge)
-    check_reporters_installed(cfg.trainer.report_to)
+    check_installed(cfg)
     with managed_judge(cfg):
         check_judge_reachable(cfg)
         run = build_trainer(cfg)

@@ -74,6 +74,25 @@ def check_report_to(names: list[str]) -> list[str]:
     return names
 
 
+def check_installed(cfg: TrainConfig) -> None:
+    """Before any model loads: each package the settings need, named with the setting and its install line."""
+    import importlib.util
+    import os
+
+    from transformers.utils import strtobool
+
+    needs = []
+    if passthrough_fields(cfg).get("use_vllm", cfg.rollout.backend == "vllm"):
+        needs.append(("vllm", "rollout.backend=vllm"))
+    if strtobool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")):
+        needs.append(("deepspeed", "the DeepSpeed accelerate config"))
+    for module, setting in needs:
+        if importlib.util.find_spec(module) is None:
+            raise MedixError(f"{setting} needs {module}, which is not installed: pip install 'medix[gpu]' on the GPU "
+                             "node (or choose rollout.backend=transformers)")
+    check_reporters_installed(list(cfg.trainer.report_to))
+
+
 def check_reporters_installed(names: list[str]) -> None:
     """Before the trainer exists: a logger whose package is missing is named with its install line."""
     from transformers.integrations import get_available_reporting_integrations
