@@ -155,7 +155,8 @@ def validation_message(err: ValidationError, source: str, cls: type[BaseModel] |
         if e["type"] == "extra_forbidden":
             valid = _valid_keys(cls, e["loc"])
             msg = "unknown key" + (f" (valid: {', '.join(valid)})" if valid else "")
-        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r:.80})"
+        # A whole section as the input (a cross-field check) is noise: the message names the key.
+        got = "" if e["type"] == "missing" or isinstance(e.get("input"), dict) else f" (got {e.get('input')!r:.80})"
         lines.append(f"  {loc}: {msg}{got}")
     return "\n".join(lines)
 

@@ -53,11 +53,10 @@ def check_passthrough(section: str, extras: dict[str, Any], own: list[str]) -> N
         if key in MANAGED:
             raise ValueError(f"{section}.{key} is set by {MANAGED[key]}; remove it")
         if key not in fields:
-            near = difflib.get_close_matches(key, [*own, *fields], n=3, cutoff=0.6)
-            hint = f"did you mean {' or '.join(near)}? " if near else ""
-            raise ValueError(f"{section}.{key}: unknown key — neither a medix field of {section} nor a TRL "
-                             f"GRPOConfig field; {hint}(medix fields: {', '.join(own)}; TRL's: "
-                             "https://huggingface.co/docs/trl/grpo_trainer)")
+            near = list(dict.fromkeys(difflib.get_close_matches(key, [*own, *fields], n=3, cutoff=0.6)))
+            hint = f"did you mean {' or '.join(near)}?" if near else f"medix fields here: {', '.join(own)}"
+            raise ValueError(f"{section}.{key}: unknown key, neither a medix field nor a TRL GRPOConfig field; "
+                             f"{hint} (TRL's fields: https://huggingface.co/docs/trl/grpo_trainer)")
 
 
 @functools.cache
