@@ -48,10 +48,8 @@ process for the CUDA context, NCCL buffers and allocator fragmentation (RESERVE_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-from medix.errors import MedixError
 from medix.train.config import TrainConfig
 from medix.train.launch import GIB, Launch, Sharding
 from medix.train.model_size import ModelSize, model_size
@@ -237,10 +235,10 @@ def rollout_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -
     tokens = max(0.0, share - weights) / policy.kv_bytes_per_token(tp)
     how = (f"{util} × {launch.gpu_gib} GiB: weights {gib(weights)} GiB (÷ TP {tp}) + KV cache "
            f"{gib(max(0.0, share - weights))} GiB ≈ {tokens:,.0f} tok{'; sleeps during the update' if sleep else ''}")
-    problems = [] if tokens >= max_len else [
+    problems = [] if tokens >= max_len else [(
         f"rollout.vllm_gpu_memory_utilization={util}: the {gib(share)} GiB share leaves a KV cache of "
         f"{tokens:,.0f} tokens after the rollout weights, less than one sequence of {max_len:,} tokens: raise "
-        "the share or rollout.vllm_tensor_parallel_size"]
+        "the share or rollout.vllm_tensor_parallel_size")]
     return [Line("vLLM rollout engine (colocated)", share, how, "rollout" if sleep else "resident")], problems
 
 
@@ -283,10 +281,10 @@ def judge_server_line(judge: JudgeServer, gpu_gib: float) -> tuple[Line, list[st
     line = Line(f"judge server {judge.model.name} (vLLM)", share,
                 f"{judge.utilization} × {gpu_gib} GiB: weights {gib(weights)} GiB (÷ TP {judge.tensor_parallel}) "
                 f"+ KV cache ≈ {tokens:,.0f} tok")
-    problems = [] if tokens >= judge.max_len else [
+    problems = [] if tokens >= judge.max_len else [(
         f"judge server: its {gib(share)} GiB share (gpu_memory_utilization {judge.utilization}) leaves a KV cache "
         f"of {tokens:,.0f} tokens, less than one sequence of max_model_len {judge.max_len:,}: lower max_model_len "
-        "or raise the share / tensor parallelism"]
+        "or raise the share / tensor parallelism")]
     return line, problems
 
 
