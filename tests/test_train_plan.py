@@ -198,7 +198,7 @@ def test_judge_tensor_parallel_from_extra_args_spans_gpus():
     gpu01, rest = plan_training(cfg, launch_shape(ZERO3, 8, 79.6, None)).roles
     assert gpu01.name == "training GPU 0–1 + judge server" and rest.name == "training GPU 2–7"
     judge = next(x for x in gpu01.lines if x.item.startswith("judge server"))
-    assert "weights 3.75 GiB (÷ TP 2)" in judge.how  # 4,022,468,096 × 2 B / 2
+    assert "weights 3.75 (÷ TP 2)" in judge.how  # 4,022,468,096 × 2 B / 2
 
 
 @pytest.mark.skipif("gpus" not in JudgeServeConfig.model_fields, reason="judge_serve.gpus not in this config yet")

@@ -198,6 +198,8 @@ def train(
     """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
     from medix.train.config import claim_output_dir, load_train_config
 
+    if not plan and (accelerate_config or sharding):
+        raise MedixError("--accelerate-config and --sharding describe the node for --plan: add --plan")
     cfg = load_train_config(config, list(ctx.args))
     if plan:
         from medix.train.launch import launch_shape
@@ -206,7 +208,8 @@ def train(
         result = plan_training(cfg, launch_shape(accelerate_config, gpus, gpu_memory, sharding), str(config))
         render(result, Console(width=160))
         if not result.fits:
-            console.print(f"[bold red]does not fit:[/bold red] {escape(result.refusal())}", highlight=False)
+            console.print(f"[bold red]does not fit:[/bold red] {escape(result.refusal())}", highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(1)
         return
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate, the first process checks (and clears) alone

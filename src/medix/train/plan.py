@@ -233,8 +233,8 @@ def rollout_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -
     max_len = int(_setting(cfg, "vllm_max_model_length", None) or _seq_len(cfg))
     share, weights = util * cap, policy.params * 2 / tp
     tokens = max(0.0, share - weights) / policy.kv_bytes_per_token(tp)
-    how = (f"{util} × {launch.gpu_gib} GiB: weights {gib(weights)} GiB (÷ TP {tp}) + KV cache "
-           f"{gib(max(0.0, share - weights))} GiB ≈ {tokens:,.0f} tok{'; sleeps during the update' if sleep else ''}")
+    how = (f"{util} × {launch.gpu_gib} GiB: weights {gib(weights)} (÷ TP {tp}) + KV {gib(max(0.0, share - weights))}"
+           f" GiB ≈ {tokens:,.0f} tok{'; sleeps in the update' if sleep else ''}")
     problems = [] if tokens >= max_len else [(
         f"rollout.vllm_gpu_memory_utilization={util}: the {gib(share)} GiB share leaves a KV cache of "
         f"{tokens:,.0f} tokens after the rollout weights, less than one sequence of {max_len:,} tokens: raise "
@@ -279,8 +279,8 @@ def judge_server_line(judge: JudgeServer, gpu_gib: float) -> tuple[Line, list[st
     share, weights = judge.utilization * gpu_gib * GIB, judge.model.params * 2 / judge.tensor_parallel
     tokens = max(0.0, share - weights) / judge.model.kv_bytes_per_token(judge.tensor_parallel)
     line = Line(f"judge server {judge.model.name} (vLLM)", share,
-                f"{judge.utilization} × {gpu_gib} GiB: weights {gib(weights)} GiB (÷ TP {judge.tensor_parallel}) "
-                f"+ KV cache ≈ {tokens:,.0f} tok")
+                f"{judge.utilization} × {gpu_gib} GiB: weights {gib(weights)} (÷ TP {judge.tensor_parallel}) + KV "
+                f"{gib(max(0.0, share - weights))} GiB ≈ {tokens:,.0f} tok")
     problems = [] if tokens >= judge.max_len else [(
         f"judge server: its {gib(share)} GiB share (gpu_memory_utilization {judge.utilization}) leaves a KV cache "
         f"of {tokens:,.0f} tokens, less than one sequence of max_model_len {judge.max_len:,}: lower max_model_len "
@@ -357,10 +357,19 @@ def render(plan: Plan, console) -> None:
 
     p, launch = plan.policy, plan.launch
     n = launch.processes or "every training GPU"
-    console.print(f"{plan.config}: {p.name}, {p.params:,} parameters ({p.source}); {launch.sharding.name} over "
+    console.print(f"{plan.config}: {p.name}, {p.params:,} parameters ({p.source})\n{launch.sharding.name} over "
                   f"{n} processes ({launch.source}); {launch.gpus_per_node} GPUs per node × {launch.gpu_gib} GiB",
                   highlight=False, markup=False)
+    shown: list[GpuRole] = []
     for role in plan.roles:
+        verdict = "fits" if role.overflow is None else f"DOES NOT FIT from '{role.overflow.item}'"
+        wider = next((r for r in shown if set(role.lines) < set(r.lines)), None)
+        if wider:  # e.g. the training GPUs without the judge server: say what differs, not the whole table
+            left = ", ".join(x.item for x in wider.lines if x not in role.lines)
+            console.print(f"{role.name}: the lines above without {left}: peak {gib(role.peak)} of "
+                          f"{role.capacity / GIB:.1f} GiB: {verdict}", highlight=False, markup=False)
+            continue
+        shown.append(role)
         table = Table(title=role.name, title_justify="left")
         for name, justify in (("phase", "left"), ("item", "left"), ("GiB", "right"), ("total GiB", "right"),
                               ("how it is counted", "left")):
@@ -370,7 +379,6 @@ def render(plan: Plan, console) -> None:
             table.add_row(line.phase, line.item, gib(line.bytes), f"[red]{gib(total)}[/red]" if over else gib(total),
                           line.how)
         console.print(table)
-        verdict = "fits" if role.overflow is None else f"DOES NOT FIT from '{role.overflow.item}'"
         console.print(f"peak {gib(role.peak)} of {role.capacity / GIB:.1f} GiB: {verdict}", highlight=False,
                       markup=False)
     for text in plan.problems:
