@@ -193,6 +193,23 @@ def test_a_share_that_cannot_hold_one_sequence_is_refused(override, message):
     assert not plan.fits and message in plan.refusal()
 
 
+def test_generation_without_vllm_gathers_zero3_weights_and_holds_the_batch_kv_cache():
+    cfg = paper("2b-dapo", "rollout.backend=transformers")
+    zero3 = lines(plan_training(cfg, launch_shape(ZERO3, 8, 79.6, None)).roles[1])
+    kv = 5 * 64 * 8448 * (2 * 28 * 8 * 128 * 2)  # 320 sequences of the generation batch × K, V of every layer
+    assert zero3["full weights gathered to generate"] == pytest.approx(P2B * 2 * 7 / 8)
+    assert zero3["KV cache of generate()"] == pytest.approx(kv)
+    assert "full weights gathered to generate" not in lines(plan_training(cfg, launch_shape(FSDP, 8, 79.6, None))
+                                                            .roles[1])
+
+
+def test_tensor_parallel_must_divide_the_processes_and_a_cpu_embedder_takes_no_gpu():
+    plan = plan_training(paper("2b-dapo", "rollout.vllm_tensor_parallel_size=3", "reward.embedder.device=cpu"),
+                         launch_shape(ZERO3, 8, 79.6, None))
+    assert "rollout.vllm_tensor_parallel_size=3 must divide the 8 training processes" in plan.refusal()
+    assert not any(item.startswith("embedder") for item in lines(plan.roles[1]))
+
+
 def test_judge_tensor_parallel_from_extra_args_spans_gpus():
     cfg = paper("8b-dapo", "judge_serve.extra_args=[--tensor-parallel-size,'2',--gpu-memory-utilization,'0.15']")
     gpu01, rest = plan_training(cfg, launch_shape(ZERO3, 8, 79.6, None)).roles

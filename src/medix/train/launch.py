@@ -28,10 +28,11 @@ class Sharding:
     optimizer: bool
     offload_params: bool = False
     offload_optimizer: bool = False
+    gathers_to_generate: bool = False  # TRL gathers ZeRO-3's full weights for generate() without vLLM
 
 
 SHARDINGS = {
-    "zero3": Sharding("DeepSpeed ZeRO-3", True, True, True),
+    "zero3": Sharding("DeepSpeed ZeRO-3", True, True, True, gathers_to_generate=True),
     "zero2": Sharding("DeepSpeed ZeRO-2", False, True, True),
     "zero1": Sharding("DeepSpeed ZeRO-1", False, False, True),
     "fsdp": Sharding("FSDP full shard", True, True, True),
@@ -76,7 +77,8 @@ def _accelerate_sharding(data: dict, source: str) -> Sharding:
         base = {3: "zero3", 2: "zero2", 1: "zero1"}.get(stage, "none")
         return Sharding(SHARDINGS[base].name, *_fields(base),
                         offload_params=ds.get("offload_param_device", "none") not in (None, "none"),
-                        offload_optimizer=ds.get("offload_optimizer_device", "none") not in (None, "none"))
+                        offload_optimizer=ds.get("offload_optimizer_device", "none") not in (None, "none"),
+                        gathers_to_generate=base == "zero3")
     if kind == "FSDP":
         fsdp = data.get("fsdp_config") or {}
         offload = bool(fsdp.get("fsdp_offload_params", False))

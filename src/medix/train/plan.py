@@ -100,6 +100,7 @@ class GpuRole:
 class Plan:
     config: str
     launch: Launch
+    processes: int         # training processes the state is sharded over
     policy: ModelSize
     roles: list[GpuRole]
     problems: list[str] = field(default_factory=list)
@@ -169,14 +170,15 @@ def reference_line(policy: ModelSize, cfg: TrainConfig, sharding: Sharding, n: i
 
 
 def embedder_line(cfg: TrainConfig) -> Line | None:
-    if cfg.reward.weights.embed <= 0:
+    if cfg.reward.weights.embed <= 0 or (cfg.reward.embedder.device or "cuda").startswith("cpu"):
         return None
     size = model_size(cfg.reward.embedder.model)
     return Line(f"embedder {cfg.reward.embedder.model} (fp32)", size.params * 4, f"{size.params:,} × 4 B")
 
 
 def local_judge_line(cfg: TrainConfig) -> Line | None:
-    if cfg.reward.judge.backend != "local" or cfg.reward.weights.judge <= 0:
+    judge = cfg.reward.judge
+    if judge.backend != "local" or cfg.reward.weights.judge <= 0 or (judge.device or "cuda").startswith("cpu"):
         return None
     size = model_size(cfg.reward.judge.model)
     return Line(f"judge {cfg.reward.judge.model} in process (bf16)", size.params * 2, f"{size.params:,} × 2 B")
@@ -224,11 +226,14 @@ def rollout_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -
                                                            or cfg.trainer.gradient_accumulation_steps)
         lines = [Line("KV cache of generate()", batch * _seq_len(cfg) * policy.kv_bytes_per_token(),
                       f"{batch} seq × {_seq_len(cfg):,} tok × {policy.kv_bytes_per_token():,} B", "rollout")]
-        if launch.sharding.weights:
+        if launch.sharding.gathers_to_generate:
             lines.insert(0, Line("full weights gathered to generate", policy.params * 2 * (1 - 1 / n),
                                  f"{policy.params:,} × 2 B less the resident shard", "rollout"))
         return lines, []
     tp, util = r.vllm_tensor_parallel_size, r.vllm_gpu_memory_utilization
+    if n % tp:
+        return [], [f"rollout.vllm_tensor_parallel_size={tp} must divide the {n} training processes: colocated "
+                    "vLLM groups them by tensor parallelism"]
     sleep = bool(_setting(cfg, "vllm_enable_sleep_mode", False))
     max_len = int(_setting(cfg, "vllm_max_model_length", None) or _seq_len(cfg))
     share, weights = util * cap, policy.params * 2 / tp
@@ -325,7 +330,7 @@ def plan_training(cfg: TrainConfig, launch: Launch, config_name: str = "config")
         notes.append(f"judge at {', '.join(cfg.reward.judge.base_urls)}: not on this node's training GPUs")
     if cfg.rollout.backend == "vllm" and cfg.rollout.vllm_mode == "server":
         notes.append(f"rollouts on the vLLM server at {cfg.rollout.vllm_server_base_url}: not counted here")
-    return Plan(config_name, launch, policy, roles, problems + rollout_problems, notes)
+    return Plan(config_name, launch, n, policy, roles, problems + rollout_problems, notes)
 
 
 def _with_resident(lines: list[Line], extra: Line) -> list[Line]:
@@ -356,9 +361,9 @@ def render(plan: Plan, console) -> None:
     from rich.table import Table
 
     p, launch = plan.policy, plan.launch
-    n = launch.processes or "every training GPU"
     console.print(f"{plan.config}: {p.name}, {p.params:,} parameters ({p.source})\n{launch.sharding.name} over "
-                  f"{n} processes ({launch.source}); {launch.gpus_per_node} GPUs per node × {launch.gpu_gib} GiB",
+                  f"{plan.processes} processes ({launch.source}); {launch.gpus_per_node} GPUs per node × "
+                  f"{launch.gpu_gib} GiB",
                   highlight=False, markup=False)
     shown: list[GpuRole] = []
     for role in plan.roles:
