@@ -217,23 +217,36 @@ def _seq_len(cfg: TrainConfig) -> int:
 
 
 def rollout_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -> tuple[list[Line], list[str]]:
-    """The rollout engine's memory on a training GPU, and its problems (a share too small for one sequence)."""
-    r, cap = cfg.rollout, launch.gpu_gib * GIB
-    if r.backend == "vllm" and r.vllm_mode == "server":
-        return [], []
+    """The rollout engine's memory on a training GPU, and its problems; a vLLM server takes none here."""
+    r = cfg.rollout
     if r.backend == "transformers":
-        batch = cfg.trainer.per_device_train_batch_size * (cfg.trainer.steps_per_generation
-                                                           or cfg.trainer.gradient_accumulation_steps)
-        lines = [Line("KV cache of generate()", batch * _seq_len(cfg) * policy.kv_bytes_per_token(),
-                      f"{batch} seq × {_seq_len(cfg):,} tok × {policy.kv_bytes_per_token():,} B", "rollout")]
-        if launch.sharding.gathers_to_generate:
-            lines.insert(0, Line("full weights gathered to generate", policy.params * 2 * (1 - 1 / n),
-                                 f"{policy.params:,} × 2 B less the resident shard", "rollout"))
-        return lines, []
+        return generate_lines(policy, cfg, launch, n), []
+    if r.vllm_mode == "server":
+        return [], []
+    return vllm_lines(policy, cfg, launch, n)
+
+
+def generate_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -> list[Line]:
+    """Rollouts with transformers' generate(): a KV cache for the process's whole generation batch, and under
+    ZeRO-3 the full weights TRL gathers for it."""
+    t = cfg.trainer
+    batch = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+    lines = [Line("KV cache of generate()", batch * _seq_len(cfg) * policy.kv_bytes_per_token(),
+                  f"{batch} seq × {_seq_len(cfg):,} tok × {policy.kv_bytes_per_token():,} B", "rollout")]
+    if launch.sharding.gathers_to_generate:
+        lines.insert(0, Line("full weights gathered to generate", policy.params * 2 * (1 - 1 / n),
+                             f"{policy.params:,} × 2 B less the resident shard", "rollout"))
+    return lines
+
+
+def vllm_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -> tuple[list[Line], list[str]]:
+    """Colocated vLLM: its share of the GPU, the KV cache left after the rollout weights, and whether that
+    holds one max_model_len sequence."""
+    r, cap = cfg.rollout, launch.gpu_gib * GIB
     tp, util = r.vllm_tensor_parallel_size, r.vllm_gpu_memory_utilization
     if n % tp:
-        return [], [f"rollout.vllm_tensor_parallel_size={tp} must divide the {n} training processes: colocated "
-                    "vLLM groups them by tensor parallelism"]
+        return [], [(f"rollout.vllm_tensor_parallel_size={tp} must divide the {n} training processes: colocated "
+                     "vLLM groups them by tensor parallelism")]
     sleep = bool(_setting(cfg, "vllm_enable_sleep_mode", False))
     max_len = int(_setting(cfg, "vllm_max_model_length", None) or _seq_len(cfg))
     share, weights = util * cap, policy.params * 2 / tp
