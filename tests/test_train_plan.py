@@ -249,3 +249,18 @@ def test_cli_names_a_model_without_an_offline_config(tmp_path):
                    HF_HUB_CACHE=str(tmp_path))
     assert result.returncode == 2
     assert "no config.json for model 'someone/unknown-7b' offline" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("content,args,message", [
+    (None, (8, 79.6, None), "--accelerate-config .*missing.yaml: no such file"),
+    ("distributed_type: TPU\n", (8, 79.6, None), "distributed_type TPU is not planned"),
+    ("distributed_type: DEEPSPEED\ndeepspeed_config: {deepspeed_config_file: ds.json}\n", (8, 79.6, None),
+     "deepspeed_config_file is not read by --plan"),
+    ("distributed_type: NO\n", (8, 79.6, "zero4"), "--sharding zero4: choose one of zero3, zero2"),
+    ("distributed_type: NO\n", (0, 79.6, None), r"--gpus \(0\) must be >= 1")])
+def test_bad_node_shapes_are_named(tmp_path, content, args, message):
+    path = tmp_path / "missing.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(MedixError, match=message):
+        launch_shape(path, *args)

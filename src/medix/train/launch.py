@@ -60,6 +60,8 @@ def launch_shape(accelerate_config: str | Path | None, gpus: int, gpu_gib: float
         raise MedixError(f"--sharding {sharding}: choose one of {', '.join(SHARDINGS)}")
     if accelerate_config is None:
         return Launch(SHARDINGS[sharding or "none"], None, 1, gpus, gpu_gib, "flags")
+    if not Path(accelerate_config).is_file():
+        raise MedixError(f"--accelerate-config {accelerate_config}: no such file (see configs/accelerate/)")
     data = read_yaml(accelerate_config)
     found = _accelerate_sharding(data, str(accelerate_config))
     processes, machines = int(data.get("num_processes") or gpus), int(data.get("num_machines") or 1)
