@@ -241,6 +241,8 @@ def test_cli_refuses_a_plan_that_does_not_fit_naming_the_line():
                    "configs/accelerate/zero3.yaml")
     assert result.returncode == 1, result.stderr
     assert "DOES NOT FIT from 'logits + their gradient (bf16)'" in result.stdout
+    assert "training GPU 1–7: the lines above without judge server" in result.stdout  # GPUs 1–7 fit
+    assert "peak 78.43 of 79.6 GiB: fits" in result.stdout
     assert "does not fit" in result.stderr and "logits + their gradient" in " ".join(result.stderr.split())
 
 

@@ -32,11 +32,12 @@ tokens (max_prompt_tokens + max_completion_tokens), hidden size h, L layers, voc
 Rollout: colocated vLLM takes rollout.vllm_gpu_memory_utilization × the GPU's memory; inside it, the rollout
 weights (bf16, ÷ tensor parallel) and the KV cache the rest leaves (vLLM's own activation peak and CUDA graphs
 also live there, so the real cache is smaller). A share whose cache cannot hold one sequence of
-max_model_len tokens (prompt + completion) is refused: vLLM would not start. With vLLM sleep mode
-(vllm_enable_sleep_mode) the engine releases its memory during the update, so the peak is the resident state
-plus the larger of the two phases; without it the share stays resident. Generation without vLLM gathers the
-full bf16 weights (ZeRO-3 / FSDP) and holds a KV cache for the whole generation batch. Rollouts on a vLLM
-server take nothing here.
+max_model_len tokens (vllm_max_model_length when the config sets it, else prompt + completion) is refused:
+vLLM would not start; so is a tensor parallelism that does not divide the training processes. With vLLM
+sleep mode (vllm_enable_sleep_mode) the engine releases its memory during the update, so the peak is the
+resident state plus the larger of the two phases; without it the share stays resident. Generation without
+vLLM holds a KV cache for the process's whole generation batch, and under ZeRO-3 the full bf16 weights TRL
+gathers for generate() (FSDP computes layer by layer). Rollouts on a vLLM server take nothing here.
 
 Also resident: the embedder (reward.embedder.model, fp32 as sentence-transformers loads it, on every training
 GPU), a judge with backend local (bf16, every training GPU), a managed judge server (judge_serve) either
