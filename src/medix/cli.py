@@ -185,11 +185,33 @@ def train(
     config: Path = typer.Option(..., "--config", "-c", help="Training YAML (see configs/ and docs/training.md)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the previous run in output_dir first."),
+    plan: bool = typer.Option(False, "--plan", help="Print each GPU's memory budget for this config and node, then "
+                              "exit (1 when it does not fit); loads no weights, starts nothing."),
+    accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config", help="--plan: the accelerate "
+                                                     "config of the launch (sharding, processes)."),
+    gpus: int = typer.Option(8, "--gpus", help="--plan: GPUs per node."),
+    gpu_memory: float = typer.Option(79.6, "--gpu-memory", help="--plan: GiB per GPU as the driver reports it "
+                                     "(an 80 GB H100 / A100: 79.6)."),
+    sharding: Optional[str] = typer.Option(None, "--sharding", help="--plan: zero3, zero2, zero1, fsdp or none "
+                                           "(default: the accelerate config's, else none)."),
 ) -> None:
     """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
     from medix.train.config import claim_output_dir, load_train_config
 
+    if not plan and (accelerate_config or sharding):
+        raise MedixError("--accelerate-config and --sharding describe the node for --plan: add --plan")
     cfg = load_train_config(config, list(ctx.args))
+    if plan:
+        from medix.train.launch import launch_shape
+        from medix.train.plan import plan_training, render
+
+        result = plan_training(cfg, launch_shape(accelerate_config, gpus, gpu_memory, sharding), str(config))
+        render(result, Console(width=160))
+        if not result.fits:
+            console.print(f"[bold red]does not fit:[/bold red] {escape(result.refusal())}", highlight=False,
+                          soft_wrap=True)
+            raise typer.Exit(1)
+        return
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate, the first process checks (and clears) alone
         claim_output_dir(cfg.trainer, resume, overwrite)
     from medix.train.trainer import run_training  # torch and TRL: after the cheap checks
