@@ -10,8 +10,7 @@ import yaml
 
 from conftest import REPO
 from medix.errors import MedixError
-from medix.train import plan as plan_mod
-from medix.train.config import JudgeServeConfig, load_train_config
+from medix.train.config import load_train_config
 from medix.train.launch import GIB, launch_shape
 from medix.train.model_size import PAPER_MODELS, find_config, model_size
 from medix.train.plan import GpuRole, Line, plan_training
@@ -99,8 +98,15 @@ def paper(name, *overrides):
     return load_train_config(REPO / "configs" / f"medix-r1-{name}.yaml", list(overrides))
 
 
+# The placement the paper configs had before the judge got GPUs of its own: the judge server beside training on
+# GPU 0 with a 0.15 share, and the rollout engine awake during the update (no sleep mode).
+JUDGE_ON_GPU0 = ("judge_serve.enabled=true", "judge_serve.allow_shared_gpus=true",
+                 "judge_serve.tensor_parallel_size=1", "judge_serve.gpu_memory_utilization=0.15",
+                 "judge_serve.max_model_len=8192", "rollout.vllm_enable_sleep_mode=false")
+
+
 def test_8b_dapo_zero3_figures_and_the_judge_on_gpu0_overflows():
-    plan = plan_training(paper("8b-dapo"), launch_shape(ZERO3, 8, 79.6, None))
+    plan = plan_training(paper("8b-dapo", *JUDGE_ON_GPU0), launch_shape(ZERO3, 8, 79.6, None))
     gpu0, rest = plan.roles
     assert gpu0.name == "training GPU 0 + judge server" and rest.name == "training GPU 1–7"
     expected = {
@@ -121,9 +127,9 @@ def test_8b_dapo_zero3_figures_and_the_judge_on_gpu0_overflows():
 
 
 def test_8b_grpo_adds_a_sharded_reference_and_lora_removes_it():
-    assert lines(plan_training(paper("8b-grpo"), launch_shape(ZERO3, 8, 79.6, None)).roles[1])[
+    assert lines(plan_training(paper("8b-grpo"), launch_shape(ZERO3, 8, 79.6, None)).roles[-1])[
         "KL reference model"] == pytest.approx(P8B * 2 / 8)
-    lora = plan_training(paper("8b-grpo", "model.lora.enabled=true"), launch_shape(ZERO3, 8, 79.6, None)).roles[1]
+    lora = plan_training(paper("8b-grpo", "model.lora.enabled=true"), launch_shape(ZERO3, 8, 79.6, None)).roles[-1]
     adapters = model_size("Qwen/Qwen3-VL-8B-Instruct", (16, "all-linear")).adapter_params
     assert "KL reference model" not in lines(lora)
     assert lines(lora)["gradients"] == pytest.approx(adapters * 2 / 8)
@@ -134,7 +140,7 @@ def test_2b_dapo_fits_and_its_kv_cache_is_counted():
     plan = plan_training(paper("2b-dapo"), launch_shape(FSDP, 8, 79.6, None))
     assert plan.fits, plan.refusal()
     assert plan.launch.sharding.name == "FSDP full shard"
-    rest = plan.roles[1]
+    rest = plan.roles[-1]
     assert lines(rest)["optimizer: fp32 master + Adam m, v"] == pytest.approx(P2B * 12 / 8)
     assert lines(rest)["activations"] == pytest.approx(5 * 8448 * 2048 * 2 * 28)
     vllm = next(x for x in rest.lines if x.item.startswith("vLLM"))
@@ -143,20 +149,20 @@ def test_2b_dapo_fits_and_its_kv_cache_is_counted():
 
 
 def test_30b_one_node_overflows_at_the_rollout_share_and_two_nodes_halve_the_state():
-    one = plan_training(paper("30b-dapo"), launch_shape(ZERO3, 8, 79.6, None)).roles[1]
+    one = plan_training(paper("30b-dapo"), launch_shape(ZERO3, 8, 79.6, None)).roles[-1]
     assert lines(one)["optimizer: fp32 master + Adam m, v"] == pytest.approx(P30B * 12 / 8)
     resident = (P30B * 16 / 8 + MEDEMBED * 4 + 2 * GIB)
     assert resident < GPU < resident + 0.35 * GPU
     assert one.overflow.item.startswith("vLLM rollout engine")
     two = plan_training(paper("30b-dapo"), launch_shape(MULTI, 8, 79.6, None))
-    assert two.launch.processes == 16 and lines(two.roles[1])["weights"] == pytest.approx(P30B * 2 / 16)
+    assert two.launch.processes == 16 and lines(two.roles[-1])["weights"] == pytest.approx(P30B * 2 / 16)
 
 
 def test_zero2_keeps_whole_weights_and_offload_empties_the_optimizer(tmp_path):
     accel = tmp_path / "zero2.yaml"
     accel.write_text(yaml.safe_dump({"distributed_type": "DEEPSPEED", "num_processes": 4, "deepspeed_config": {
         "zero_stage": 2, "offload_optimizer_device": "cpu"}}))
-    role = plan_training(paper("2b-dapo"), launch_shape(accel, 4, 79.6, None)).roles[1]
+    role = plan_training(paper("2b-dapo"), launch_shape(accel, 4, 79.6, None)).roles[-1]
     assert lines(role)["weights"] == pytest.approx(P2B * 2)          # not sharded under ZeRO-2
     assert lines(role)["gradients"] == pytest.approx(P2B * 2 / 4)
     assert lines(role)["optimizer: fp32 master + Adam m, v"] == 0
@@ -172,11 +178,10 @@ def test_phases_do_not_overlap_and_the_overflowing_line_is_named():
     assert awake.running() == [10, 40, 60] and awake.overflow.item == "rollout"
 
 
-def test_sleep_mode_moves_the_vllm_share_out_of_the_update(monkeypatch):
-    real = plan_mod._setting
-    monkeypatch.setattr(plan_mod, "_setting", lambda cfg, name, default: True if name == "vllm_enable_sleep_mode"
-                        else real(cfg, name, default))
-    role = plan_training(paper("8b-dapo"), launch_shape(ZERO3, 8, 79.6, None)).roles[1]
+def test_sleep_mode_moves_the_vllm_share_out_of_the_update():
+    plan = plan_training(paper("8b-dapo"), launch_shape(ZERO3, 8, 79.6, None))  # sleep mode on, judge elsewhere
+    assert [r.name for r in plan.roles] == ["training GPU 0–7"] and plan.fits, plan.refusal()
+    role = plan.roles[-1]
     vllm = next(x for x in role.lines if x.item.startswith("vLLM"))
     assert vllm.phase == "rollout"
     resident = sum(x.bytes for x in role.lines if x.phase == "resident")
@@ -186,41 +191,40 @@ def test_sleep_mode_moves_the_vllm_share_out_of_the_update(monkeypatch):
 
 @pytest.mark.parametrize("override,message", [
     ("rollout.vllm_gpu_memory_utilization=0.1", "rollout.vllm_gpu_memory_utilization=0.1: the 7.96 GiB share"),
-    ("judge_serve.extra_args=[--gpu-memory-utilization,'0.05']", "judge server: its 3.98 GiB share")])
+    ("judge_serve.gpu_memory_utilization=0.05", "judge server: its 3.98 GiB share")])
 def test_a_share_that_cannot_hold_one_sequence_is_refused(override, message):
-    plan = plan_training(paper("8b-dapo", override, "rollout.vllm_tensor_parallel_size=1"),
+    plan = plan_training(paper("8b-dapo", *JUDGE_ON_GPU0, override, "rollout.vllm_tensor_parallel_size=1"),
                          launch_shape(ZERO3, 8, 79.6, None))
     assert not plan.fits and message in plan.refusal()
 
 
 def test_generation_without_vllm_gathers_zero3_weights_and_holds_the_batch_kv_cache():
     cfg = paper("2b-dapo", "rollout.backend=transformers")
-    zero3 = lines(plan_training(cfg, launch_shape(ZERO3, 8, 79.6, None)).roles[1])
+    zero3 = lines(plan_training(cfg, launch_shape(ZERO3, 8, 79.6, None)).roles[-1])
     kv = 5 * 64 * 8448 * (2 * 28 * 8 * 128 * 2)  # 320 sequences of the generation batch × K, V of every layer
     assert zero3["full weights gathered to generate"] == pytest.approx(P2B * 2 * 7 / 8)
     assert zero3["KV cache of generate()"] == pytest.approx(kv)
     assert "full weights gathered to generate" not in lines(plan_training(cfg, launch_shape(FSDP, 8, 79.6, None))
-                                                            .roles[1])
+                                                            .roles[-1])
 
 
 def test_tensor_parallel_must_divide_the_processes_and_a_cpu_embedder_takes_no_gpu():
     plan = plan_training(paper("2b-dapo", "rollout.vllm_tensor_parallel_size=3", "reward.embedder.device=cpu"),
                          launch_shape(ZERO3, 8, 79.6, None))
     assert "rollout.vllm_tensor_parallel_size=3 must divide the 8 training processes" in plan.refusal()
-    assert not any(item.startswith("embedder") for item in lines(plan.roles[1]))
+    assert not any(item.startswith("embedder") for item in lines(plan.roles[-1]))
 
 
-def test_judge_tensor_parallel_from_extra_args_spans_gpus():
-    cfg = paper("8b-dapo", "judge_serve.extra_args=[--tensor-parallel-size,'2',--gpu-memory-utilization,'0.15']")
+def test_judge_tensor_parallel_spans_gpus():
+    cfg = paper("8b-dapo", *JUDGE_ON_GPU0, "judge_serve.tensor_parallel_size=2")
     gpu01, rest = plan_training(cfg, launch_shape(ZERO3, 8, 79.6, None)).roles
     assert gpu01.name == "training GPU 0–1 + judge server" and rest.name == "training GPU 2–7"
     judge = next(x for x in gpu01.lines if x.item.startswith("judge server"))
     assert "weights 3.75 (÷ TP 2)" in judge.how  # 4,022,468,096 × 2 B / 2
 
 
-@pytest.mark.skipif("gpus" not in JudgeServeConfig.model_fields, reason="judge_serve.gpus not in this config yet")
 def test_judge_on_its_own_gpus_is_a_separate_role():
-    cfg = paper("8b-dapo", "judge_serve.gpus=[6,7]", "judge_serve.tensor_parallel_size=2",
+    cfg = paper("8b-dapo", "judge_serve.enabled=true", "judge_serve.gpus=[6,7]", "judge_serve.tensor_parallel_size=2",
                 "judge_serve.gpu_memory_utilization=0.97", "judge_serve.max_model_len=2048")
     plan = plan_training(cfg, launch_shape(None, 8, 79.6, "zero3"))
     train, judge = plan.roles
@@ -238,7 +242,7 @@ def medix(*args, **env):
 
 def test_cli_refuses_a_plan_that_does_not_fit_naming_the_line():
     result = medix("train", "--config", "configs/medix-r1-8b-dapo.yaml", "--plan", "--accelerate-config",
-                   "configs/accelerate/zero3.yaml")
+                   "configs/accelerate/zero3.yaml", *JUDGE_ON_GPU0)
     assert result.returncode == 1, result.stderr
     assert "DOES NOT FIT from 'logits + their gradient (bf16)'" in result.stdout
     assert "training GPU 1–7: the lines above without judge server" in result.stdout  # GPUs 1–7 fit

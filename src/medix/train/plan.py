@@ -56,7 +56,6 @@ from medix.train.launch import GIB, Launch, Sharding
 from medix.train.model_size import ModelSize, model_size
 
 RESERVE_GIB = 2.0          # CUDA context (~0.5 GiB) + NCCL buffers and allocator fragmentation, per process
-VLLM_DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization default
 CHECKPOINTED_BYTES, FULL_BYTES = 2, 34  # activation bytes per hidden unit per token per layer
 Phase = Literal["resident", "rollout", "update"]
 PHASES: tuple[Phase, ...] = ("resident", "rollout", "update")
@@ -116,26 +115,6 @@ class Plan:
         out = [f"{role.name}: the running total passes {role.capacity / GIB:.1f} GiB at '{role.overflow.item}' "
                f"(peak {role.peak / GIB:.1f} GiB)" for role in self.roles if role.overflow]
         return "; ".join(out + self.problems)
-
-
-def _setting(cfg: TrainConfig, name: str, default):
-    """A TRL setting the config may carry (rollout / trainer sections, or a TRL pass-through section):
-    read with getattr so this module works before and after those fields exist."""
-    for section in (cfg.rollout, cfg.trainer, getattr(cfg, "trl", None)):
-        value = section.get(name) if isinstance(section, dict) else getattr(section, name, None)
-        if value is not None:
-            return value
-    return default
-
-
-def _flag(args: list[str], flag: str):
-    """The value of `--flag V` or `--flag=V` in a server's extra arguments, else None."""
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 def gib(value: float) -> str:
@@ -248,8 +227,8 @@ def vllm_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -> t
     if n % tp:
         return [], [(f"rollout.vllm_tensor_parallel_size={tp} must divide the {n} training processes: colocated "
                      "vLLM groups them by tensor parallelism")]
-    sleep = bool(_setting(cfg, "vllm_enable_sleep_mode", False))
-    max_len = int(_setting(cfg, "vllm_max_model_length", None) or _seq_len(cfg))
+    sleep = r.vllm_enable_sleep_mode
+    max_len = r.vllm_max_model_length or _seq_len(cfg)
     share, weights = util * cap, policy.params * 2 / tp
     tokens = max(0.0, share - weights) / policy.kv_bytes_per_token(tp)
     how = (f"{util} × {launch.gpu_gib} GiB: weights {gib(weights)} (÷ TP {tp}) + KV {gib(max(0.0, share - weights))}"
@@ -275,22 +254,13 @@ class JudgeServer:
 
 
 def judge_server(cfg: TrainConfig) -> JudgeServer | None:
-    """judge_serve's placement. gpus / tensor_parallel_size / gpu_memory_utilization / max_model_len are read
-    from judge_serve fields when the config has them, else from the vLLM flags in judge_serve.extra_args."""
+    """judge_serve's placement (its own GPUs, or beside training on the first GPUs when it has none)."""
     js = cfg.judge_serve
     if not js.enabled or js.backend != "vllm":
         return None
-
-    def setting(name: str, flag: str, default, kind):
-        value = getattr(js, name, None)
-        value = _flag(js.extra_args, flag) if value is None else value
-        return kind(default if value is None else value)
-
     size = model_size(cfg.reward.judge.model)
-    return JudgeServer(size, tuple(getattr(js, "gpus", None) or ()),
-                       setting("tensor_parallel_size", "--tensor-parallel-size", 1, int),
-                       setting("gpu_memory_utilization", "--gpu-memory-utilization", VLLM_DEFAULT_UTILIZATION, float),
-                       setting("max_model_len", "--max-model-len", size.max_positions, int))
+    return JudgeServer(size, tuple(js.gpus or ()), js.tensor_parallel_size, js.gpu_memory_utilization,
+                       js.max_model_len or size.max_positions)
 
 
 def judge_server_line(judge: JudgeServer, gpu_gib: float) -> tuple[Line, list[str]]:
