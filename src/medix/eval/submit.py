@@ -23,7 +23,7 @@ from pathlib import Path
 
 from medix.errors import MedixError
 from medix.eval.registry import registry
-from medix.eval.schema import JsonlStore, generations_path, judgments_path
+from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
 from medix.eval.score import read_scores, require_keys
 
 RECORD_FIELDS = ("id", "question", "answer", "response", "answer_idx")
@@ -49,8 +49,8 @@ def _records(run: Path, scores: dict) -> tuple[list[dict], list[dict]]:
     for task, entry in scores["tasks"].items():
         if task not in paper_tasks() or entry["score"] is None:
             continue  # stand-ins are not leaderboard tasks
-        judged = {j["id"]: j for j in JsonlStore(judgments_path(run, scores["judge_key"], task)).read()}
-        for g in sorted(JsonlStore(generations_path(run, task)).read(), key=lambda r: r.get("index", 0)):
+        judged = {j["id"]: j for j in JsonlStore(judgments_path(run, scores["judge_key"], task)).read_as(JudgmentRecord)}
+        for g in sorted(JsonlStore(generations_path(run, task)).read_as(GenerationRecord), key=lambda r: r.get("index", 0)):
             record = {"id": f"{task}_{g.get('index', 0)}", "question": g["question"], "answer": g["reference"],
                       "response": g["raw"], "answer_idx": g.get("answer_idx")}
             gens.append(record)

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from medix.config import RewardConfig, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
+from medix.redact import display_url
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 RECIPES = ("dapo", "grpo", "gspo")
@@ -97,6 +98,11 @@ class AlgorithmConfig(_Config):
 
 
 class RolloutConfig(_Config):
+    @field_serializer("vllm_server_base_url")
+    def _public_url(self, url: str | None) -> str | None:
+        """Dumped without the credentials inside the URL (medix.redact)."""
+        return None if url is None else display_url(url)
+
     num_generations: int = Field(5, ge=2, description="Group size G (paper: 5).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature for rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for rollouts.")
