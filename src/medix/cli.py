@@ -39,6 +39,10 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show inf
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:  # libraries' deprecation notices are for developers (-v shows them), not in user output
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
