@@ -153,7 +153,7 @@ class ChatClient:
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s))
             left = self.timeout_s if deadline_s is None else min(self.timeout_s, deadline_s - (time.monotonic() - started))
             if left <= 0:
-                result.error = f"{result.error}; gave up after {deadline_s:.0f} s (every try together)"
+                result.error = f"{result.error}; gave up after {deadline_s:g} s (every try together)"
                 return result
             # Round-robin per call; a pinned conversation moves to the next server only on a retry.
             index = next(self._next) if client_index is None else (client_index + attempt) % len(self._clients)
