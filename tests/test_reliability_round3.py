@@ -240,6 +240,22 @@ def test_a_server_that_sends_headers_then_nothing_costs_one_bound_per_item(tmp_p
     assert elapsed < 3.0 and "gave up after 0.8 s" in record["error"]  # 4 tries of 0.4 s + backoff: > 3.3 s
 
 
+def test_a_redirect_to_another_origin_is_refused(stub):
+    from starlette.responses import RedirectResponse
+
+    from medix.chat_client import ChatClient
+
+    async def moved(request: Request):
+        return RedirectResponse(f"{stub.url}/chat/completions", status_code=307)
+
+    app = Starlette(routes=[Route("/v1/chat/completions", moved, methods=["POST"])])
+    with LoopbackServer(app) as server:
+        client = ChatClient(server.url, timeout_s=2, max_retries=2, backoff_s=0.01)
+        result = asyncio.run(client.chat([{"role": "user", "content": "x"}], model="m"))
+    assert stub.counts["requests"] == 0 and result.attempts == 1  # not followed, not retried
+    assert "redirected (307) to another origin" in result.error and stub.url.split("/v1")[0] in result.error
+
+
 # --- 6: no secret written ----------------------------------------------------------------------------------------
 
 def _echo_app():

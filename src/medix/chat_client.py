@@ -38,9 +38,25 @@ import openai
 from medix.errors import MedixError
 from medix.redact import display_url, redact, url_secrets
 
+
+class CrossOriginRedirect(openai.OpenAIError):
+    """A server redirected to another origin: refused, since the request and its key would go there."""
+
+
+async def _refuse_cross_origin(response) -> None:
+    """httpx response hook (it runs before a redirect is followed)."""
+    if response.has_redirect_location:
+        source = response.request.url
+        target = source.join(response.headers["location"])
+        if (target.scheme, target.host, target.port) != (source.scheme, source.host, source.port):
+            raise CrossOriginRedirect(f"{display_url(str(source))} redirected ({response.status_code}) to another "
+                                      f"origin, {display_url(str(target))}; refused. If that server is the one you "
+                                      "mean, give it as the base URL")
+
+
 # Retrying cannot fix these: the key, the permission, the model name or the request itself is wrong.
 FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
-                openai.BadRequestError)
+                openai.BadRequestError, CrossOriginRedirect)
 # Worth another try: 5xx / 429, connection errors, timeouts, and a server that returned garbage.
 RETRYABLE_ERRORS = (openai.APIError, asyncio.TimeoutError, ValueError, IndexError, AttributeError, TypeError)
 
@@ -128,8 +144,10 @@ class ChatClient:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or a new loop (e.g. one asyncio.run per sync call)
             self._loop = loop
-            self._clients = [openai.AsyncOpenAI(base_url=u, api_key=self.api_key, max_retries=0,
-                                                timeout=self.timeout_s) for u in self.base_urls]
+            self._clients = [openai.AsyncOpenAI(base_url=u, api_key=self.api_key, max_retries=0, timeout=self.timeout_s,
+                                                http_client=openai.DefaultAsyncHttpxClient(
+                                                    event_hooks={"response": [_refuse_cross_origin]}))
+                             for u in self.base_urls]
             self._slots = asyncio.Semaphore(self.max_concurrency)
 
     @property
