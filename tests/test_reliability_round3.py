@@ -398,6 +398,18 @@ def test_the_judge_identity_names_its_server_without_credentials():
     assert "endpoints" not in local  # in-process judges (and the shipped audits keyed by them) are unchanged
 
 
+def test_reward_judging_after_switching_the_judge_server_asks_the_new_one(tmp_path):
+    from medix.judge import Judge, JudgeRequest
+
+    requests = [JudgeRequest(candidate="pneumonia", reference="pneumonia")]
+    with JudgeStub() as first, JudgeStub() as second:
+        for server in (first, second):
+            with Judge(_judge_cfg(server.url, cache_path=str(tmp_path / "cache.sqlite"))) as judge:
+                (verdict,) = judge.judge(requests)
+            assert verdict.ok
+        assert first.counts["requests"] == 1 and second.counts["requests"] == 1  # not the first's cached verdict
+
+
 def test_a_second_run_on_a_held_output_folder_names_the_holder(tmp_path, policy, stub):
     from medix.files import hold_folder
 
