@@ -153,10 +153,10 @@ def _local_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_don
 
 def missing_image(cfg: EvalConfig, item: EvalItem) -> str | None:
     """A VLM item without its image is a failed item, not a text question, unless `allow_text_only`."""
-    reason = item.meta.get("image_missing")
-    if not reason or cfg.allow_text_only:
+    if not item.meta.get("image_missing") or cfg.allow_text_only:
         return None
-    detail = f" ({reason})" if isinstance(reason, str) else ""
+    reason = item.meta.get("image_missing_reason")
+    detail = f" ({reason})" if reason else ""
     return (f"image missing{detail}: a VLM item is not asked without its image; provide the images, or pass "
             "--allow-text-only to ask such items text-only on purpose")
 

@@ -249,7 +249,7 @@ def load_items(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | 
             images = _image_paths(row.get(image_col), base, spec.name, item_id)
         meta = {k: row.get(k) for k in spec.breakdowns if row.get(k) is not None}
         if (image_col or spec.image_archive) and not images:
-            meta["image_missing"] = _missing_reason(spec, row, base)
+            meta["image_missing"], meta["image_missing_reason"] = True, _missing_reason(spec, row, base)
         answer_idx = row.get("answer_idx")
         items.append(EvalItem(id=item_id, task=spec.name, question=question, reference=reference,
                               choices=choices, images=images, meta=meta, index=index,
