@@ -193,11 +193,14 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the previous run in output_dir first."),
 ) -> None:
     """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
-    from medix.train.config import claim_output_dir, load_train_config
+    from medix.train.config import claim_output_dir, last_complete_checkpoint, load_train_config, previous_run
 
     cfg = load_train_config(config, list(ctx.args))
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate, the first process checks (and clears) alone
         claim_output_dir(cfg.trainer, resume, overwrite)
+    elif resume or cfg.trainer.resume_from_checkpoint is True:  # every process resumes the same checkpoint
+        out = Path(cfg.trainer.output_dir)
+        cfg.trainer.resume_from_checkpoint = str(last_complete_checkpoint(out, previous_run(out)))
     from medix.train.trainer import run_training  # torch and TRL: after the cheap checks
 
     summary = run_training(cfg)
