@@ -360,8 +360,8 @@ def eval_run(
         console.print(f"[red]no item scored[/red] in {', '.join(unscored)} (every judgment failed; see "
                       "judge_failures in scores.md); fix the judge and re-run with --retry-failed")
     if result.failures:
-        console.print(f"[red]failed samples[/red] (recorded, not scored): {result.failures}; "
-                      "fix the server and re-run with --retry-failed")
+        console.print(f"[red]failed samples[/red] (recorded, not scored): {result.failures}; each record's error "
+                      "says why (a server, a missing image: see scores.md); fix it and re-run with --retry-failed")
     if result.failures or unscored:
         raise typer.Exit(1)
 
