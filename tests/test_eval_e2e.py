@@ -32,6 +32,9 @@ def test_embedded_model_and_judge_on_every_available_task(benchmarks_dir, tmp_pa
     assert set(scores["tasks"]) == set(available) and len(available) == 14  # 13 paper tasks + the IU X-ray stand-in
     assert {"mimic_cxr_report_generation", "pmc_vqa", "pmc_vqa_hard"} <= set(result.skipped)
     for task, entry in scores["tasks"].items():
+        if entry["image_missing"]:  # the SLAKE mirror holds no images (its README): failed items, counted
+            assert task == "slake_vqa" and entry["generation_failures"] == 3 and entry["score"] is None
+            continue
         assert entry["n"] == 3 and 0 <= entry["score"] <= 1 and entry["judge_failures"] == 0, task
     assert scores["overall"] is not None and scores["llm"] is not None and scores["vlm"] is not None
     assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "scores.png").is_file()

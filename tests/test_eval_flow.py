@@ -41,8 +41,9 @@ def _cfg(tmp_path, policy, judge, out="run", **extra):
     judge_cfg = JudgeConfig(backend="openai", model="stub-judge", base_urls=[judge.url], max_tokens=32,
                             timeout_s=extra.pop("judge_timeout", 2.0), backoff_s=0.01, max_retries=2)
     # medix protocol: the stub judge compares the <answer> block (paper would show it the whole reply)
+    # path_vqa rows have no image here: asked text-only on purpose (the reports say so; see test_reliability)
     settings = {"tasks": ["all"], "max_new_tokens": 32, "bootstrap": 100, "max_retries": 1, "protocol": "medix",
-                **extra}
+                "allow_text_only": True, **extra}
     return EvalConfig(model="stub-policy", backend="openai", base_url=policy.url, data_dir=str(tmp_path / "data"),
                       output_dir=str(tmp_path / out), judge=judge_cfg, **settings)
 
@@ -110,7 +111,7 @@ def _cli(tmp_path, policy_url, judge_url, out):
     return [sys.executable, "-m", "medix", "eval", "run", "--model", "stub-policy", "--tasks", "path_vqa",
             "--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / out), "--backend", "openai",
             "--base-url", policy_url, "--judge-backend", "openai", "--judge-model", "stub-judge",
-            "--judge-url", judge_url, "--max-new-tokens", "16", "--protocol", "medix"]
+            "--judge-url", judge_url, "--max-new-tokens", "16", "--protocol", "medix", "--allow-text-only"]
 
 
 def test_sigkill_then_the_same_command_gives_identical_scores(tmp_path):

@@ -272,3 +272,10 @@ def test_a_missing_gpu_package_is_named_with_its_setting(overrides, env, message
     cfg = load_train_config(None, ["data.train=x.jsonl", *overrides])
     with pytest.raises(MedixError, match=message):
         check_installed(cfg)
+
+
+def test_a_trl_credential_never_reaches_config_json():
+    cfg = load_train_config(None, ["data.train=x.jsonl", "trainer.hub_token=hf_do_not_write",
+                                   "trainer.push_to_hub=true"])
+    assert "hf_do_not_write" not in cfg.model_dump_json()
+    assert grpo_args(cfg).hub_token == "hf_do_not_write"  # TRL still gets it

@@ -397,6 +397,7 @@ def test_train_max_steps_must_train_something(override, message):
 
 def _previous_run(out: Path) -> None:
     (out / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoint-2" / "trainer_state.json").write_text("{}")
     (out / "metrics.jsonl").write_text('{"step": 1}\n')
     (out / "completions.jsonl").write_text("{}\n")
     (out / "notes.txt").write_text("mine")
@@ -420,7 +421,7 @@ def test_train_resume_and_overwrite(tmp_path):
     _previous_run(out)
     resumed = TrainerConfig(output_dir=str(out))
     claim_output_dir(resumed, resume=True)
-    assert resumed.resume_from_checkpoint is True and (out / "metrics.jsonl").exists()
+    assert resumed.resume_from_checkpoint == str(out / "checkpoint-2") and (out / "metrics.jsonl").exists()
     claim_output_dir(TrainerConfig(output_dir=str(out)), overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # only the run's own files went
     with pytest.raises(MedixError, match="nothing to resume"):

@@ -10,18 +10,30 @@ from medix.errors import MedixError
 from medix.eval.submit import paper_tasks, underscored, validate_submission
 
 
-def _fixture(tmp_path, records=None, u="MediX_R1_8B", name=None):
-    """results/<md5("<U>_submission")[:8]>_<U>_submission.zip holding <U>/<U>.jsonl, _eval.jsonl, _score.txt."""
+def _sizes() -> dict[str, int]:
+    """Items per paper task in a complete submission: the test split where known, else 2."""
+    from medix.eval.registry import registry
+
+    return {task: registry()[task].test_items or 2 for task in paper_tasks()}
+
+
+def _fixture(tmp_path, records=None, u="MediX_R1_8B", name=None, score_lines=None):
+    """results/<md5("<U>_submission")[:8]>_<U>_submission.zip holding <U>/<U>.jsonl, _eval.jsonl, _score.txt.
+    Every verdict is 1 (a rubric 5), so each task line and the overall read 1.0000 unless `score_lines`."""
     if records is None:
         records = [{"id": f"{task}_{n}", "question": "q", "answer": "a", "response": "r", "answer_idx": None}
-                   for task in paper_tasks() for n in range(2)]
-    evals = [{**r, "evaluation": {"score": 1}} for r in records]
+                   for task, size in _sizes().items() for n in range(size)]
+    rubric = {"mimic_cxr_report_generation", "mimic_cxr_report_summarization"}
+    evals = [{**r, "evaluation": {"score": 5 if r["id"].rsplit("_", 1)[0] in rubric else 1}} for r in records]
+    tasks = dict.fromkeys(r["id"].rsplit("_", 1)[0] for r in records)
+    if score_lines is None:
+        score_lines = [f"{t:<36} {1:>10.4f} {100:>13.2f}" for t in tasks] + [f"{'Overall':<36} 1.0000 100.00"]
     zip_name = name or f"{hashlib.md5(f'{u}_submission'.encode()).hexdigest()[:8]}_{u}_submission.zip"
     path = tmp_path / zip_name
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{u}/{u}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         zf.writestr(f"{u}/{u}_eval.jsonl", "".join(json.dumps(r) + "\n" for r in evals))
-        zf.writestr(f"{u}/{u}_score.txt", "Model: MBZUAI/MediX-R1-8B\n")
+        zf.writestr(f"{u}/{u}_score.txt", "Model: MBZUAI/MediX-R1-8B\n\n" + "\n".join(score_lines) + "\n")
     return path
 
 
@@ -35,14 +47,14 @@ def test_hand_built_submission_passes(tmp_path):
     path = _fixture(tmp_path)
     assert path.name == "c8d23a8f_MediX_R1_8B_submission.zip"  # the md5 rule, example from the official scripts
     counts = validate_submission(path)
-    assert counts["judgments"] == 34 and len(counts["tasks"]) == 17 and not counts["incomplete"]
+    assert counts["judgments"] == sum(_sizes().values()) and len(counts["tasks"]) == 17 and not counts["incomplete"]
 
 
 def test_missing_task_wrong_id_and_bad_score_are_named(tmp_path):
-    records = [{"id": f"{t}_0", "question": "q", "answer": "a", "response": "r", "answer_idx": None}
-               for t in paper_tasks() if t != "pubmedqa"]
+    records = [{"id": f"{t}_{n}", "question": "q", "answer": "a", "response": "r", "answer_idx": None}
+               for t, size in _sizes().items() if t != "pubmedqa" for n in range(size)]
     (tmp_path / "a").mkdir()
-    with pytest.raises(MedixError, match="no records for 1 paper task.*pubmedqa"):
+    with pytest.raises(MedixError, match="incomplete for 1 paper task.*pubmedqa, and .* does not say so"):
         validate_submission(_fixture(tmp_path / "a", records))
     bad_id = [{"id": "medqa-0", "question": "q", "answer": "a", "response": "r", "answer_idx": None}]
     (tmp_path / "b").mkdir()

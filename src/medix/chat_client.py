@@ -7,7 +7,8 @@
 What it owns: clients over several base URLs (round-robin), the API key read from a named environment
 variable, a per-request timeout, bounded concurrency, the errors not worth retrying (bad key, forbidden,
 unknown model, malformed request), capped exponential backoff with jitter, a circuit breaker, and short
-error texts with the API key (and anything that looks like a bearer token or `sk-` key) redacted.
+reply and error texts with the API key, the URLs' passwords and anything that looks like a bearer token or
+`sk-` key redacted (`medix.redact`).
 
 Circuit breaker: after `max_consecutive_failures` tries in a row (across all requests) that got no reply
 at all (timeouts, connection errors) and span at least `timeout_s`, every call fails at once with
@@ -28,7 +29,6 @@ import itertools
 import json
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -36,30 +36,36 @@ from typing import Any, Callable
 import openai
 
 from medix.errors import MedixError
+from medix.redact import display_url, redact, url_secrets
+
+
+class CrossOriginRedirect(openai.OpenAIError):
+    """A server redirected to another origin: refused, since the request and its key would go there."""
+
+
+async def _refuse_cross_origin(response) -> None:
+    """httpx response hook (it runs before a redirect is followed)."""
+    if response.has_redirect_location:
+        source = response.request.url
+        target = source.join(response.headers["location"])
+        if (target.scheme, target.host, target.port) != (source.scheme, source.host, source.port):
+            raise CrossOriginRedirect(f"{display_url(str(source))} redirected ({response.status_code}) to another "
+                                      f"origin, {display_url(str(target))}; refused. If that server is the one you "
+                                      "mean, give it as the base URL")
+
 
 # Retrying cannot fix these: the key, the permission, the model name or the request itself is wrong.
 FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
-                openai.BadRequestError)
+                openai.BadRequestError, CrossOriginRedirect)
 # Worth another try: 5xx / 429, connection errors, timeouts, and a server that returned garbage.
 RETRYABLE_ERRORS = (openai.APIError, asyncio.TimeoutError, ValueError, IndexError, AttributeError, TypeError)
 
-
-# Bearer tokens and OpenAI / OpenRouter style keys, wherever a server echoes them.
-_SECRET = re.compile(r"(?i)(\bbearer\s+)[\w.~+/=-]{8,}|\bsk-[\w-]{8,}")
 # The server did not answer at all: what the circuit breaker counts.
 UNREACHABLE_ERRORS = (openai.APIConnectionError, asyncio.TimeoutError)  # APITimeoutError is a connection error
 
 
 class CircuitOpen(MedixError):
     """Raised by `ChatClient.check_circuit` when the servers stopped answering."""
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` without the given secret values and without anything shaped like a bearer token or sk- key."""
-    for secret in secrets:
-        if secret and secret != "EMPTY" and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
 def short_error(err: BaseException, secrets: tuple[str, ...] = ()) -> str:
@@ -132,13 +138,16 @@ class ChatClient:
         self._clients: list[openai.AsyncOpenAI] = []
         self._slots: asyncio.Semaphore | None = None
         self._next = itertools.cycle(range(len(self.base_urls)))
+        self.secrets = (self.api_key, *url_secrets(self.base_urls))  # redacted from every text that comes back
 
     def _bind(self) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or a new loop (e.g. one asyncio.run per sync call)
             self._loop = loop
-            self._clients = [openai.AsyncOpenAI(base_url=u, api_key=self.api_key, max_retries=0,
-                                                timeout=self.timeout_s) for u in self.base_urls]
+            self._clients = [openai.AsyncOpenAI(base_url=u, api_key=self.api_key, max_retries=0, timeout=self.timeout_s,
+                                                http_client=openai.DefaultAsyncHttpxClient(
+                                                    event_hooks={"response": [_refuse_cross_origin]}))
+                             for u in self.base_urls]
             self._slots = asyncio.Semaphore(self.max_concurrency)
 
     @property
@@ -149,15 +158,21 @@ class ChatClient:
 
     async def chat(self, messages: list[dict], *, accept: Callable[[str], Any] | None = None,
                    hold_slot: bool = True, client_index: int | None = None,
-                   rejected_as: str = "unusable reply", **params) -> ChatResult:
-        """One chat completion, retried until `accept(text)` is not None (default: any text)."""
+                   rejected_as: str = "unusable reply", deadline_s: float | None = None, **params) -> ChatResult:
+        """One chat completion, retried until `accept(text)` is not None (default: any text). `deadline_s`
+        bounds every try together (each try's timeout is cut to the time left), not just each one."""
         self._bind()
+        started = time.monotonic()
         accept = accept or (lambda text: text)
         result = ChatResult(text=None, error="no attempt made")
-        secrets = (self.api_key,)
+        secrets = self.secrets
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s))
+            left = self.timeout_s if deadline_s is None else min(self.timeout_s, deadline_s - (time.monotonic() - started))
+            if left <= 0:
+                result.error = f"{result.error}; gave up after {deadline_s:g} s (every try together)"
+                return result
             # Round-robin per call; a pinned conversation moves to the next server only on a retry.
             index = next(self._next) if client_index is None else (client_index + attempt) % len(self._clients)
             try:
@@ -168,7 +183,7 @@ class ChatClient:
                     result.attempts += 1
                     response = await asyncio.wait_for(
                         self._clients[index].chat.completions.create(messages=messages, **params),
-                        timeout=self.timeout_s)
+                        timeout=left)
             except UNREACHABLE_ERRORS as err:
                 result.error = short_error(err, secrets)
                 self._unreachable(self.base_urls[index], result.error)
@@ -183,7 +198,7 @@ class ChatClient:
                 continue
             self._answered()
             try:
-                text = reply_text(response)
+                text = redact(reply_text(response), secrets)  # an echoed key never reaches a record
             except BadReply as err:
                 result.error = short_error(err, secrets)
                 continue
@@ -213,7 +228,7 @@ class ChatClient:
         if not self._failures:
             self._first_failure_at = now
         self._failures += 1
-        self._failed_urls[url] = None
+        self._failed_urls[display_url(url)] = None
         if not self.max_consecutive_failures or self._failures < self.max_consecutive_failures:
             return
         if self._opened_at is not None or now - self._first_failure_at >= self.timeout_s:

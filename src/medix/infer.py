@@ -24,6 +24,7 @@ from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
 from medix.models import SMOLLM2, zoo_entry
+from medix.redact import display_url
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class ServerBackend:
 
         result = asyncio.run(ask())
         if not result.ok:
-            raise MedixError(f"server {self.base_url} failed for model '{self.model_name}' ({result.error})")
+            raise MedixError(f"server {display_url(self.base_url)} failed for model '{self.model_name}' ({result.error})")
         return result.text
 
 

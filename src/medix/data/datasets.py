@@ -54,7 +54,10 @@ def read_records(path: Path) -> Iterable[dict]:
         data = read_json(path)
         if not isinstance(data, list):
             raise MedixError(f"{path}: expected a JSON list of objects")
-        yield from data
+        for row, record in enumerate(data, 1):
+            if not isinstance(record, dict):
+                raise MedixError(f"{where(path, row)}: expected a JSON object, got {type(record).__name__}")
+            yield record
     elif suffix == ".parquet":
         import datasets
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medix.errors import MedixError
-from medix.eval.schema import JsonlStore, judgments_path
+from medix.eval.schema import JsonlStore, JudgmentRecord, judgments_path
 from medix.eval.score import interval, read_scores, require_keys
 
 
@@ -20,7 +20,7 @@ def _normalized(run: Path) -> tuple[dict, dict[str, dict[str, float]]]:
     require_keys(scores, ("model", "judge", "judge_key"), str(run))
     values = {}
     for task in scores["tasks"]:
-        records = JsonlStore(judgments_path(run, scores["judge_key"], task)).read()
+        records = JsonlStore(judgments_path(run, scores["judge_key"], task)).read_as(JudgmentRecord)
         values[task] = {r["id"]: r["normalized"] for r in records if r.get("normalized") is not None}
     return scores, values
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from medix.config import JudgeConfig, _Config
+from medix.redact import display_url
 
 PHASES = ("generate", "judge", "score")
 
@@ -28,6 +29,11 @@ def _eval_judge() -> JudgeConfig:
 
 
 class EvalConfig(_Config):
+    @field_serializer("base_url")
+    def _public_url(self, url: str | None) -> str | None:
+        """Dumped without the credentials inside the URL (medix.redact)."""
+        return None if url is None else display_url(url)
+
     protocol: Literal["paper", "medix"] = Field(
         "paper", description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
         "bare prompts, JSON-score judge, failures count as 0). 'medix': format prompt, answer-only judging, "
@@ -57,6 +63,12 @@ class EvalConfig(_Config):
     max_concurrency: int = Field(64, ge=1, description="Requests in flight at once (openai backend).")
     timeout_s: float = Field(600.0, gt=0, description="Per-request timeout (openai backend).")
     max_retries: int = Field(3, ge=0, description="Retries per sample before it is recorded as failed.")
+    item_timeout_s: float | None = Field(None, gt=0, description="Bound on one item's generation, every try "
+                                         "together (openai backend); None = 2 × timeout_s: a server that sends "
+                                         "nothing costs two timeouts per item, not one per try (4 by default), "
+                                         "while quick failures (5xx, refused) still get their retries.")
+    allow_text_only: bool = Field(False, description="Ask a VLM item whose image is missing without it (stated in "
+                                  "every report). Off: such an item is a failed generation, counted and shown.")
     max_consecutive_failures: int = Field(8, ge=0, description="Policy server (openai backend): after this many "
                                           "unanswered tries in a row the phase stops, keeping what was done (0 = never).")
     retry_failed: bool = Field(False, description="On resume, drop failed records and try those samples again.")

@@ -30,7 +30,8 @@ def generator_identity(cfg: EvalConfig) -> dict:
     entry = zoo_entry(cfg.model)
     return {"model": cfg.model, "protocol": cfg.protocol, "backend": cfg.backend, "temperature": cfg.temperature,
             "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
-            "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt)}
+            "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt),
+            **({"allow_text_only": True} if cfg.allow_text_only else {})}  # absent when off: old runs still match
 
 
 def user_prompt(cfg: EvalConfig, item: EvalItem) -> str:
@@ -118,11 +119,14 @@ def _messages(cfg: EvalConfig, item: EvalItem) -> list[dict]:
 async def _openai_one(cfg: EvalConfig, client: ChatClient, item: EvalItem) -> tuple[GenerationRecord, bool]:
     """(record, whether the circuit was open so nothing was asked)."""
     try:
+        problem = missing_image(cfg, item)
+        if problem:
+            raise MedixError(problem)
         messages = _messages(cfg, item)
     except MedixError as err:  # a missing or unreadable image fails this item, not the run
         return make_record(cfg, item, None, str(err), 0), False
     result = await client.chat(messages, model=cfg.model, temperature=cfg.temperature,
-                               max_tokens=cfg.max_new_tokens)
+                               max_tokens=cfg.max_new_tokens, deadline_s=cfg.item_timeout_s or 2 * cfg.timeout_s)
     return make_record(cfg, item, result.text if result.ok else None, result.error, result.attempts), \
         result.circuit_open
 
@@ -132,7 +136,7 @@ def _local_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_don
     out = []
     for start in range(0, len(items), cfg.batch_size):
         batch = items[start:start + cfg.batch_size]
-        broken = {item.id: image_problem(item) for item in batch}
+        broken = {item.id: missing_image(cfg, item) or image_problem(item) for item in batch}
         records = [make_record(cfg, item, None, broken[item.id], 0) for item in batch if broken[item.id]]
         batch = [item for item in batch if not broken[item.id]]
         try:
@@ -145,6 +149,16 @@ def _local_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_don
         out.extend(records)
         on_done(len(records))
     return out
+
+
+def missing_image(cfg: EvalConfig, item: EvalItem) -> str | None:
+    """A VLM item without its image is a failed item, not a text question, unless `allow_text_only`."""
+    if not item.meta.get("image_missing") or cfg.allow_text_only:
+        return None
+    reason = item.meta.get("image_missing_reason")
+    detail = f" ({reason})" if reason else ""
+    return (f"image missing{detail}: a VLM item is not asked without its image; provide the images, or pass "
+            "--allow-text-only to ask such items text-only on purpose")
 
 
 def image_problem(item: EvalItem) -> str | None:

@@ -189,6 +189,16 @@ def _archive_image(spec: TaskSpec, row: dict, base: Path | None) -> list[str]:
     return []
 
 
+def _missing_reason(spec: TaskSpec, row: dict, base: Path | None) -> str:
+    """Why a VLM row has no image, for its failed record: the archive file not found, or an empty column."""
+    archive = spec.image_archive or {}
+    if archive and row.get(archive.get("column", "")):
+        where_ = base / archive.get("folder", "") if base is not None else f"the cached {archive.get('file')}"
+        return f"{row[archive['column']]} not found in {where_}"
+    column = spec.columns.get("image") or archive.get("column")
+    return f"column {column!r} is {'absent' if column not in row else repr(row[column])}"
+
+
 def fetch_image_archive(spec: TaskSpec) -> None:
     """Download and unpack the task's image archive into the medix cache once (needs the hub)."""
     import zipfile
@@ -239,7 +249,7 @@ def load_items(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | 
             images = _image_paths(row.get(image_col), base, spec.name, item_id)
         meta = {k: row.get(k) for k in spec.breakdowns if row.get(k) is not None}
         if (image_col or spec.image_archive) and not images:
-            meta["image_missing"] = True
+            meta["image_missing"], meta["image_missing_reason"] = True, _missing_reason(spec, row, base)
         answer_idx = row.get("answer_idx")
         items.append(EvalItem(id=item_id, task=spec.name, question=question, reference=reference,
                               choices=choices, images=images, meta=meta, index=index,

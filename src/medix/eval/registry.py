@@ -47,6 +47,9 @@ class TaskSpec(BaseModel):
     instruction: str | None = Field(None, description="Fixed instruction for report tasks.")
     breakdowns: list[str] = Field(default_factory=list, description="Columns to break scores down by.")
     stand_in_for: str | None = Field(None, description="The paper task this open data set replaces.")
+    test_items: int | None = Field(None, ge=1, description="Items in the full test split (after `filter`), as "
+                                   "the hub split holds them; a submission with fewer is incomplete. None = not "
+                                   "known here (not checked).")
     image_archive: dict[str, str] | None = Field(
         None, description="Images named by a column inside an archive on the hub (SLAKE): {repo, file, folder, "
         "column}; looked for in DATA_DIR/<task>/<folder>/ first, then downloaded once into the medix cache.")

@@ -13,7 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from medix.eval.schema import JsonlStore, generations_path, judgments_path
+from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
 
 DISCLAIMER = "Research use only; not for clinical decisions."
 
@@ -27,15 +27,19 @@ def _ci(ci) -> str:
 
 
 def markdown_table(scores: dict) -> str:
-    lines = ["| task | group | metric | score (%) | 95% CI | n | judge fail | gen fail | parse fail |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| task | group | metric | score (%) | 95% CI | n | judge fail | gen fail | parse fail | no image |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for name, t in scores["tasks"].items():
         label = f"{name} (stand-in for {t['stand_in_for']})" if t.get("stand_in_for") else name
         lines.append(f"| {label} | {t['group']} | {t['metric']} | {_pct(t['score'])} | {_ci(t.get('ci'))} | {t['n']} "
-                     f"| {t['judge_failures']} | {t['generation_failures']} | {t['parse_failures']} |")
+                     f"| {t['judge_failures']} | {t['generation_failures']} | {t['parse_failures']} "
+                     f"| {t.get('image_missing', 0)} |")
     for label in ("llm", "vlm", "overall"):
         lines.append(f"| **{label}** | | mean over tasks | **{_pct(scores.get(label))}** | "
-                     f"{_ci(scores.get(label + '_ci'))} | | | | |")
+                     f"{_ci(scores.get(label + '_ci'))} | | | | | |")
+    notes = run_notes(scores)
+    if notes:
+        lines += ["", *notes]
     if scores.get("protocol"):
         lines += ["", f"Protocol: {scores['protocol']}; failed items: {scores.get('failures_counted_as')}. "
                   "Stand-in tasks are listed but not in the means."]
@@ -43,6 +47,28 @@ def markdown_table(scores: dict) -> str:
     if skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())]
     return "\n".join(lines) + f"\n\n{DISCLAIMER}\n"
+
+
+def run_notes(scores: dict) -> list[str]:
+    """What the table alone does not say: VLM items without their image (failed by default, or asked
+    text-only on purpose), and items of this task list that have no verdict yet."""
+    text_only = scores.get("asked_without_image") or {}
+    failed = {t: e["image_missing"] - e.get("asked_without_image", 0) for t, e in scores["tasks"].items()
+              if e.get("image_missing", 0) - e.get("asked_without_image", 0) > 0}
+    notes = []
+    if text_only:
+        notes.append("TEXT-ONLY (--allow-text-only): " + ", ".join(f"{t} {n} of {scores['tasks'][t]['n']}"
+                     for t, n in text_only.items()) + " items were asked WITHOUT their image; those scores do "
+                     "not measure image understanding.")
+    if failed:
+        notes.append("Images missing: " + ", ".join(f"{t} {n}" for t, n in failed.items()) + " items had no "
+                     "image and are failed generations (gen fail), not asked text-only; provide the images "
+                     "(docs/eval.md) or pass --allow-text-only on purpose.")
+    unjudged = scores.get("unjudged") or {}
+    if unjudged:
+        notes.append("Not judged yet (left out of the scores): " + ", ".join(f"{t} {n}" for t, n in unjudged.items())
+                     + " items; run the judge phase to include them.")
+    return notes
 
 
 def chart_png(scores: dict) -> bytes:
@@ -72,9 +98,9 @@ def chart_png(scores: dict) -> bytes:
 
 
 def _samples_html(out: Path, judge_key: str, task: str, count: int) -> str:
-    gens = {r["id"]: r for r in JsonlStore(generations_path(out, task)).read()}
+    gens = {r["id"]: r for r in JsonlStore(generations_path(out, task)).read_as(GenerationRecord)}
     rows = []
-    for j in JsonlStore(judgments_path(out, judge_key, task)).read()[:count]:
+    for j in JsonlStore(judgments_path(out, judge_key, task)).read_as(JudgmentRecord)[:count]:
         raw = (gens.get(j["id"]) or {}).get("raw") or ""
         verdict = j["error"] or j["note"] or f"{j['score']} (rounds {j['rounds']})"
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
@@ -96,7 +122,8 @@ def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: in
             f"<style>{style}</style></head><body><h1>medix eval: {html.escape(scores['model'])}</h1>"
             f"<p class='warn'>{DISCLAIMER}</p><p>Judge: <code>{html.escape(json.dumps(scores['judge']))}</code></p>"
             f"<img alt='scores chart' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-            f"<h2>Scores</h2>{table}<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
+            f"<h2>Scores</h2>{table}{''.join(f'<p class=warn>{html.escape(n)}</p>' for n in run_notes(scores))}"
+            f"<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
 
 
 def write_report(out: Path, scores: dict, report_samples: int) -> None:

@@ -25,7 +25,7 @@ from medix.eval.items import TaskUnavailable, load_items
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
 from medix.eval.schema import GenerationRecord, JsonlStore, generations_path, judgments_path
-from medix.files import check_writable_dir
+from medix.files import check_writable_dir, hold_folder
 from medix.judge import Judge
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class RunResult:
     tasks: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)  # "phase/task" -> failed samples
+    current: dict[str, set[str]] = field(default_factory=dict)  # task -> ids of this task list and limit
     scores: dict | None = None
 
 
@@ -92,6 +93,7 @@ def _generate(cfg: EvalConfig, specs: list[TaskSpec], out: Path, result: RunResu
             except TaskUnavailable as err:
                 result.skipped[spec.name] = str(err)
                 continue
+            result.current[spec.name] = {i.id for i in items}
             store = JsonlStore(generations_path(out, spec.name))
             check_resume(cfg, items, store, cfg.refresh_changed)
             if cfg.retry_failed:
@@ -101,11 +103,22 @@ def _generate(cfg: EvalConfig, specs: list[TaskSpec], out: Path, result: RunResu
             result.failures[f"generate/{spec.name}"] = run_generate(cfg, items, store, progress("generate", spec.name, todo))
 
 
+def _current_ids(cfg: EvalConfig, spec: TaskSpec, gens: list[GenerationRecord]) -> set[str]:
+    """The ids this run is about: the task's items now (rows deleted from the data, or past a smaller
+    --limit, drop out). Without the data here (a run folder judged elsewhere), the stored generations that
+    are within the limit."""
+    try:
+        return {i.id for i in load_items(spec, cfg.data_dir, cfg.limit, cfg.protocol)}
+    except TaskUnavailable as err:
+        log.warning("%s: data not available (%s); scoring its stored items within the limit", spec.name, err)
+        return {g.id for g in gens if cfg.limit is None or g.index < cfg.limit}
+
+
 def _generations(out: Path, spec: TaskSpec) -> list[GenerationRecord] | None:
     path = generations_path(out, spec.name)
     if not path.is_file():
         return None
-    return [GenerationRecord.model_validate(r) for r in JsonlStore(path).read()]
+    return [GenerationRecord.model_validate(r) for r in JsonlStore(path).read_as(GenerationRecord)]
 
 
 def run_eval(cfg: EvalConfig, progress: Progress | None = None, new_judge: bool = False) -> RunResult:
@@ -115,11 +128,12 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None, new_judge: bool 
     if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
         raise MedixError(f"--data-dir {cfg.data_dir} does not exist (a folder holding <task>/test.jsonl)")
     check_writable_dir(out, f"--output-dir {out} cannot be written")  # before any model loads
-    judge = EvalJudge(Judge(cfg.judge), cfg.judge_rounds, cfg.protocol)
-    try:
-        return _run(cfg, specs, out, judge, progress, new_judge)
-    finally:
-        judge.judge.close()
+    with hold_folder(out, f"medix eval run --model {cfg.model}"):  # a second run on OUT names this one, stops
+        judge = EvalJudge(Judge(cfg.judge), cfg.judge_rounds, cfg.protocol)
+        try:
+            return _run(cfg, specs, out, judge, progress, new_judge)
+        finally:
+            judge.judge.close()
 
 
 def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, progress: Progress,
@@ -134,17 +148,20 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
     for spec in specs:
         if spec.name in result.skipped:
             continue
-        if _generations(out, spec) is None:
+        gens = _generations(out, spec)
+        if gens is None:
             result.skipped[spec.name] = "no generations yet (run the generate phase)"
-        else:
-            available.append(spec)
+            continue
+        available.append(spec)
+        if spec.name not in result.current:
+            result.current[spec.name] = _current_ids(cfg, spec, gens)
     result.tasks = [s.name for s in available]
     if "judge" in cfg.phases:
         from medix.judge.audit import warn_if_weak
 
         warn_if_weak(cfg.judge)
         for spec in available:
-            gens = _generations(out, spec)
+            gens = [g for g in _generations(out, spec) if g.id in result.current[spec.name]]
             store = JsonlStore(judgments_path(out, judge.key, spec.name))
             if cfg.retry_failed:
                 store.drop(lambda r: r.get("score") is None)
@@ -155,7 +172,7 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
         from medix.eval.score import run_score
 
         result.scores = run_score(out, available, cfg.model, judge.identity, judge.key, result.skipped,
-                                  cfg.bootstrap, cfg.seed, cfg.protocol)
+                                  cfg.bootstrap, cfg.seed, cfg.protocol, current=result.current)
         write_report(out, result.scores, cfg.report_samples)
     result.failures = {k: v for k, v in result.failures.items() if v}
     return result

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from medix.errors import MedixError
 from medix.files import iter_jsonl
@@ -72,8 +72,10 @@ class JudgmentRecord(BaseModel):
     kind: str = Field(..., description="'binary' or 'rubric'.")
     candidate: str = Field(..., description="What the judge saw: the answer with reasoning stripped.")
     reference: str
-    score: float | None = Field(None, description="binary 0/1 (majority) or rubric mean 0-5; None = failed.")
-    normalized: float | None = Field(None, description="score in [0, 1]: binary as is, rubric / 5.")
+    score: float | None = Field(None, strict=True, ge=0, le=5,
+                                description="binary 0/1 (majority) or rubric mean 0-5; None = failed.")
+    normalized: float | None = Field(None, strict=True, ge=0, le=1,
+                                     description="score in [0, 1]: binary as is, rubric / 5.")
     rounds: list[float] = Field(default_factory=list)
     raws: list[str] = Field(default_factory=list)
     parse_failures: int = 0
@@ -81,6 +83,28 @@ class JudgmentRecord(BaseModel):
     note: str | None = Field(None, description="e.g. 'empty answer: scored 0 without the judge'.")
     status: Status = Field("scored", description="scored (by the judge); judge_failed (score None); no_response "
                            "(generation failed, score None); empty_answer (0 without a judge call).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_status(cls, data):
+        """Records written before `status` existed get it from their texts (see `record_status`)."""
+        if isinstance(data, dict) and "status" not in data:
+            data = {**data, "status": record_status(data)}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "JudgmentRecord":
+        """A hand-edited record must not reach a score: the verdict fits its kind and its normalised value."""
+        if self.kind not in ("binary", "rubric"):
+            raise ValueError(f"kind {self.kind!r} is neither 'binary' nor 'rubric'")
+        top = 1.0 if self.kind == "binary" else 5.0
+        if self.score is not None and self.score > top:
+            raise ValueError(f"score {self.score} is above {top:g}, the most a {self.kind} verdict can be")
+        expected = None if self.score is None else self.score / top
+        if (expected is None) != (self.normalized is None) or (expected is not None and abs(expected - self.normalized) > 1e-6):
+            raise ValueError(f"normalized {self.normalized} does not match score {self.score} ({self.kind}: "
+                             f"score / {top:g})")
+        return self
 
 
 def record_status(record: dict) -> str:
@@ -97,6 +121,10 @@ def record_status(record: dict) -> str:
 def sha256(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+_EDITED = ("A records file is only appended to, so this line was edited or damaged: delete that line (the next "
+           "run redoes its item) or move the file away")
 
 
 class JsonlStore:
@@ -121,17 +149,35 @@ class JsonlStore:
 
     def read(self) -> list[dict]:
         """All records; the first record wins when an id repeats (it cannot, but never double-count)."""
+        return [record for _, record in self._numbered()]
+
+    def read_as(self, model: type[BaseModel]) -> list[dict]:
+        """`read()` with every record validated by `model`, the schema it was written with (types, ranges,
+        a verdict consistent with its kind): an edited record is named by file, row and field, never scored.
+        Returns the validated records as dicts (fields missing from old records get their defaults)."""
+        out = []
+        for line_no, record in self._numbered():
+            try:
+                out.append(model.model_validate(record).model_dump())
+            except ValidationError as err:
+                first = err.errors()[0]
+                field = ".".join(str(x) for x in first["loc"]) or "record"
+                value = f" (value {first['input']!r})" if first["loc"] else ""
+                raise MedixError(f"{self.path}, row {line_no}, field '{field}': {first['msg']}{value}. "
+                                 f"{_EDITED}") from None
+        return out
+
+    def _numbered(self) -> list[tuple[int, dict]]:
         if not self.path.is_file():
             return []
-        seen: dict[str, dict] = {}
+        seen: dict[str, tuple[int, dict]] = {}
         try:
             for line_no, record in iter_jsonl(self.path):
                 if not isinstance(record, dict) or "id" not in record:
                     raise MedixError(f"{self.path}, row {line_no}: not a record (no 'id')")
-                seen.setdefault(str(record["id"]), record)
+                seen.setdefault(str(record["id"]), (line_no, record))
         except MedixError as err:
-            raise MedixError(f"{err}. A records file is only appended to, so this line was edited or damaged: "
-                             "delete that line (the next run redoes its item) or move the file away") from None
+            raise MedixError(f"{err}. {_EDITED}") from None
         return list(seen.values())
 
     def ids(self) -> set[str]:

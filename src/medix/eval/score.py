@@ -18,7 +18,8 @@ import numpy as np
 
 from medix.errors import MedixError
 from medix.eval.registry import TaskSpec
-from medix.eval.schema import JsonlStore, generations_path, judgments_path, record_status
+from medix.eval.schema import (GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path,
+                               record_status)
 
 
 def _sorted(records: list[dict]) -> list[dict]:
@@ -54,6 +55,14 @@ def breakdowns(spec: TaskSpec, records: list[dict], meta: dict[str, dict]) -> di
     return out
 
 
+def image_counts(records: list[dict], meta: dict[str, dict]) -> dict:
+    """VLM items whose image was missing: how many, and how many of them were asked text-only anyway
+    (`--allow-text-only`); the others are failed generations."""
+    missing = [r for r in records if meta.get(r["id"], {}).get("image_missing")]
+    return {"image_missing": len(missing),
+            "asked_without_image": sum(record_status(r) != "no_response" for r in missing)}
+
+
 def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
                protocol: str = "medix") -> tuple[dict, np.ndarray]:
     """paper: every item is in the denominator, a failed one counts 0; medix: failures are excluded."""
@@ -73,6 +82,7 @@ def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
         "generation_failures": statuses.count("no_response"),
         "parse_failures": sum(r.get("parse_failures", 0) for r in records),
         "empty_answers": statuses.count("empty_answer"),
+        **image_counts(records, meta),
         "breakdowns": breakdowns(spec, records, meta),
     }
     if spec.stand_in_for:
@@ -100,6 +110,7 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
                  "failures_counted_as": "0 (in the denominator)" if protocol == "paper" else "excluded"}
     official = [t for t in tasks if not tasks[t].get("stand_in_for") and tasks[t]["score"] is not None]
     out["unscored"] = [t for t in tasks if tasks[t]["score"] is None]
+    out["asked_without_image"] = {t: e["asked_without_image"] for t, e in tasks.items() if e["asked_without_image"]}
     for label, names in (("overall", official), *((g, [t for t in official if tasks[t]["group"] == g])
                                                    for g in ("llm", "vlm"))):
         if not names:
@@ -112,16 +123,25 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
 
 
 def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict, judge_key: str,
-              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: str = "medix") -> dict:
-    """Score the judgments of `judge_key` found in OUT and write OUT/scores.json; returns its body."""
-    judgments, meta = {}, {}
+              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: str = "medix",
+              current: dict[str, set[str]] | None = None) -> dict:
+    """Score the judgments of `judge_key` found in OUT and write OUT/scores.json; returns its body. Records
+    are validated as read; with `current` (task → ids of this run's task list and limit) only those items
+    are scored, and the ones not judged yet are counted (`unjudged`)."""
+    judgments, meta, unjudged = {}, {}, {}
     for spec in specs:
         path = judgments_path(out, judge_key, spec.name)
         if path.is_file():
-            judgments[spec.name] = JsonlStore(path).read()
-            meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read()}
+            records = JsonlStore(path).read_as(JudgmentRecord)
+            if current is not None and spec.name in current:
+                ids = current[spec.name]
+                records = [r for r in records if r["id"] in ids]
+                unjudged[spec.name] = len(ids - {r["id"] for r in records})
+            judgments[spec.name] = records
+            meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read_as(GenerationRecord)}
     scores = {"model": model, "judge": judge_identity, "judge_key": judge_key,
-              **score_tasks(specs, judgments, meta, resamples, seed, protocol), "skipped": dict(skipped)}
+              **score_tasks(specs, judgments, meta, resamples, seed, protocol), "skipped": dict(skipped),
+              "unjudged": {t: n for t, n in unjudged.items() if n}}
     (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
     return scores
 

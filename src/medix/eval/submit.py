@@ -9,8 +9,14 @@ outside [A-Za-z0-9] replaced by "_" (MBZUAI/MediX-R1-8B → MediX_R1_8B):
                            answer (the reference), response (the raw output), answer_idx
     <U>/<U>_eval.jsonl     the same plus evaluation {"score": …} (binary 0/1 majority, rubric mean 0-5)
     <U>/<U>_score.txt      the per-task table and the overall score
-zipped as `<first 8 hex of md5("<U>_submission")>_<U>_submission.zip`. A run missing a paper task is refused
-unless `allow_incomplete`, which the score file then records.
+zipped as `<first 8 hex of md5("<U>_submission")>_<U>_submission.zip`. A run missing a paper task, holding
+fewer items than a task's test split (`test_items` in its YAML: a `--limit` run) or holding failed items is
+refused unless `allow_incomplete`, which the score file then records on its INCOMPLETE line.
+
+The checker trusts nothing in the zip: it recomputes every task's score and the overall from the records
+(binary 0/1, rubric 0-5 → /5) and fails on a score file that disagrees, duplicate or missing ids, a record
+whose question / answer / response differ between the two files, a null response, a verdict out of range,
+and an incomplete submission that does not say so.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from medix.errors import MedixError
 from medix.eval.registry import registry
-from medix.eval.schema import JsonlStore, generations_path, judgments_path
+from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
 from medix.eval.score import read_scores, require_keys
 
 RECORD_FIELDS = ("id", "question", "answer", "response", "answer_idx")
@@ -44,51 +52,74 @@ def paper_tasks() -> list[str]:
     return [name for name, spec in registry().items() if not spec.stand_in_for]
 
 
-def _records(run: Path, scores: dict) -> tuple[list[dict], list[dict]]:
-    gens, evals = [], []
+def _records(run: Path, scores: dict) -> tuple[list[dict], list[dict], list[str]]:
+    """(generation records, eval records, problems): failed items are written with an empty response and
+    score 0 and named in `problems`, as are tasks with fewer items than their test split."""
+    gens, evals, problems = [], [], []
     for task, entry in scores["tasks"].items():
         if task not in paper_tasks() or entry["score"] is None:
             continue  # stand-ins are not leaderboard tasks
-        judged = {j["id"]: j for j in JsonlStore(judgments_path(run, scores["judge_key"], task)).read()}
-        for g in sorted(JsonlStore(generations_path(run, task)).read(), key=lambda r: r.get("index", 0)):
-            record = {"id": f"{task}_{g.get('index', 0)}", "question": g["question"], "answer": g["reference"],
-                      "response": g["raw"], "answer_idx": g.get("answer_idx")}
-            gens.append(record)
+        judged = {j["id"]: j for j in JsonlStore(judgments_path(run, scores["judge_key"], task)).read_as(JudgmentRecord)}
+        records = sorted(JsonlStore(generations_path(run, task)).read_as(GenerationRecord), key=lambda r: r["index"])
+        failed = 0
+        for g in records:
             j = judged.get(g["id"])
             score = j.get("score") if j else None
+            failed += g["raw"] is None or score is None
+            record = {"id": f"{task}_{g['index']}", "question": g["question"], "answer": g["reference"],
+                      "response": g["raw"] or "", "answer_idx": g.get("answer_idx")}
+            gens.append(record)
             evals.append({**record, "evaluation": {"score": 0 if score is None else score}})
-    return gens, evals
+        expected = registry()[task].test_items
+        if expected and len(records) < expected:
+            problems.append(f"{task} ({len(records)} of {expected} items)")
+        if failed:
+            problems.append(f"{task} ({failed} failed items, scored 0)")
+    return gens, evals, problems
 
 
-def score_text(scores: dict, incomplete: list[str]) -> str:
-    lines = [f"Model: {scores['model']}", "", f"{'Task':<36} {'Accuracy':>10} {'Accuracy (%)':>13}"]
-    for task, entry in scores["tasks"].items():
-        if task in paper_tasks() and entry["score"] is not None:
-            lines.append(f"{task:<36} {entry['score']:>10.4f} {100 * entry['score']:>13.2f}")
-    if scores.get("overall") is not None:
-        lines.append(f"{'Overall':<36} {scores['overall']:>10.4f} {100 * scores['overall']:>13.2f}")
+def recompute(evals: list[dict]) -> dict:
+    """{task: mean normalised score} and "overall" (mean over tasks) from eval records with <task>_<n> ids."""
+    by_task: dict[str, list[float]] = {}
+    for record in evals:
+        task = _task_of(record["id"])
+        top = 5.0 if registry()[task].judge == "rubric" else 1.0
+        by_task.setdefault(task, []).append(float(record["evaluation"]["score"]) / top)
+    scores = {task: float(np.mean(values)) for task, values in by_task.items()}
+    return {"tasks": scores, "overall": float(np.mean(list(scores.values()))) if scores else None}
+
+
+def score_text(model: str, recomputed: dict, incomplete: list[str]) -> str:
+    lines = [f"Model: {model}", "", f"{'Task':<36} {'Accuracy':>10} {'Accuracy (%)':>13}"]
+    for task, score in recomputed["tasks"].items():
+        lines.append(f"{task:<36} {score:>10.4f} {100 * score:>13.2f}")
+    if recomputed["overall"] is not None:
+        lines.append(f"{'Overall':<36} {recomputed['overall']:>10.4f} {100 * recomputed['overall']:>13.2f}")
     if incomplete:
-        lines += ["", f"INCOMPLETE: no scores for {', '.join(incomplete)}"]
+        lines += ["", f"INCOMPLETE: {'; '.join(incomplete)}"]
     return "\n".join(lines) + "\n"
 
 
 def build_submission(run: str | Path, output_dir: str | Path | None = None, allow_incomplete: bool = False) -> Path:
-    """Write OUTPUT/results/<U>/ and OUTPUT/results/<zip>; returns the zip path (OUTPUT defaults to the run)."""
+    """Write OUTPUT/results/<U>/ and OUTPUT/results/<zip>; returns the zip path (OUTPUT defaults to the run).
+    The score file is computed from the records written (as the checker recomputes it), not copied."""
     run = Path(run)
     scores = read_scores(run)
     require_keys(scores, ("model", "judge_key", "overall"), str(run))
     missing = [t for t in paper_tasks() if (scores["tasks"].get(t) or {}).get("score") is None]
-    if missing and not allow_incomplete:
-        raise MedixError(f"{run}: no scores for {len(missing)} paper task(s): {', '.join(missing)}. Finish them, "
-                         "or pass --allow-incomplete (the submission then says so)")
+    gens, evals, problems = _records(run, scores)
+    incomplete = ([f"no scores for {', '.join(missing)}"] if missing else []) + problems
+    if incomplete and not allow_incomplete:
+        raise MedixError(f"{run}: not a complete submission: {'; '.join(incomplete)}. Finish the run (every paper "
+                         "task, whole test splits, no failed items: --retry-failed), or pass --allow-incomplete "
+                         "(the submission then says so)")
     u = underscored(scores["model"])
-    gens, evals = _records(run, scores)
     folder = Path(output_dir or run) / "results" / u
     folder.mkdir(parents=True, exist_ok=True)
     files = {f"{u}.jsonl": gens, f"{u}_eval.jsonl": evals}
     for name, records in files.items():
         (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    (folder / f"{u}_score.txt").write_text(score_text(scores, missing), encoding="utf-8")
+    (folder / f"{u}_score.txt").write_text(score_text(scores["model"], recompute(evals), incomplete), encoding="utf-8")
     target = folder.parent / zip_name(u)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for file in sorted(folder.iterdir()):
@@ -97,9 +128,12 @@ def build_submission(run: str | Path, output_dir: str | Path | None = None, allo
     return target
 
 
-def validate_submission(path: str | Path) -> dict:
-    """Check a submission zip against the official layout; the error names what is missing or malformed."""
-    path = Path(path)
+def _task_of(record_id: str) -> str:
+    return record_id.rsplit("_", 1)[0]
+
+
+def _read_zip(path: Path) -> tuple[str, list[dict], list[dict], str]:
+    """(U, generation records, eval records, score file text) of a zip in the official layout."""
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as err:
@@ -115,33 +149,90 @@ def validate_submission(path: str | Path) -> dict:
         for suffix in (".jsonl", "_eval.jsonl", "_score.txt"):
             if f"{u}/{u}{suffix}" not in names:
                 raise MedixError(f"{path}: missing {u}/{u}{suffix}")
-        gens = _read_jsonl(zf, f"{u}/{u}.jsonl", path)
-        evals = _read_jsonl(zf, f"{u}/{u}_eval.jsonl", path)
-        incomplete = "INCOMPLETE" in zf.read(f"{u}/{u}_score.txt").decode("utf-8", "replace")
+        return (u, _read_jsonl(zf, f"{u}/{u}.jsonl", path), _read_jsonl(zf, f"{u}/{u}_eval.jsonl", path),
+                zf.read(f"{u}/{u}_score.txt").decode("utf-8", "replace"))
+
+
+def _check_records(path: Path, file: str, records: list[dict], id_pattern: re.Pattern) -> dict[str, dict]:
+    """{id: record}; fails on a missing field, a bad or repeated id, a null response, a verdict out of range."""
+    out: dict[str, dict] = {}
+    for line, record in enumerate(records, 1):
+        at = f"{path}: {file}, line {line}"
+        absent = [k for k in RECORD_FIELDS if k not in record]
+        if absent:
+            raise MedixError(f"{at}: missing field(s) {', '.join(absent)}")
+        if not id_pattern.match(str(record["id"])):
+            raise MedixError(f"{at}: id {record['id']!r} is not <task>_<n> with a paper task name")
+        if record["id"] in out:
+            raise MedixError(f"{at}: id {record['id']!r} appears twice")
+        if not isinstance(record["response"], str):
+            raise MedixError(f"{at}: response is {record['response']!r}, not text (a failed item is not a response)")
+        if file.endswith("_eval.jsonl"):
+            score = (record.get("evaluation") or {}).get("score")
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise MedixError(f"{at}: evaluation.score {score!r} is not a number")
+            rubric = registry()[_task_of(record["id"])].judge == "rubric"
+            if not (0 <= score <= 5 if rubric else score in (0, 1)):
+                raise MedixError(f"{at}: evaluation.score {score!r} is outside the task's scale "
+                                 f"({'0-5 rubric' if rubric else 'binary 0 or 1'})")
+        out[record["id"]] = record
+    return out
+
+
+def _claimed(text: str) -> dict[str, float]:
+    """{task or "Overall": fraction} from the score file's table lines."""
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^(\S+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s*$", line)
+        if match:
+            found[match.group(1)] = float(match.group(2))
+    return found
+
+
+def _incomplete_tasks(path: Path, gens: dict[str, dict]) -> list[str]:
+    """Paper tasks absent, with a gap in their item numbers, or with fewer items than their test split."""
+    numbers: dict[str, set[int]] = {}
+    for record_id in gens:
+        numbers.setdefault(_task_of(record_id), set()).add(int(record_id.rsplit("_", 1)[1]))
+    out = []
+    for task in paper_tasks():
+        have, expected = numbers.get(task, set()), registry()[task].test_items
+        if not have or have != set(range(len(have))) or (expected and len(have) < expected):
+            out.append(task)
+    return out
+
+
+def validate_submission(path: str | Path) -> dict:
+    """Check a submission zip against the official layout and recompute its scores from the records; the
+    error names what is missing, malformed or claimed without support."""
+    path = Path(path)
+    u, gen_rows, eval_rows, score_file = _read_zip(path)
     known = "|".join(re.escape(t) for t in sorted(paper_tasks(), key=len, reverse=True))
     id_pattern = re.compile(rf"^({known})_(\d+)$")
-    tasks = set()
-    for file, records in ((f"{u}.jsonl", gens), (f"{u}_eval.jsonl", evals)):
-        for line, record in enumerate(records, 1):
-            absent = [k for k in RECORD_FIELDS if k not in record]
-            if absent:
-                raise MedixError(f"{path}: {file}, line {line}: missing field(s) {', '.join(absent)}")
-            found = id_pattern.match(str(record["id"]))
-            if not found:
-                raise MedixError(f"{path}: {file}, line {line}: id {record['id']!r} is not <task>_<n> with a "
-                                 "paper task name")
-            tasks.add(found.group(1))
-            if file.endswith("_eval.jsonl"):
-                score = (record.get("evaluation") or {}).get("score")
-                if isinstance(score, bool) or not isinstance(score, (int, float)):
-                    raise MedixError(f"{path}: {file}, line {line}: evaluation.score {score!r} is not a number")
-    if {r["id"] for r in evals} != {r["id"] for r in gens}:
-        raise MedixError(f"{path}: the eval file and the generation file hold different ids")
-    absent_tasks = [t for t in paper_tasks() if t not in tasks]
-    if absent_tasks and not incomplete:
-        raise MedixError(f"{path}: no records for {len(absent_tasks)} paper task(s): {', '.join(absent_tasks)}")
-    return {"model": u, "generations": len(gens), "judgments": len(evals), "tasks": sorted(tasks),
-            "incomplete": absent_tasks}
+    gens = _check_records(path, f"{u}.jsonl", gen_rows, id_pattern)
+    evals = _check_records(path, f"{u}_eval.jsonl", eval_rows, id_pattern)
+    if set(evals) != set(gens):
+        only = sorted(set(gens) ^ set(evals))
+        raise MedixError(f"{path}: the eval file and the generation file hold different ids (e.g. {only[0]})")
+    for record_id, g in gens.items():
+        differ = [k for k in RECORD_FIELDS if evals[record_id][k] != g[k]]
+        if differ:
+            raise MedixError(f"{path}: {record_id}: {', '.join(differ)} differ between {u}.jsonl and {u}_eval.jsonl")
+    recomputed, claimed = recompute(list(evals.values())), _claimed(score_file)
+    for task, score in [*recomputed["tasks"].items(), ("Overall", recomputed["overall"])]:
+        if task not in claimed:
+            raise MedixError(f"{path}: {u}_score.txt has no line for {task}")
+        if abs(claimed[task] - score) > 6e-5:  # the file rounds to 4 decimals
+            raise MedixError(f"{path}: {u}_score.txt claims {task} {claimed[task]:.4f}; the records give {score:.4f}")
+    incomplete = _incomplete_tasks(path, gens)
+    declared = next((line for line in score_file.splitlines() if line.startswith("INCOMPLETE")), "")
+    undeclared = [t for t in incomplete if not re.search(rf"\b{re.escape(t)}\b", declared)]
+    if undeclared:
+        raise MedixError(f"{path}: incomplete for {len(undeclared)} paper task(s) (absent, an item number missing, "
+                         f"or fewer items than the test split): {', '.join(undeclared)}, and {u}_score.txt does not "
+                         "say so")
+    return {"model": u, "generations": len(gens), "judgments": len(evals),
+            "tasks": sorted({_task_of(i) for i in gens}), "incomplete": incomplete}
 
 
 def _read_jsonl(zf: zipfile.ZipFile, name: str, path: Path) -> list[dict]:
@@ -149,7 +240,10 @@ def _read_jsonl(zf: zipfile.ZipFile, name: str, path: Path) -> list[dict]:
     for line, text in enumerate(zf.read(name).decode("utf-8", "replace").splitlines(), 1):
         if text.strip():
             try:
-                out.append(json.loads(text))
+                record = json.loads(text)
             except json.JSONDecodeError as err:
                 raise MedixError(f"{path}: {name}, line {line}: not JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise MedixError(f"{path}: {name}, line {line}: not a JSON object")
+            out.append(record)
     return out

@@ -219,7 +219,8 @@ def roc_png(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     if report.get("roc"):
         fpr, tpr = zip(*report["roc"])
-        ax.plot(fpr, tpr, marker=".", label=f"AUC {report['auc']:.3f}")
+        label = "AUC undefined (one label only)" if report.get("auc") is None else f"AUC {report['auc']:.3f}"
+        ax.plot(fpr, tpr, marker=".", label=label)
     ax.scatter([report["fpr"] or 0], [report["tpr"] or 0], color="red", zorder=3,
                label=f"threshold {report['threshold']}")
     ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1)
@@ -236,12 +237,18 @@ def audit_cache_path(identity: dict) -> Path:
     return cache_dir() / "audits" / f"{identity_key(identity)}.json"
 
 
-def save_audit(report: dict) -> Path:
+def save_audit(report: dict) -> dict | None:
+    """Cache the audit of this judge identity, unless the cached one was measured on more pairs: a 4-pair
+    audit must not replace a 400-pair one (and silence the weak-judge warning). Returns the audit kept instead,
+    or None when this one was saved."""
     path = audit_cache_path(report["judge"])
+    previous = _audit_of(report["judge"]) if path.is_file() else None
+    if previous and (previous.get("pairs") or 0) > report["pairs"]:
+        return previous
     path.parent.mkdir(parents=True, exist_ok=True)
     slim = {k: v for k, v in report.items() if k != "roc"}
     path.write_text(json.dumps(slim, indent=2), encoding="utf-8")
-    return path
+    return None
 
 
 KNOWN_AUDITS = Path(__file__).parent / "known_audits.json"

@@ -30,6 +30,7 @@ from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_key
 from medix.judge.templates import CONVERSATION, ONE_TURN, PAPER, Prompts
 from medix.judge.types import JudgeBackend, JudgeRequest, Verdict
+from medix.redact import display_url
 
 log = logging.getLogger(__name__)
 PROTOCOLS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper": "paper-v1"}
@@ -37,13 +38,16 @@ PROTOCOLS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper": "pape
 
 def judge_identity(config: JudgeConfig, method: str, template_sha256: str, protocol: str,
                    rounds: int | None = None) -> dict:
-    """Everything that can change a verdict; stored in every record and in the cache / resume key."""
+    """Everything that can change a verdict; stored in every record and in the cache / resume key. A served
+    judge's identity names its servers (without credentials): verdicts of two servers never mix."""
     identity = {
         "backend": config.backend, "model": config.model, "method": method,
         "template_sha256": template_sha256, "protocol": protocol,
         "temperature": config.temperature if config.backend == "openai" else None,
         "max_tokens": config.max_tokens if config.backend == "openai" else None,
     }
+    if config.backend == "openai":  # where it runs: one model name on two servers may be two judges
+        identity["endpoints"] = sorted(display_url(u).rstrip("/") for u in config.base_urls)
     if rounds is not None:
         identity["rounds"] = rounds
     # Absent when left at their defaults, so identities (and judgment folders) of older runs still match.

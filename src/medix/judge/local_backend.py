@@ -22,6 +22,19 @@ from medix.judge.parse import combine_rounds
 from medix.judge.types import Conversation, Verdict
 from medix.models import load_causal_lm
 
+
+def cache_argument(model) -> str:
+    """The forward keyword for the KV cache: `cache` from transformers 5.x (where `past_key_values` warns that
+    it goes in 5.40), `past_key_values` in earlier releases of the allowed range."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    """The KV cache of a forward's output, under either name (the old one is a warning property in 5.x)."""
+    return output["cache"] if "cache" in output else output.past_key_values
+
 _YES_SPELLINGS = ("YES", "Yes", "yes", " YES", " Yes", " yes")
 _NO_SPELLINGS = ("NO", "No", "no", " NO", " No", " no")
 _DIGITS = tuple(str(d) for d in range(6))
@@ -52,6 +65,7 @@ class LocalBackend:
     def __init__(self, config: JudgeConfig):
         self.config = config
         self.model, self.tokenizer = load_causal_lm(config.model, config.device)
+        self._cache_arg = cache_argument(self.model)
         yes = single_token_ids(self.tokenizer, _YES_SPELLINGS)
         no = single_token_ids(self.tokenizer, _NO_SPELLINGS)
         if not yes or not no or yes & no:
@@ -141,7 +155,7 @@ class LocalBackend:
         device = self.model.device
         shared = min(min(_common(seqs[0], s) for s in seqs), min(len(s) for s in seqs) - 1)  # ≥ 1 suffix token each
         prefix = torch.tensor([seqs[0][:shared]], device=device)  # (1, P)
-        cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values  # logits unused
+        cache = _cache_of(self.model(input_ids=prefix, use_cache=True, logits_to_keep=1))  # logits unused
         cache.batch_repeat_interleave(len(seqs))  # (B, heads, P, dim): one copy per member
         suffixes = [s[shared:] for s in seqs]
         width = max(len(s) for s in suffixes)
@@ -152,7 +166,7 @@ class LocalBackend:
         positions = (shared + torch.arange(width, device=device)).expand(len(seqs), width)
         # Only the positions some member ends at go through the LM head: (B, k, vocab), k = distinct lengths.
         ends = sorted({len(s) - 1 for s in suffixes})
-        logits = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        logits = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions, **{self._cache_arg: cache},
                             logits_to_keep=torch.tensor(ends, device=device)).logits
         column = torch.tensor([ends.index(len(s) - 1) for s in suffixes], device=device)
         return logits[torch.arange(len(seqs), device=device), column].float().cpu()
@@ -264,9 +278,9 @@ class LocalBackend:
 
     def _extend(self, cache, ids: list[int]):
         """(last-token logits (vocab,), cache) after running `ids` on top of `cache` (None: from scratch)."""
-        out = self.model(input_ids=torch.tensor([ids], device=self.model.device), past_key_values=cache,
+        out = self.model(input_ids=torch.tensor([ids], device=self.model.device), **{self._cache_arg: cache},
                          use_cache=True, logits_to_keep=1)
-        return out.logits[0, -1].float().cpu(), out.past_key_values
+        return out.logits[0, -1].float().cpu(), _cache_of(out)
 
     async def converse(self, conversations: list[Conversation], rounds: int) -> AsyncIterator[tuple[int, Verdict]]:
         size = max(self.config.batch_size * 4, 1)  # results stream out chunk by chunk (resumable eval)

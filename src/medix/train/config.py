@@ -7,18 +7,22 @@ Values from a recipe (`train/recipes/<name>.yaml`) fill the algorithm fields the
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer,
+                      model_validator)
 
 from medix.config import RewardConfig, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
+from medix.redact import display_url
 from medix.train.trl_args import check_passthrough, check_report_to
 
+log = logging.getLogger(__name__)
 RECIPE_DIR = Path(__file__).parent / "recipes"
 RECIPES = ("dapo", "grpo", "gspo")
 
@@ -37,6 +41,15 @@ class _TrlSection(BaseModel):
     def _trl_names(self):
         check_passthrough(self._section, self.model_extra or {}, sorted(type(self).model_fields))
         return self
+
+    @model_serializer(mode="wrap")
+    def _no_secrets(self, handler):
+        """config.json never holds a TRL credential given here (hub_token and the like)."""
+        data = handler(self)
+        for key in self.model_extra or {}:
+            if key.endswith(("_token", "_key", "password")) and data.get(key):
+                data[key] = "<redacted>"
+        return data
 
 
 class FewShot(_Config):
@@ -112,6 +125,12 @@ class AlgorithmConfig(_TrlSection):
 
 class RolloutConfig(_TrlSection):
     _section: ClassVar[str] = "rollout"
+
+    @field_serializer("vllm_server_base_url")
+    def _public_url(self, url: str | None) -> str | None:
+        """Dumped without the credentials inside the URL (medix.redact)."""
+        return None if url is None else display_url(url)
+
     num_generations: int = Field(5, ge=2, description="Group size G (paper: 5).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature for rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling for rollouts.")
@@ -252,6 +271,24 @@ def previous_run(output_dir: str | Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name in RUN_FILES or p.name.startswith("checkpoint-"))
 
 
+def last_complete_checkpoint(out: Path, found: list[str]) -> Path:
+    """The newest checkpoint-N holding trainer_state.json; a newer one without it (a save cut short) is passed
+    over with a warning naming both."""
+    steps = sorted((int(n.split("-", 1)[1]), n) for n in found
+                   if n.startswith("checkpoint-") and n.split("-", 1)[1].isdigit())
+    if not steps:
+        raise MedixError(f"nothing to resume in {out}: it has no checkpoint-* folder (pass --overwrite, or "
+                         "set trainer.output_dir to a new folder)")
+    complete = [name for _, name in steps if (out / name / "trainer_state.json").is_file()]
+    if not complete:
+        raise MedixError(f"nothing to resume in {out}: no checkpoint holds trainer_state.json ({', '.join(n for _, n in steps)} "
+                         "were cut short); pass --overwrite to start again")
+    if complete[-1] != steps[-1][1]:
+        log.warning("%s lacks trainer_state.json (its save was cut short); resuming from %s instead",
+                    out / steps[-1][1], out / complete[-1])
+    return out / complete[-1]
+
+
 def claim_output_dir(trainer: TrainerConfig, resume: bool = False, overwrite: bool = False) -> None:
     """Before any model loads: refuse to mix a new run into a previous one's logs and checkpoints.
 
@@ -269,10 +306,7 @@ def claim_output_dir(trainer: TrainerConfig, resume: bool = False, overwrite: bo
             raise MedixError(f"trainer.resume_from_checkpoint: no checkpoint folder {trainer.resume_from_checkpoint}")
         return
     if resume or trainer.resume_from_checkpoint:
-        if not any(name.startswith("checkpoint-") for name in found):
-            raise MedixError(f"nothing to resume in {out}: it has no checkpoint-* folder (pass --overwrite, or "
-                             "set trainer.output_dir to a new folder)")
-        trainer.resume_from_checkpoint = True
+        trainer.resume_from_checkpoint = str(last_complete_checkpoint(out, found))
         return
     if found and not overwrite:
         raise MedixError(f"{out} holds a previous run ({', '.join(found[:6])}): pass --resume to continue it from "

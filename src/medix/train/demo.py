@@ -19,7 +19,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from medix.judge.audit import judge_summary
-from medix.train.config import load_train_config
+from medix.errors import MedixError
+from medix.train.config import claim_output_dir, load_train_config
 from medix.train.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,24 @@ class _StepReporter(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self.on_step(state.global_step, logs)
+
+
+def claim_demo_dir(output_dir: str | Path, overwrite: bool = False) -> None:
+    """The output rule of `medix train`, with one exception: a previous demo's folder (its summary.json has
+    the demo's held-out examples) is replaced, so `medix demo` can be run again as the README shows. A folder
+    holding any other training run is refused unless `overwrite`; then only that run's files go."""
+    out = Path(output_dir)
+    summary = out / "summary.json"
+    try:
+        previous_demo = summary.is_file() and "held_out_examples" in json.loads(summary.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+        previous_demo = False
+    trainer = demo_config(1, 1, str(out)).trainer
+    try:
+        claim_output_dir(trainer, overwrite=overwrite or previous_demo)
+    except MedixError as err:
+        raise MedixError(str(err).replace("--resume to continue it from its last checkpoint, ", "")
+                         .replace("trainer.output_dir=NEW_FOLDER", "--output-dir NEW_FOLDER")) from None
 
 
 def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/demo",

@@ -139,10 +139,12 @@ def build_app(model: str | None = None, server: str | None = None, max_new_token
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
+    from medix.redact import display_url
+
     session = DemoSession(model, server, max_new_tokens)
     with gr.Blocks(title="MediX-R1 demo", analytics_enabled=False) as demo:
         gr.Markdown(f"# MediX-R1 — medical image question answering\nModel: `{model or 'smollm2-135m'}`"
-                    + (f" via {server}" if server else " (local)"))
+                    + (f" via {display_url(server)}" if server else " (local)"))
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
         with gr.Tab("Ask"):
             _ask_tab(gr, session)
