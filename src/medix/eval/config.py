@@ -42,6 +42,10 @@ class EvalConfig(_Config):
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the policy server's key.")
     tasks: list[str] = Field(["all"], description="Selectors: all, llm, vlm or task names.")
     data_dir: str | None = Field(None, description="Local mirrors DIR/<task>/test.jsonl; None = the hub.")
+    official_tasks: str | None = Field(None, description="Your copy of the official eval/tasks.yaml (or its "
+                                       "folder, with utils.py): the paper protocol's prompt fields are read "
+                                       "from it, so the published prompts are reproduced word for word "
+                                       "(medix.eval.official).")
     limit: int | None = Field(None, ge=1, description="First N items per task (smoke runs).")
     phases: list[Literal["generate", "judge", "score"]] = Field(list(PHASES), description="Phases to run, in order.")
     output_dir: str = Field("runs/eval", description="Where records, scores and the report go.")

@@ -39,6 +39,12 @@ def markdown_table(scores: dict) -> str:
     if scores.get("protocol"):
         lines += ["", f"Protocol: {scores['protocol']}; failed items: {scores.get('failures_counted_as')}. "
                   "Stand-in tasks are listed but not in the means."]
+    notes = [f"{name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in t["data"].items()
+                                      if isinstance(v, int) and v)
+             for name, t in scores["tasks"].items()
+             if any(isinstance(v, int) and v for v in (t.get("data") or {}).values())]
+    if notes:
+        lines += ["", "Data (bad rows are skipped at load, see data_checks.json): " + "; ".join(notes)]
     skipped = scores.get("skipped") or {}
     if skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())]

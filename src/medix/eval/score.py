@@ -18,7 +18,7 @@ import numpy as np
 
 from medix.errors import MedixError
 from medix.eval.registry import TaskSpec
-from medix.eval.schema import JsonlStore, generations_path, judgments_path, record_status
+from medix.eval.schema import JsonlStore, generations_path, judgments_path, read_data_checks, record_status
 
 
 def _sorted(records: list[dict]) -> list[dict]:
@@ -122,6 +122,11 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
             meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read()}
     scores = {"model": model, "judge": judge_identity, "judge_key": judge_key,
               **score_tasks(specs, judgments, meta, resamples, seed, protocol), "skipped": dict(skipped)}
+    checks = read_data_checks(out)
+    for name, entry in scores["tasks"].items():  # rows skipped at load never became items: counted here
+        found = checks.get(name, {})
+        entry["data"] = {"bad_rows": found.get("bad_rows", 0), "bad_row_examples": found.get("bad_row_examples", []),
+                         **{k: v for k, v in found.items() if k not in ("bad_rows", "bad_row_examples")}}
     (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
     return scores
 
