@@ -73,3 +73,20 @@ def test_rounds_combine_as_the_official_code():
     assert combine_rounds("binary", [1.0, 0.0, 1.0]) == 1.0  # scores.count(1) >= 2
     assert combine_rounds("binary", [1.0, 0.0, 0.0]) == 0.0
     assert combine_rounds("rubric", [4.0, 5.0, 3.0]) == 4.0  # sum / len
+
+
+@pytest.mark.parametrize("body,missing", [
+    ("Is it right? Reply YES or NO.", "{{ candidate }} or {{ reference }}"),
+    ("Reference: {{ reference }}. YES or NO?", "{{ candidate }}"),
+    ("{% if question %}{{ question }}{% endif %} Answer: {{ candidate }}", "{{ reference }}"),
+])
+def test_a_template_that_never_shows_the_answer_or_reference_is_refused(tmp_path, body, missing):
+    from medix.config import JudgeConfig
+    from medix.errors import MedixError
+    from medix.judge import Judge
+
+    path = tmp_path / "mine.jinja"
+    path.write_text(body)
+    for field in ("template", "rubric_template"):
+        with pytest.raises(MedixError, match=rf"mine.jinja never uses {missing}"):
+            Judge(JudgeConfig(**{field: str(path)}))

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+import jinja2.meta
 
 from medix.errors import MedixError
 from medix.judge.types import Conversation, JudgeRequest, Kind
@@ -23,6 +24,25 @@ ONE_TURN = {"binary": "binary.jinja"}
 CONVERSATION = {"binary": "eval_binary.jinja", "rubric": "eval_rubric.jinja", "followup": "eval_reevaluate.jinja"}
 # The published evaluation's contract (JSON {"score": n}, re-evaluation request), in medix's own wording.
 PAPER = {"binary": "paper_binary.jinja", "rubric": "paper_rubric.jinja", "followup": "paper_reevaluate.jinja"}
+REQUIRED = ("candidate", "reference")  # a judging template that never shows one of these cannot judge
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["quote"] = lambda s: json.dumps(str(s), ensure_ascii=False)
+    return env
+
+
+def check_variables(path: str) -> None:
+    """Refuse a judging template that does not use `candidate` and `reference` (the judge would never
+    see the answer, and every verdict would be a guess)."""
+    source = Path(path).read_text(encoding="utf-8")
+    used = jinja2.meta.find_undeclared_variables(_env().parse(source))
+    missing = [name for name in REQUIRED if name not in used]
+    if missing:
+        raise MedixError(f"judge template {path} never uses {' or '.join('{{ ' + m + ' }}' for m in missing)}; "
+                         "a judging template must show the judge the candidate and the reference "
+                         "(variables: question, reference, candidate)")
 
 
 @lru_cache(maxsize=16)
@@ -32,10 +52,8 @@ def load_template(path: str) -> tuple[jinja2.Template, str]:
     if not file.is_file():
         raise MedixError(f"judge template not found: {file}")
     source = file.read_text(encoding="utf-8")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    env.filters["quote"] = lambda s: json.dumps(str(s), ensure_ascii=False)
     try:
-        return env.from_string(source), hashlib.sha256(source.encode("utf-8")).hexdigest()
+        return _env().from_string(source), hashlib.sha256(source.encode("utf-8")).hexdigest()
     except jinja2.TemplateSyntaxError as err:
         raise MedixError(f"judge template {file}, line {err.lineno}: {err.message}") from None
 
@@ -45,12 +63,16 @@ class Prompts:
 
     def __init__(self, files: dict[str, str], binary_override: str | None = None,
                  rubric_override: str | None = None, readout: str = "yesno"):
-        self.templates = {k: load_template(str(TEMPLATE_DIR / v)) for k, v in files.items()}
-        self.readout = readout  # what the judge is asked to reply: "yesno" or "json_score"
+        paths = {k: str(TEMPLATE_DIR / v) for k, v in files.items()}
         if binary_override:
-            self.templates["binary"] = load_template(binary_override)
-        if rubric_override and "rubric" in self.templates:
-            self.templates["rubric"] = load_template(rubric_override)
+            paths["binary"] = binary_override
+        if rubric_override and "rubric" in paths:
+            paths["rubric"] = rubric_override
+        self.templates = {k: load_template(v) for k, v in paths.items()}
+        for kind in ("binary", "rubric"):
+            if kind in paths:
+                check_variables(paths[kind])
+        self.readout = readout  # what the judge is asked to reply: "yesno" or "json_score"
         if len(self.templates) == 1:  # one-turn: the template's own hash (kept stable for existing caches)
             self.sha256 = next(iter(self.templates.values()))[1]
         else:
