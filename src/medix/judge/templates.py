@@ -12,6 +12,7 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import jinja2
 import jinja2.meta
@@ -79,13 +80,33 @@ class Prompts:
             joined = "".join(self.templates[k][1] for k in sorted(self.templates))
             self.sha256 = hashlib.sha256(joined.encode()).hexdigest()
 
-    def render(self, request: JudgeRequest) -> str:
+    def render(self, request: JudgeRequest, fits: Callable[[str], bool] | None = None) -> str:
+        """The prompt; where `fits` says it is past the judge's context, the question (never the
+        instructions, the reference or the candidate) is shortened in the middle, marked."""
+        text = self._render(request, request.question)
+        if fits is None or not request.question or fits(text):
+            return text
+        low, high = 0, len(request.question) - 1  # the longest middle-cut question that fits
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if fits(self._render(request, cut_middle(request.question, mid))) else (low, mid - 1)
+        return self._render(request, cut_middle(request.question, low))
+
+    def _render(self, request: JudgeRequest, question: str) -> str:
         template = self.templates[request.kind][0]
-        return template.render(question=request.question, reference=request.reference,
-                               candidate=request.candidate).strip()
+        return template.render(question=question, reference=request.reference, candidate=request.candidate).strip()
 
     def followup(self, kind: Kind) -> str:
         return self.templates["followup"][0].render(kind=kind).strip()
 
-    def conversation(self, request: JudgeRequest) -> Conversation:
-        return Conversation(self.render(request), self.followup(request.kind), request.kind, self.readout)
+    def conversation(self, request: JudgeRequest, fits: Callable[[str], bool] | None = None) -> Conversation:
+        return Conversation(self.render(request, fits), self.followup(request.kind), request.kind, self.readout)
+
+
+CUT_MARK = " [… question shortened to fit the judge's context …] "
+
+
+def cut_middle(text: str, keep: int) -> str:
+    """`text` with its middle replaced by CUT_MARK, keeping `keep` characters (half from each end)."""
+    head = keep - keep // 2
+    return f"{text[:head]}{CUT_MARK}{text[len(text) - keep // 2:]}" if keep < len(text) else text
