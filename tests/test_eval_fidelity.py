@@ -156,3 +156,27 @@ def test_pmc_vqa_builds_every_item_as_the_official_loader(tmp_path, answer, opti
     assert item.meta.get("answer_unmatched", False) == (position is None)
     [own] = load_task(registry()["pmc_vqa"], tmp_path, protocol="medix").items
     assert own.reference == (f"{'ABC'[position]}. {options[position]}" if position is not None else reference)
+
+
+# The official judge call (eval/utils.py `_eval_completion`): temperature 0, top_p 1, 512 tokens, timeout 180 s.
+OFFICIAL_JUDGE = {"temperature": 0.0, "max_tokens": 512, "timeout_s": 180.0}
+
+
+def test_eval_judge_settings_are_the_official_ones():
+    judge = EvalConfig(model="m").judge
+    assert {k: getattr(judge, k) for k in OFFICIAL_JUDGE} == OFFICIAL_JUDGE
+    assert EvalConfig(model="m", judge={"model": "other"}).judge.timeout_s == 180.0  # a partial section too
+
+
+def test_enable_thinking_leaves_a_non_thinking_judges_prompt_unchanged():
+    """medix sends chat_template_kwargs.enable_thinking=false, the official eval does not: for a chat
+    template without that switch (the embedded judge's) the prompt, hence the verdict, is identical."""
+    from transformers import AutoTokenizer
+
+    from medix.models import resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve("smollm2-135m"))
+    messages = [{"role": "user", "content": 'Reference answer: "a"\nCandidate answer: "b" /no_think'}]
+    plain = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                         enable_thinking=False) == plain

@@ -19,8 +19,9 @@ PROTOCOL_DEFAULTS = {
 }
 
 
-# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off.
-EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off"}
+# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off, and the
+# official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more than 60 s).
+EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0}
 
 
 def _eval_judge() -> JudgeConfig:
