@@ -1,6 +1,6 @@
 """Judge prompt templates (Jinja): loading, hashing and rendering, for both judging modes.
 
-one-turn (reward):              binary.jinja                                   (reply: YES / NO)
+one-turn (reward):              binary.jinja; paper configs paper_reward.jinja (reply: YES / NO)
 conversation, protocol medix:   eval_binary.jinja / eval_rubric.jinja, then eval_reevaluate.jinja
 conversation, protocol paper:   paper_binary.jinja / paper_rubric.jinja, then paper_reevaluate.jinja  (reply: {"score": n})
 `JudgeConfig.template` replaces the binary template of every mode, `rubric_template` the rubric one.
@@ -37,7 +37,8 @@ def _env() -> jinja2.Environment:
 def check_variables(path: str) -> None:
     """Refuse a judging template that does not use `candidate` and `reference` (the judge would never
     see the answer, and every verdict would be a guess)."""
-    source = Path(path).read_text(encoding="utf-8")
+    file = Path(path) if Path(path).is_file() else TEMPLATE_DIR / path
+    source = file.read_text(encoding="utf-8")
     used = jinja2.meta.find_undeclared_variables(_env().parse(source))
     missing = [name for name in REQUIRED if name not in used]
     if missing:
@@ -48,8 +49,10 @@ def check_variables(path: str) -> None:
 
 @lru_cache(maxsize=16)
 def load_template(path: str) -> tuple[jinja2.Template, str]:
-    """(template, sha256 of its source)."""
+    """(template, sha256 of its source). A bare name of a packaged template ("paper_reward.jinja") works too."""
     file = Path(path)
+    if not file.is_file() and (TEMPLATE_DIR / path).is_file():
+        file = TEMPLATE_DIR / path
     if not file.is_file():
         raise MedixError(f"judge template not found: {file}")
     source = file.read_text(encoding="utf-8")
