@@ -24,7 +24,7 @@ from medix.errors import MedixError
 from medix.eval.registry import Source, TaskSpec
 
 log = logging.getLogger(__name__)
-_COLUMN_KEYS = {"question_column": "question", "answer_column": "answer", "answer_id": "answer"}
+_COLUMN_KEYS = ("question_column", "answer_column", "answer_id", "choices_column")
 
 
 def _tasks_file(path: Path) -> Path:
@@ -84,11 +84,13 @@ def fixed_questions(utils: Path) -> dict[str, str]:
 
 
 def _check_columns(spec: TaskSpec, entry: dict) -> None:
-    for key, role in _COLUMN_KEYS.items():
+    named = {c for v in spec.columns.values() for c in (v if isinstance(v, list) else [v])}
+    for key in _COLUMN_KEYS:
         official = entry.get(key)
-        if isinstance(official, str) and role in spec.columns and spec.columns[role] != official:
-            log.warning("--official-tasks: %s reads %s from column %r, the task YAML from %r", spec.name, role,
-                        official, spec.columns[role])
+        for column in official if isinstance(official, list) else [official]:
+            if isinstance(column, str) and column not in named:
+                log.warning("--official-tasks: %s: the official %s %r is no column of the task YAML (%s)",
+                            spec.name, key, column, ", ".join(sorted(named)))
 
 
 def apply_official(specs: list[TaskSpec], path: str | Path) -> list[TaskSpec]:
