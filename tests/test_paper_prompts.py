@@ -56,3 +56,23 @@ def test_medix_default_prompt_and_judge_are_unchanged():
     assert [p["type"] for p in user["content"]] == ["image", "text"]  # medix: images first, its own instruction
     with Judge(JudgeConfig()) as judge:
         assert "UNSEEN" in judge.render(JudgeRequest(candidate="a", reference="b", question="UNSEEN"))
+
+
+def test_the_official_length_filter_measures_characters_with_one_image_placeholder(tmp_path):
+    """EasyR1's filter is `len(processor.apply_chat_template(messages, add_generation_prompt=True))`; a
+    processor returns the templated text there, so the official limit counts characters, each image one
+    placeholder; medix counts tokens with the image expanded (`prompt_tokens`)."""
+    from PIL import Image
+
+    from medix.testing.tiny import tiny_qwen3_vl
+    from medix.train.dataset import prompt_tokens
+
+    _, processor = tiny_qwen3_vl()
+    Image.new("RGB", (64, 64)).save(tmp_path / "x.png")
+    [user] = messages(Sample(id="a", problem="Which organ?", solution="<CT_SCAN> Liver", images=[str(tmp_path / "x.png")]),
+                      load_train_config(REPO / "configs" / "medix-r1-8b-dapo.yaml").data, vision=True)
+    official = processor.apply_chat_template([user], add_generation_prompt=True)
+    assert isinstance(official, str) and official.count("<|image_pad|>") == 1
+    text_tokens = len(processor.tokenizer(official, add_special_tokens=False)["input_ids"])
+    assert prompt_tokens(processor, [user], [str(tmp_path / "x.png")]) == text_tokens - 1 + 4  # 64x64 → 4 visual tokens
+    assert len(official) != text_tokens  # characters are not tokens
