@@ -123,6 +123,7 @@ def test_eval_run_official_tasks_sends_the_official_question(tmp_path, official)
         run_eval(cfg)
     [record] = map(json.loads, (tmp_path / "run" / "generations" / "mimic_cxr_report_summarization.jsonl").open())
     assert record["question"] == "Test wording: condense {this}.\n\nReport:\nHeart normal.:"
+    assert record["generator"]["prompts"] == "official tasks file"  # a run without the flag cannot resume here
 
 
 def test_official_utils_question_that_needs_running_code_is_refused(tmp_path):

@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 
 def generator_identity(cfg: EvalConfig) -> dict:
     entry = zoo_entry(cfg.model)
-    return {"model": cfg.model, "protocol": cfg.protocol, "backend": cfg.backend, "temperature": cfg.temperature,
-            "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
-            "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt)}
+    identity = {"model": cfg.model, "protocol": cfg.protocol, "backend": cfg.backend, "temperature": cfg.temperature,
+                "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
+                "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt)}
+    if cfg.official_tasks:  # absent otherwise, so the identities of earlier runs still match
+        identity["prompts"] = "official tasks file"
+    return identity
 
 
 def user_prompt(cfg: EvalConfig, item: EvalItem) -> str:
