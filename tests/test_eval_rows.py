@@ -71,3 +71,4 @@ def test_bad_rows_are_counted_in_the_listing_and_the_scores(tmp_path):
     assert entry["n"] == 1 and entry["data"]["bad_rows"] == 1
     assert "line 2: field 'answer' = True" in entry["data"]["bad_row_examples"][0]
     assert "mmlu_anatomy: 1 bad rows" in (tmp_path / "run" / "scores.md").read_text()
+    assert "mmlu_anatomy: 1 bad rows" in (tmp_path / "run" / "report.html").read_text()

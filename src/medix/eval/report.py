@@ -91,8 +91,10 @@ def _samples_html(out: Path, judge_key: str, task: str, count: int) -> str:
 
 
 def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: int) -> str:
-    table_md = markdown_table(scores).split("\n\n")[0].splitlines()
+    paragraphs = markdown_table(scores).split("\n\n")
+    table_md = paragraphs[0].splitlines()
     header, body = table_md[0], table_md[2:]
+    notes = "".join(f"<p>{html.escape(p.strip())}</p>" for p in paragraphs[1:] if p.strip() and p.strip() != DISCLAIMER)
     cells = lambda line, tag: "".join(f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>" for c in line.strip("|").split("|"))
     table = f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</table>"
     sample_blocks = "".join(_samples_html(out, judge_key, t, samples) for t in scores["tasks"])
@@ -102,7 +104,7 @@ def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: in
             f"<style>{style}</style></head><body><h1>medix eval: {html.escape(scores['model'])}</h1>"
             f"<p class='warn'>{DISCLAIMER}</p><p>Judge: <code>{html.escape(json.dumps(scores['judge']))}</code></p>"
             f"<img alt='scores chart' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-            f"<h2>Scores</h2>{table}<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
+            f"<h2>Scores</h2>{table}{notes}<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
 
 
 def write_report(out: Path, scores: dict, report_samples: int) -> None:
