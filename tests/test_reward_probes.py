@@ -32,6 +32,7 @@ PROBES = [
     ("the candidate is right", OK.format("The candidate is 100% right!"), R, True, 1, 1, 0, 0, "verdict_word"),
     ("correct answer, with content", OK.format("Correct: pneumothorax"), R, True, 1, 1, 1, 1, None),
     ("yes sentence, yes reference", OK.format("Yes, that is right."), "<X_RAY> yes", True, 1, 1, 0, 0, None),
+    ("laterality answer", OK.format("The right one"), "<X_RAY> right", True, 1, 1, 1, 0, None),
     ("yes when reference is yes", OK.format("Yes"), "<X_RAY> yes", True, 1, 1, 1, 1, "exact_match"),
     ("no when reference is yes", OK.format("No"), "<X_RAY> yes", True, 1, 1, 0, 0, "verdict_word"),
     ("option letter right", OK.format("B"), "<X_RAY> B", True, 1, 1, 1, 1, "exact_match"),

@@ -29,13 +29,12 @@ _ASSERTION_WORDS = _VERDICT_WORDS | {
 
 
 def asserts_only(answer: str, reference: str) -> bool:
-    """True when `answer` is a sentence of assertion words only (see above), unless the reference is a lone
-    yes / no word that the sentence begins with (a yes/no question answered "Yes, that is right")."""
+    """True when `answer` is a sentence of assertion words only (see above), unless it holds every word of
+    the reference (a yes/no question answered "Yes, that is right"; "right" as a side: "The right one")."""
     words = re.findall(r"[^\W_]+", normalize(answer))
     if len(words) < 2 or not set(words) <= _ASSERTION_WORDS or not set(words) & _VERDICT_WORDS:
         return False
-    ref = normalize(reference)
-    return not (ref in ("yes", "no", "true", "false") and words[0] == ref)
+    return not set(re.findall(r"[^\W_]+", normalize(reference))) <= set(words)
 
 
 def completion_text(completion: Any) -> str:
