@@ -14,7 +14,6 @@ from medix.eval.config import EvalConfig
 from medix.eval.items import load_task, match_option
 from medix.eval.official import apply_official, fixed_questions
 from medix.eval.registry import registry, select_tasks
-from medix.eval.runner import run_eval
 from medix.testing.judge_server import JudgeStub
 
 
@@ -115,12 +114,17 @@ def test_official_tasks_supply_the_published_prompt_fields(tmp_path, official):
 
 
 def test_eval_run_official_tasks_sends_the_official_question(tmp_path, official):
+    from typer.testing import CliRunner
+
+    from medix.cli import app
+
     data = _mirror(tmp_path / "data", "mimic_cxr_report_summarization", [{"report": "Heart normal.", "summary": "N"}])
     with JudgeStub(role="policy", policy_answer="fine") as policy:
-        cfg = EvalConfig(model="stub-policy", backend="openai", base_url=policy.url, data_dir=str(data),
-                         output_dir=str(tmp_path / "run"), tasks=["mimic_cxr_report_summarization"],
-                         phases=["generate"], official_tasks=str(official / "tasks.yaml"), max_new_tokens=8)
-        run_eval(cfg)
+        result = CliRunner().invoke(app, [
+            "eval", "run", "--model", "stub-policy", "--backend", "openai", "--base-url", policy.url,
+            "--data-dir", str(data), "-o", str(tmp_path / "run"), "--tasks", "mimic_cxr_report_summarization",
+            "--phases", "generate", "--official-tasks", str(official / "tasks.yaml"), "--max-new-tokens", "8"])
+    assert result.exit_code == 0, result.output
     [record] = map(json.loads, (tmp_path / "run" / "generations" / "mimic_cxr_report_summarization.jsonl").open())
     assert record["question"] == "Test wording: condense {this}.\n\nReport:\nHeart normal.:"
     assert record["generator"]["prompts"] == "official tasks file"  # a run without the flag cannot resume here
