@@ -5,7 +5,6 @@ build a prompt, parse a judge reply, match an option), never from what medix ret
 """
 
 import json
-import textwrap
 
 import pytest
 import yaml

@@ -7,8 +7,8 @@ predicted first, and may write 4 tokens).
 """
 
 import pytest
-
 from conftest import REPO
+
 from medix.data.datasets import Sample
 from medix.data.modality import MODALITY_TAGS
 from medix.judge import Judge, JudgeRequest

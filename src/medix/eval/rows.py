@@ -12,12 +12,12 @@ Types are strict (no coercion): `True` is not an int, `12345` is not a question,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
 Text = Annotated[str, StringConstraints(min_length=1)]  # a question or reference may not be empty
-OptionalText = Union[str, None]
+OptionalText = str | None
 Options = Annotated[list[OptionalText], Field(min_length=2, max_length=26)]  # lettered A..Z
 LetterOptions = Annotated[dict[Annotated[str, StringConstraints(pattern=r"^[A-Z]$")], OptionalText],
                           Field(min_length=2)]
@@ -27,10 +27,10 @@ Letter = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]$")]
 # builder -> role -> type of the column that role names (a role naming several columns: each of them).
 SCHEMAS: dict[str, dict[str, Any]] = {
     "mcq_list": {"question": Text, "choices": Options, "answer": Index},
-    "mcq_columns": {"question": Text, "options": OptionalText, "answer": Union[Index, Letter]},
+    "mcq_columns": {"question": Text, "options": OptionalText, "answer": Index | Letter},
     "mcq_letters": {"question": Text, "options": LetterOptions, "answer": Letter, "answer_text": OptionalText},
-    "mcq_choices": {"question": Text, "choices": Union[Options, LetterOptions], "answer": Text},
-    "pubmedqa": {"question": Text, "contexts": Union[Annotated[list[str], Field(min_length=1)], Text],
+    "mcq_choices": {"question": Text, "choices": Options | LetterOptions, "answer": Text},
+    "pubmedqa": {"question": Text, "contexts": Annotated[list[str], Field(min_length=1)] | Text,
                  "decision": Text, "long_answer": OptionalText},
     "vqa": {"question": Text, "answer": Text},
     "report": {"report": Text, "answer": Text},

@@ -25,7 +25,7 @@ _ASSERTION_WORDS = _VERDICT_WORDS | {
     "response", "reply", "candidate", "prediction", "predicted", "output", "reference", "ground", "truth", "gold",
     "standard", "expected", "given", "provided", "final", "of", "to", "with", "as", "and", "fully", "totally",
     "completely", "definitely", "absolutely", "indeed", "exactly", "perfectly", "perfect", "entirely", "100",
-    "percent", "score", "grade", "verdict", "result", "one", "and", "so", "very", "quite", "clearly", "surely"}
+    "percent", "score", "grade", "verdict", "result", "one", "so", "very", "quite", "clearly", "surely"}
 
 
 def asserts_only(answer: str, reference: str) -> bool:
