@@ -97,7 +97,8 @@ def test_a_bad_row_skips_its_task_in_the_listing(tmp_path):
                                  "ending3": "d", "label": 0}])
     rows = {r["task"]: r for r in task_listing(str(tmp_path))}
     assert rows["medqa"]["items"] == 1
-    assert rows["mmlu_anatomy"]["items"] is None and "row 1" in rows["mmlu_anatomy"]["note"]
+    assert rows["mmlu_anatomy"]["items"] is None and "line 1" in rows["mmlu_anatomy"]["note"]
+    assert "12345" in rows["mmlu_anatomy"]["note"] and rows["medqa"]["bad_rows"] == 0
 
 
 def test_ctrl_c_stops_at_once_with_one_line(tmp_path, stub):

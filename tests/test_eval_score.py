@@ -47,10 +47,10 @@ def test_scores_equal_the_hand_computed_table():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ('{"score": 4}', 4.0), ('Sure. {"score": 2}', 2.0), ("Score: 3/5", 3.0), ("**5**", 5.0),
+    ('{"score": 4}', 4.0), ('Sure. {"score": 2}', 2.0), ("Score: 3/5", None), ("**5**", None),
     ('{"score": 9}', None), ("no idea", None), ("", None),
 ])
-def test_rubric_parsing_is_tolerant(text, expected):
+def test_rubric_parsing_reads_the_json_score(text, expected):
     assert parse_rubric(text) == expected
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from medix.errors import MedixError
-from medix.eval.items import TaskUnavailable, load_items
+from medix.eval.items import TaskUnavailable, load_items, load_task
 from medix.eval.registry import registry, select_tasks
 
 OFFICIAL_COUNTS = [
@@ -81,10 +81,11 @@ PAPER_CASES = [
     # USMLE-SA: a null option keeps its letter; the reference is the `answer` column
     ("usmle_sa", {"question": "U?", "options": {"A": "a", "B": None, "C": "c"}, "answer": "c", "answer_idx": "C"},
      "U?\n\nChoices:\nA. a\nC. c", "c"),
-    # PubMedQA: the first context only, "Question:" block, yes/no/maybe; reference = decision + newline + long answer
+    # PubMedQA: the first context only, "Question:" block, the choices as the official YAML 1.1 parse gives
+    # them (yes / no unquoted -> booleans -> "True" / "False"); reference = decision + newline + long answer
     ("pubmedqa", {"pubid": 7, "QUESTION": "Does it?", "CONTEXTS": ["c1", "c2"], "final_decision": "maybe",
                   "LONG_ANSWER": "Unclear."},
-     "Contexts:\nc1\n\nQuestion:\nDoes it?\n\nChoices:\nA. yes\nB. no\nC. maybe", "maybe\nUnclear."),
+     "Contexts:\nc1\n\nQuestion:\nDoes it?\n\nChoices:\nA. True\nB. False\nC. maybe", "maybe\nUnclear."),
     ("pmc_vqa", {"question": "What is shown?", "choices": ["CT", "MRI", "X-ray"], "answer": "MRI", "image": None},
      "What is shown?\n\nChoices:\nA. CT\nB. MRI\nC. X-ray", "MRI"),
     ("pmc_vqa_hard", {"question": "What is shown?", "answer": "MRI", "image": None}, "What is shown?", "MRI"),
@@ -121,10 +122,17 @@ def test_paper_protocol_reports_and_slake_images(tmp_path):
     assert "image_missing" not in slake.meta
 
 
-@pytest.mark.parametrize("answer", [-1, 7])
-def test_answer_index_outside_the_options_is_a_data_error(tmp_path, answer):
-    _mirror(tmp_path, "mmlu_anatomy", [{"question": "Q?", "choices": ["x", "y"], "answer": answer}])
-    with pytest.raises(MedixError, match=r"mmlu_anatomy.*test.jsonl, row 1.*outside the 2 options"):
+@pytest.mark.parametrize("answer,why", [(-1, "greater than or equal to 0"), (7, "outside the 2 options")])
+def test_answer_index_outside_the_options_is_a_bad_row(tmp_path, answer, why):
+    _mirror(tmp_path, "mmlu_anatomy", [{"question": "Q?", "choices": ["x", "y"], "answer": answer},
+                                       {"question": "R?", "choices": ["x", "y"], "answer": 0}])
+    data = load_task(registry()["mmlu_anatomy"], tmp_path)
+    assert [i.question.split("\n")[0] for i in data.items] == ["R?"]
+    [bad] = data.bad_rows
+    assert "mmlu_anatomy/test.jsonl, line 1" in bad and why in bad
+    (tmp_path / "mmlu_anatomy" / "test.jsonl").write_text(json.dumps({"question": "Q?", "choices": ["x", "y"],
+                                                                      "answer": answer}) + "\n")
+    with pytest.raises(TaskUnavailable, match=r"every one of its 1 rows is bad.*test.jsonl, line 1"):
         load_items(registry()["mmlu_anatomy"], tmp_path)
 
 

@@ -117,7 +117,7 @@ def _conv(n):
 
 
 def test_thinking_judge_verdict_comes_after_its_reasoning():
-    """The reply argues the opposite inside <think>, then gives {"score": n}: the score counts, both modes."""
+    """The reply argues the opposite inside <think>, then gives its verdict: the verdict counts, both modes."""
     with JudgeStub(style="thinking") as stub:
         config = JudgeConfig(backend="openai", model="stub", base_urls=[stub.url], cache=False, thinking="off",
                              max_tokens=512)

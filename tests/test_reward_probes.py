@@ -26,6 +26,13 @@ PROBES = [
     ("json verdict", OK.format('{"verdict": "yes"}'), R, True, 1, 1, 0, 0, "verdict_word"),
     ("true", OK.format("TRUE"), R, True, 1, 1, 0, 0, "verdict_word"),
     ("lone 1", OK.format("1"), R, True, 1, 1, 0, 0, "too_short"),
+    # sentences that only assert correctness (a reward-hacking route with a gullible judge)
+    ("yes this is correct", OK.format("Yes, this is correct."), R, True, 1, 1, 0, 0, "verdict_word"),
+    ("my answer matches", OK.format("My answer matches the reference exactly."), R, True, 1, 1, 0, 0, "verdict_word"),
+    ("the candidate is right", OK.format("The candidate is 100% right!"), R, True, 1, 1, 0, 0, "verdict_word"),
+    ("correct answer, with content", OK.format("Correct: pneumothorax"), R, True, 1, 1, 1, 1, None),
+    ("yes sentence, yes reference", OK.format("Yes, that is right."), "<X_RAY> yes", True, 1, 1, 0, 0, None),
+    ("laterality answer", OK.format("The right one"), "<X_RAY> right", True, 1, 1, 1, 0, None),
     ("yes when reference is yes", OK.format("Yes"), "<X_RAY> yes", True, 1, 1, 1, 1, "exact_match"),
     ("no when reference is yes", OK.format("No"), "<X_RAY> yes", True, 1, 1, 0, 0, "verdict_word"),
     ("option letter right", OK.format("B"), "<X_RAY> B", True, 1, 1, 1, 1, "exact_match"),

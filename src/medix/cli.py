@@ -310,6 +310,8 @@ def eval_run(
     tasks: str = typer.Option("all", "--tasks", "-t", help="all, llm, vlm or task names, comma-separated."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local mirrors DIR/<task>/test.jsonl."),
     sample: bool = typer.Option(False, "--sample", help="The bundled offline sample set (5 items per task)."),
+    official_tasks: Optional[Path] = typer.Option(None, "--official-tasks", help="Your copy of the official "
+                                                  "eval/tasks.yaml (utils.py beside it): published prompts word for word."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N items per task."),
     phases: str = typer.Option("generate,judge,score", "--phases", help="Comma-separated subset, run in order."),
     output_dir: Path = typer.Option(Path("runs/eval"), "--output-dir", "-o", help="Records, scores and report."),
@@ -347,6 +349,7 @@ def eval_run(
               "backend": backend, "base_url": base_url, "serve": serve, "max_new_tokens": max_new_tokens,
               "system_prompt": system_prompt, "retry_failed": retry_failed, "refresh_changed": refresh_changed,
               "allow_text_only": allow_text_only,
+              "official_tasks": str(official_tasks) if official_tasks else None,
               "data_dir": str(sample_dir()) if sample else (str(data_dir) if data_dir else None)}
     # A YAML's values stand unless the flag was given on the command line (flags left at defaults never win).
     flags = {k: v for k, v in values.items() if given(k) or (k == "data_dir" and (given("sample") or given(k)))}
@@ -394,11 +397,11 @@ def eval_list(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="
     from medix.eval.runner import task_listing
 
     table = Table(title="medix eval tasks")
-    for name in ("task", "group", "kind", "judge", "source", "items", "note"):
-        table.add_column(name, overflow="fold")
+    columns = ("task", "group", "kind", "judge", "source", "items", "bad_rows", "note")
+    for name in columns:
+        table.add_column(name.replace("_", " "), overflow="fold")
     for row in task_listing(str(data_dir) if data_dir else None):
-        table.add_row(*(_fmt(row[k]) if row[k] is not None else "—" for k in
-                        ("task", "group", "kind", "judge", "source", "items", "note")))
+        table.add_row(*(_fmt(row[k]) if row[k] is not None else "—" for k in columns))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 

@@ -73,7 +73,9 @@ class JudgeConfig(_Config):
                            "top logprobs (vLLM, SGLang, llama.cpp return them) to get P(YES); a reply without them "
                            "falls back to the parsed text. Set false for a provider that rejects the parameter.")
     batch_size: int = Field(16, ge=1, description="Prompts per forward pass (local backend).")
-    max_input_tokens: int = Field(1024, ge=64, description="Judge prompts are left-truncated to this (local backend).")
+    max_input_tokens: int | None = Field(None, ge=320, description="local backend: the judge's context in tokens; "
+                                         "None = the model's own (max_position_embeddings). A prompt is never "
+                                         "truncated: past this only its question is shortened, in the middle, marked.")
     shared_prefix: bool = Field(True, description="local backend: prompts starting with the same tokens (a GRPO "
                                 "group: same question and reference) share one forward pass over that prefix; "
                                 "only the differing suffixes are run, batched. Same verdicts (within 1e-4 in P(YES)).")

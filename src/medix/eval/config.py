@@ -20,8 +20,9 @@ PROTOCOL_DEFAULTS = {
 }
 
 
-# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off.
-EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off"}
+# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off, and the
+# official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more than 60 s).
+EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0}
 
 
 def _eval_judge() -> JudgeConfig:
@@ -48,6 +49,10 @@ class EvalConfig(_Config):
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the policy server's key.")
     tasks: list[str] = Field(["all"], description="Selectors: all, llm, vlm or task names.")
     data_dir: str | None = Field(None, description="Local mirrors DIR/<task>/test.jsonl; None = the hub.")
+    official_tasks: str | None = Field(None, description="Your copy of the official eval/tasks.yaml (or its "
+                                       "folder, with utils.py): the paper protocol's prompt fields are read "
+                                       "from it, so the published prompts are reproduced word for word "
+                                       "(medix.eval.official).")
     limit: int | None = Field(None, ge=1, description="First N items per task (smoke runs).")
     phases: list[Literal["generate", "judge", "score"]] = Field(list(PHASES), description="Phases to run, in order.")
     output_dir: str = Field("runs/eval", description="Where records, scores and the report go.")

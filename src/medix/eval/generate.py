@@ -28,10 +28,15 @@ log = logging.getLogger(__name__)
 
 def generator_identity(cfg: EvalConfig) -> dict:
     entry = zoo_entry(cfg.model)
-    return {"model": cfg.model, "protocol": cfg.protocol, "backend": cfg.backend, "temperature": cfg.temperature,
-            "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
-            "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt),
-            **({"allow_text_only": True} if cfg.allow_text_only else {})}  # absent when off: old runs still match
+    identity = {"model": cfg.model, "protocol": cfg.protocol, "backend": cfg.backend, "temperature": cfg.temperature,
+                "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
+                "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt)}
+    # Each key below is absent when off, so the identities of earlier runs still match.
+    if cfg.official_tasks:
+        identity["prompts"] = "official tasks file"
+    if cfg.allow_text_only:
+        identity["allow_text_only"] = True
+    return identity
 
 
 def user_prompt(cfg: EvalConfig, item: EvalItem) -> str:

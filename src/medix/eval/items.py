@@ -11,19 +11,30 @@ task folder. A task without data raises `TaskUnavailable` with the reason (the r
 from __future__ import annotations
 
 import logging
+import re
 import string
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from medix.data.datasets import read_records
 from medix.errors import MedixError
 from medix.eval.registry import TaskSpec, suggest
+from medix.eval.rows import check_row
 from medix.eval.schema import EvalItem
 from medix.files import cache_dir
 
 log = logging.getLogger(__name__)
 LETTERS = string.ascii_uppercase
-Built = tuple[str, str, "dict[str, str] | None"]  # (question, reference, choices)
+
+
+class Built(NamedTuple):
+    question: str
+    reference: str
+    choices: "dict[str, str] | None"
+    flags: tuple[str, ...] = ()  # data notes counted per task, e.g. ("answer_unmatched",)
+
+
 BUILDERS: dict[str, Callable[[dict, dict, TaskSpec], Built]] = {}
 
 
@@ -61,9 +72,16 @@ def _mcq(question: str, options: list[str | None] | dict[str, str | None], answe
     listed = "\n".join(f"{k}. {v}" for k, v in choices.items())
     if protocol == "paper":
         reference = choices[letter] if reference_text is None else reference_text
-        return f"{question}\n\nChoices:\n{listed}".strip(), reference.strip(), choices
-    prompt = f"{question.strip()}\n\nOptions:\n{listed}\n\nAnswer with the letter and text of the correct option."
-    return prompt, f"{letter}. {choices[letter]}".strip().rstrip("."), choices
+        return Built(paper_choices(question, listed), reference.strip(), choices)
+    return Built(medix_choices(question, listed), f"{letter}. {choices[letter]}".strip().rstrip("."), choices)
+
+
+def paper_choices(question: str, listed: str) -> str:
+    return f"{question}\n\nChoices:\n{listed}".strip()
+
+
+def medix_choices(question: str, listed: str) -> str:
+    return f"{question.strip()}\n\nOptions:\n{listed}\n\nAnswer with the letter and text of the correct option."
 
 
 @builder("mcq_list")
@@ -83,57 +101,94 @@ def mcq_letters(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
     """Options as {letter: text} with nulls for unused letters; the answer a letter (USMLE self-assessment).
     Under paper the reference is the row's answer-text column (`answer_text`), as the official code reads it."""
     options = dict(sorted((row[cols["options"]] or {}).items()))
-    text = str(row.get(cols["answer_text"]) or "") if "answer_text" in cols else None
+    # an empty answer text is the paper's reference as the official loader builds it (3 real USMLE rows)
+    text = str(row.get(cols["answer_text"]) or "") if "answer_text" in cols and protocol == "paper" else None
     return _mcq(str(row[cols["question"]]), options, str(row[cols["answer"]]), protocol, text)
+
+
+_LETTER_FORM = re.compile(r"^\(?([A-Za-z])\)?\s*[:.)]\s*(.*)$", re.DOTALL)
+
+
+def _norm(text: object) -> str:
+    return " ".join(str(text).split()).casefold()
+
+
+def match_option(answer: str, values: list[str | None]) -> int | None:
+    """The option `answer` names, or None: its text (ignoring case and spacing), its letter alone ("B"),
+    or a letter form with or without the text ("B:MRI", "B. MRI", "(B) MRI")."""
+    texts = [None if v is None else _norm(v) for v in values]
+    if _norm(answer) in texts:
+        return texts.index(_norm(answer))
+    if len(answer) == 1 and answer.isalpha():
+        position = LETTERS.index(answer.upper())
+        return position if position < len(values) and values[position] is not None else None
+    form = _LETTER_FORM.match(answer)
+    if form:
+        position, rest = LETTERS.index(form.group(1).upper()), _norm(form.group(2))
+        if position < len(values) and values[position] is not None and rest in ("", texts[position]):
+            return position
+    return None
 
 
 @builder("mcq_choices")
 def mcq_choices(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
-    """Options in a list (or {letter: text}) column, the answer as the option's text (PMC-VQA)."""
+    """Options in a list (or {letter: text}) column, the answer as the option's text (PMC-VQA).
+
+    paper: as the official loader, the reference is the answer column as written and the options are
+    listed whatever the answer says; an answer that names no option (`match_option`) is still an item,
+    marked `answer_unmatched` and counted. medix: the reference is `B. text` when the answer names B, else
+    the answer as written (marked the same way)."""
     options = row[cols["choices"]]
     values = list(options.values()) if isinstance(options, dict) else list(options)
     answer = str(row[cols["answer"]]).strip()
-    matches = [i for i, v in enumerate(values) if v is not None and str(v).strip() == answer]
-    position = matches[0] if matches else (LETTERS.index(answer[0].upper()) if len(answer) == 1 and
-                                           answer.isalpha() else None)
+    position = match_option(answer, values)
     if position is None:
-        raise ValueError(f"answer {answer!r} is none of the options")
+        choices = {k: str(v) for k, v in zip(LETTERS, values) if v is not None}
+        listed = "\n".join(f"{k}. {v}" for k, v in choices.items())
+        build = paper_choices if protocol == "paper" else medix_choices
+        return Built(build(str(row[cols["question"]]), listed), answer, choices, ("answer_unmatched",))
     return _mcq(str(row[cols["question"]]), values, position, protocol, answer if protocol == "paper" else None)
 
 
 @builder("pubmedqa")
 def pubmedqa(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
-    """Context(s) + question, choices yes / no / maybe; reference = decision plus the long answer.
-    paper: a `Contexts:` block with the FIRST context only, a `Question:` block, `Choices:`; the reference is
-    the decision, a newline, the long answer. medix: every context, and an answer instruction."""
+    """Context(s) + question + the task's fixed `choices`; reference = decision plus the long answer.
+    paper: a `Contexts:` block with the FIRST context only, a `Question:` block, `Choices:` with the paper
+    protocol's choices (True / False / maybe, see the task YAML); the reference is the decision, a newline,
+    the long answer. medix: every context, its own choices and an answer instruction."""
     contexts = row[cols["contexts"]]
-    choices = {"A": "yes", "B": "no", "C": "maybe"}
+    choices = dict(zip(LETTERS, spec.choices.get(protocol) or spec.choices["medix"]))
     long_answer = str(row.get(cols["long_answer"]) or "").strip()
     if protocol == "paper":
         first = contexts[0] if isinstance(contexts, list) and contexts else contexts
         question = (f"Contexts:\n{first}\n\nQuestion:\n{row[cols['question']]}\n\nChoices:\n"
                     + "\n".join(f"{k}. {v}" for k, v in choices.items()))
-        return question.strip(), f"{row[cols['decision']]}\n{long_answer}".strip(), choices
+        return Built(question.strip(), f"{row[cols['decision']]}\n{long_answer}".strip(), choices)
     context = "\n".join(contexts) if isinstance(contexts, list) else str(contexts)
     question = (f"Context:\n{context}\n\nQuestion: {row[cols['question']].strip()}\n\n"
-                "Choices: yes, no, maybe. Answer with one of them, then a short justification.")
-    return question, f"{row[cols['decision']]}. {long_answer}".strip(), choices
+                f"Choices: {', '.join(choices.values())}. Answer with one of them, then a short justification.")
+    return Built(question, f"{row[cols['decision']]}. {long_answer}".strip(), choices)
 
 
 @builder("vqa")
 def vqa(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
-    return str(row[cols["question"]]).strip(), str(row[cols["answer"]]).strip(), None
+    return Built(str(row[cols["question"]]).strip(), str(row[cols["answer"]]).strip(), None)
 
 
 @builder("report")
 def report(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
     """Fixed instruction; summarization appends the report, generation relies on the image.
-    paper: `Report:` on its own line, the report, and the trailing colon the official prompt has."""
+    paper: `Report:` on its own line, the report, and the trailing colon the official prompt has; with
+    `--official-tasks` the whole question is the official one (`spec.prompt`, a format string over the row)."""
+    reference = str(row[cols["answer"]]).strip()
+    if protocol == "paper" and spec.prompt is not None:
+        return Built(spec.prompt.format_map({k: "" if v is None else v for k, v in row.items()}).strip(),
+                     reference, None)
     question = (spec.instruction or "").strip()
     if "report" in cols:
         text = str(row[cols["report"]]).strip()
         question += f"\n\nReport:\n{text}:" if protocol == "paper" else f"\n\nFindings: {text}"
-    return question, str(row[cols["answer"]]).strip(), None
+    return Built(question, reference, None)
 
 
 def _rows(spec: TaskSpec, data_dir: str | Path | None) -> tuple[list[dict], Path | None]:
@@ -219,39 +274,84 @@ def fetch_image_archive(spec: TaskSpec) -> None:
     (target / ".complete").write_text("ok")
 
 
+@dataclass
+class TaskData:
+    """A task's items plus what loading found: rows skipped as bad (each named) and per-item data notes."""
+
+    items: list[EvalItem]
+    bad_rows: list[str] = field(default_factory=list)  # "FILE, line N: field 'x' = ... (why)"
+    flags: dict[str, int] = field(default_factory=dict)  # e.g. {"answer_unmatched": 3}
+
+    def checks(self) -> dict:
+        """The counts `medix eval list`, scores.json and the report show."""
+        return {"bad_rows": len(self.bad_rows), "bad_row_examples": self.bad_rows[:5], **self.flags}
+
+
 def load_items(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | None = None,
                protocol: str = "paper") -> list[EvalItem]:
     """The task's items in dataset order (after `filter`), at most `limit`, built for `protocol`."""
-    rows, base = _rows(spec, data_dir)
-    rows = [r for r in rows if all(str(r.get(k)) == v for k, v in spec.filter.items())]
-    if limit is not None:
-        rows = rows[:limit]
-    build_fn = BUILDERS.get(spec.builder)
-    if build_fn is None:
-        raise MedixError(f"task {spec.name}: unknown builder {spec.builder!r}{suggest(spec.builder, list(BUILDERS))}")
+    return load_task(spec, data_dir, limit, protocol).items
+
+
+def _ids(spec: TaskSpec, rows: list[dict]) -> list[str]:
     id_column = spec.columns.get("id")
     ids = [str(r.get(id_column)) for r in rows] if id_column else []
     if not ids or len(set(ids)) != len(ids) or "None" in ids:
         ids = [str(i) for i in range(len(rows))]  # no usable id column: the row number is stable
+    return ids
+
+
+def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | None = None,
+              protocol: str = "paper") -> TaskData:
+    """`load_items` with the data checks. A row whose fields do not have their schema's types
+    (`medix.eval.rows`), or that the builder cannot turn into a question (an answer index outside the
+    options), is skipped with a warning naming file, line, field and value; a task left with no row is
+    unavailable. `limit` counts the rows read, so a smoke run looks at the same rows whatever is bad."""
+    build_fn = BUILDERS.get(spec.builder)
+    if build_fn is None:
+        raise MedixError(f"task {spec.name}: unknown builder {spec.builder!r}{suggest(spec.builder, list(BUILDERS))}")
+    rows, base = _rows(spec, data_dir)
+    lines = [n + 1 for n, r in enumerate(rows) if all(str(r.get(k)) == v for k, v in spec.filter.items())]
+    rows = [rows[n - 1] for n in lines]
+    if limit is not None:
+        rows, lines = rows[:limit], lines[:limit]
     if spec.image_archive and data_dir is None:
         fetch_image_archive(spec)
-    items = []
-    for index, (item_id, row) in enumerate(zip(ids, rows)):
+    data = TaskData([])
+    for item_id, row, line in zip(_ids(spec, rows), rows, lines):
+        where = f"{base / 'test.jsonl'}, line {line}" if base is not None else f"{spec.source_label} row {line}"
+        bad = check_row(row, spec.builder, spec.columns)
         try:
-            question, reference, choices = build_fn(row, spec.columns, spec, protocol)
+            built = None if bad else build_fn(row, spec.columns, spec, protocol)
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as err:
-            source = f"{base / 'test.jsonl'}, row {index + 1}" if base is not None else f"item {item_id}"
-            raise MedixError(f"task {spec.name}, {source}: cannot build the question "
-                             f"({err.__class__.__name__}: {err}); check the row and the columns in its YAML") from None
-        image_col = spec.columns.get("image")
-        images = _archive_image(spec, row, base)  # an archive name wins, as in the official loader
-        if not images and image_col:
-            images = _image_paths(row.get(image_col), base, spec.name, item_id)
-        meta = {k: row.get(k) for k in spec.breakdowns if row.get(k) is not None}
-        if (image_col or spec.image_archive) and not images:
-            meta["image_missing"], meta["image_missing_reason"] = True, _missing_reason(spec, row, base)
-        answer_idx = row.get("answer_idx")
-        items.append(EvalItem(id=item_id, task=spec.name, question=question, reference=reference,
-                              choices=choices, images=images, meta=meta, index=index,
-                              answer_idx=None if answer_idx is None else str(answer_idx)))
-    return items
+            data.bad_rows.append(f"{where}: cannot build the question ({err.__class__.__name__}: {err})")
+            continue
+        if built is None:
+            data.bad_rows.append(f"{where}: " + "; ".join(b.describe() for b in bad))
+            continue
+        for flag in built.flags:
+            data.flags[flag] = data.flags.get(flag, 0) + 1
+        data.items.append(_item(spec, row, base, item_id, len(data.items), built))
+    for message in data.bad_rows[:5]:
+        log.warning("task %s: row skipped: %s", spec.name, message)
+    if len(data.bad_rows) > 5:
+        log.warning("task %s: %d rows skipped in all (scores.json lists the first 5)", spec.name, len(data.bad_rows))
+    if rows and not data.items:
+        raise TaskUnavailable(f"every one of its {len(rows)} rows is bad, e.g. {data.bad_rows[0]}; check the data "
+                              "and the columns in its YAML")
+    return data
+
+
+def _item(spec: TaskSpec, row: dict, base: Path | None, item_id: str, index: int, built: Built) -> EvalItem:
+    image_col = spec.columns.get("image")
+    images = _archive_image(spec, row, base)  # an archive name wins, as in the official loader
+    if not images and image_col:
+        images = _image_paths(row.get(image_col), base, spec.name, item_id)
+    meta = {k: row.get(k) for k in spec.breakdowns if row.get(k) is not None}
+    meta.update({flag: True for flag in built.flags})
+    if (image_col or spec.image_archive) and not images:
+        meta["image_missing"], meta["image_missing_reason"] = True, _missing_reason(spec, row, base)
+    answer_idx = row.get("answer_idx")
+    return EvalItem(id=item_id, task=spec.name, question=built.question, reference=built.reference,
+                    choices=built.choices, images=images, meta=meta, index=index,
+                    answer_idx=None if answer_idx is None else str(answer_idx))

@@ -44,7 +44,12 @@ class TaskSpec(BaseModel):
     columns: dict[str, str | list[str]] = Field(default_factory=dict, description="Builder role → column name(s) "
                                                 "of the hub dataset (and of local mirrors, which keep them).")
     filter: dict[str, str] = Field(default_factory=dict, description="Keep only rows whose column equals this.")
-    instruction: str | None = Field(None, description="Fixed instruction for report tasks.")
+    instruction: str | None = Field(None, description="Fixed instruction for report tasks (medix's own wording).")
+    prompt: str | None = Field(None, description="The whole question of a report task as a format string over "
+                               "the row's columns ('...{report}...'), used under the paper protocol instead of "
+                               "`instruction`; set by `--official-tasks` from the user's copy of the official code.")
+    choices: dict[str, list[str]] = Field(default_factory=dict, description="Fixed choices of every row, per "
+                                          "protocol (PubMedQA); 'medix' is the fallback of a protocol not listed.")
     breakdowns: list[str] = Field(default_factory=list, description="Columns to break scores down by.")
     stand_in_for: str | None = Field(None, description="The paper task this open data set replaces.")
     test_items: int | None = Field(None, ge=1, description="Items in the full test split (after `filter`), as "

@@ -43,6 +43,12 @@ def markdown_table(scores: dict) -> str:
     if scores.get("protocol"):
         lines += ["", f"Protocol: {scores['protocol']}; failed items: {scores.get('failures_counted_as')}. "
                   "Stand-in tasks are listed but not in the means."]
+    notes = [f"{name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in t["data"].items()
+                                      if isinstance(v, int) and v)
+             for name, t in scores["tasks"].items()
+             if any(isinstance(v, int) and v for v in (t.get("data") or {}).values())]
+    if notes:
+        lines += ["", "Data (bad rows are skipped at load, see data_checks.json): " + "; ".join(notes)]
     skipped = scores.get("skipped") or {}
     if skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())]
@@ -111,8 +117,14 @@ def _samples_html(out: Path, judge_key: str, task: str, count: int) -> str:
 
 
 def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: int) -> str:
-    table_md = markdown_table(scores).split("\n\n")[0].splitlines()
+    paragraphs = markdown_table(scores).split("\n\n")
+    table_md = paragraphs[0].splitlines()
     header, body = table_md[0], table_md[2:]
+    warnings = run_notes(scores)  # in red; the other paragraphs after the table as scores.md has them
+    extra = [p.strip() for p in paragraphs[1:]
+             if p.strip() and p.strip() != DISCLAIMER and not set(p.strip().splitlines()) <= set(warnings)]
+    notes = "".join(f"<p class=warn>{html.escape(n)}</p>" for n in warnings) + "".join(
+        f"<p>{html.escape(p)}</p>" for p in extra)
     cells = lambda line, tag: "".join(f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>" for c in line.strip("|").split("|"))
     table = f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</table>"
     sample_blocks = "".join(_samples_html(out, judge_key, t, samples) for t in scores["tasks"])
@@ -122,8 +134,7 @@ def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: in
             f"<style>{style}</style></head><body><h1>medix eval: {html.escape(scores['model'])}</h1>"
             f"<p class='warn'>{DISCLAIMER}</p><p>Judge: <code>{html.escape(json.dumps(scores['judge']))}</code></p>"
             f"<img alt='scores chart' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-            f"<h2>Scores</h2>{table}{''.join(f'<p class=warn>{html.escape(n)}</p>' for n in run_notes(scores))}"
-            f"<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
+            f"<h2>Scores</h2>{table}{notes}<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
 
 
 def write_report(out: Path, scores: dict, report_samples: int) -> None:

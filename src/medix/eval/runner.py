@@ -21,10 +21,11 @@ from typing import Callable
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.generate import check_resume, generator_identity, run_generate
-from medix.eval.items import TaskUnavailable, load_items
+from medix.eval.items import TaskUnavailable, load_task
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
-from medix.eval.schema import GenerationRecord, JsonlStore, generations_path, judgments_path
+from medix.eval.schema import (GenerationRecord, JsonlStore, data_checks_path, generations_path, judgments_path,
+                               read_data_checks)
 from medix.files import check_writable_dir, hold_folder
 from medix.judge import Judge
 
@@ -86,13 +87,16 @@ def _policy_server(cfg: EvalConfig):
 
 
 def _generate(cfg: EvalConfig, specs: list[TaskSpec], out: Path, result: RunResult, progress: Progress) -> None:
+    checks = read_data_checks(out)
     with _policy_server(cfg):
         for spec in specs:
             try:
-                items = load_items(spec, cfg.data_dir, cfg.limit, cfg.protocol)
+                data = load_task(spec, cfg.data_dir, cfg.limit, cfg.protocol)
             except TaskUnavailable as err:
                 result.skipped[spec.name] = str(err)
                 continue
+            items, checks[spec.name] = data.items, data.checks()
+            data_checks_path(out).write_text(json.dumps(checks, indent=2), encoding="utf-8")
             result.current[spec.name] = {i.id for i in items}
             store = JsonlStore(generations_path(out, spec.name))
             check_resume(cfg, items, store, cfg.refresh_changed)
@@ -125,6 +129,10 @@ def run_eval(cfg: EvalConfig, progress: Progress | None = None, new_judge: bool 
     progress = progress or (lambda phase, task, total: (lambda n: None))
     out = Path(cfg.output_dir)
     specs = select_tasks(cfg.tasks)
+    if cfg.official_tasks:
+        from medix.eval.official import apply_official
+
+        specs = apply_official(specs, cfg.official_tasks)
     if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
         raise MedixError(f"--data-dir {cfg.data_dir} does not exist (a folder holding <task>/test.jsonl)")
     check_writable_dir(out, f"--output-dir {out} cannot be written")  # before any model loads
@@ -179,21 +187,24 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
 
 
 def task_listing(data_dir: str | None = None) -> list[dict]:
-    """Rows {task, group, kind, judge, source, items, note} for `medix eval list`."""
+    """Rows {task, group, kind, judge, source, items, bad_rows, note} for `medix eval list`."""
     from medix.eval.registry import registry
 
     if data_dir is not None and not Path(data_dir).is_dir():
         raise MedixError(f"--data-dir {data_dir} does not exist (a folder holding <task>/test.jsonl)")
     rows = []
     for spec in registry().values():
-        count, note = None, spec.description
+        count, bad, note = None, None, spec.description
         if data_dir is not None:
             try:
-                count = len(load_items(spec, data_dir))
+                data = load_task(spec, data_dir)
+                count, bad = len(data.items), len(data.bad_rows)
+                if data.flags:
+                    note = "; ".join(f"{v} {k.replace('_', ' ')}" for k, v in data.flags.items()) + f"; {note}"
             except MedixError as err:  # no data, or a bad row: this task is skipped, the listing goes on
                 note = f"skipped: {err}"
         if spec.stand_in_for:
             note = f"stand-in for {spec.stand_in_for}; {note}"
         rows.append({"task": spec.name, "group": spec.group, "kind": spec.kind, "judge": spec.judge,
-                     "source": spec.source_label, "items": count, "note": note})
+                     "source": spec.source_label, "items": count, "bad_rows": bad, "note": note})
     return rows

@@ -219,3 +219,19 @@ def generations_path(out: Path, task: str) -> Path:
 
 def judgments_path(out: Path, judge_key: str, task: str) -> Path:
     return out / "judgments" / judge_key / f"{task}.jsonl"
+
+
+def data_checks_path(out: Path) -> Path:
+    """OUT/data_checks.json: per task, the rows skipped as bad and the data notes counted at load."""
+    return Path(out) / "data_checks.json"
+
+
+def read_data_checks(out: Path) -> dict[str, dict]:
+    file = data_checks_path(out)
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # rewritten by the next generate phase
+    return data if isinstance(data, dict) else {}

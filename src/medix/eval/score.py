@@ -19,7 +19,7 @@ import numpy as np
 from medix.errors import MedixError
 from medix.eval.registry import TaskSpec
 from medix.eval.schema import (GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path,
-                               record_status)
+                               read_data_checks, record_status)
 
 
 def _sorted(records: list[dict]) -> list[dict]:
@@ -142,6 +142,11 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
     scores = {"model": model, "judge": judge_identity, "judge_key": judge_key,
               **score_tasks(specs, judgments, meta, resamples, seed, protocol), "skipped": dict(skipped),
               "unjudged": {t: n for t, n in unjudged.items() if n}}
+    checks = read_data_checks(out)
+    for name, entry in scores["tasks"].items():  # rows skipped at load never became items: counted here
+        found = checks.get(name, {})
+        entry["data"] = {"bad_rows": found.get("bad_rows", 0), "bad_row_examples": found.get("bad_row_examples", []),
+                         **{k: v for k, v in found.items() if k not in ("bad_rows", "bad_row_examples")}}
     (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
     return scores
 

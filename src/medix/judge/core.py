@@ -29,7 +29,7 @@ from medix.config import JudgeConfig
 from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_key
 from medix.judge.templates import CONVERSATION, ONE_TURN, PAPER, Prompts
-from medix.judge.types import JudgeBackend, JudgeRequest, Verdict
+from medix.judge.types import LOCAL_RESERVE_TOKENS, MIN_CONTEXT, JudgeBackend, JudgeRequest, Verdict
 from medix.redact import display_url
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,17 @@ class Judge:
                               PROTOCOLS[protocol], rounds)
 
     def render(self, request: JudgeRequest) -> str:
-        return self.prompts.render(request)
+        return self.prompts.render(request, self.fits)
+
+    def fits(self, prompt: str) -> bool:
+        """Whether `prompt` fits the judge's context. Only the local backend has a limit (a server takes the
+        whole prompt, as the official code sends it); a prompt of fewer bytes than the smallest limit fits
+        without loading the model (a token spans at least one byte)."""
+        if self.config.backend != "local":
+            return True
+        if len(prompt.encode("utf-8")) + LOCAL_RESERVE_TOKENS <= (self.config.max_input_tokens or MIN_CONTEXT):
+            return True
+        return self.backend.fits(prompt)
 
     def submit(self, coro) -> "concurrent.futures.Future":
         """Run a coroutine on the judge's loop (used to overlap judging with other work)."""
@@ -174,7 +184,7 @@ class Judge:
         """Blocking: every request judged in a `rounds`-round conversation with the prompts of `protocol`
         ("medix" or "paper"); `on_verdict(index, verdict)` is called (on the judge's thread, while this
         call waits) as each one finishes."""
-        conversations = [self.conversation_prompts[protocol].conversation(r) for r in requests]
+        conversations = [self.conversation_prompts[protocol].conversation(r, self.fits) for r in requests]
 
         async def collect() -> list[Verdict]:
             out: list[Verdict | None] = [None] * len(requests)

@@ -19,7 +19,7 @@ import torch
 
 from medix.config import JudgeConfig
 from medix.judge.parse import combine_rounds
-from medix.judge.types import Conversation, Verdict
+from medix.judge.types import LOCAL_RESERVE_TOKENS, Conversation, Verdict
 from medix.models import load_causal_lm
 
 
@@ -70,11 +70,18 @@ class LocalBackend:
         no = single_token_ids(self.tokenizer, _NO_SPELLINGS)
         if not yes or not no or yes & no:
             raise ValueError(f"judge model {config.model!r}: its tokenizer has no distinct one-token YES/NO")
-        # Over-long prompts lose their beginning, never the closing "Reply with one word: YES or NO".
-        self.tokenizer.truncation_side = "left"
+        # Never truncated: the Judge shortens only the question of a prompt past this (`fits`).
+        self.context_tokens = config.max_input_tokens or getattr(self.model.config, "max_position_embeddings", 2048)
         self.yes_ids = torch.tensor(sorted(yes))
         self.no_ids = torch.tensor(sorted(no))
         self._digit_ids: torch.Tensor | None = None
+
+    def fits(self, prompt: str) -> bool:
+        """The prompt's tokens plus the conversation's reserve are within the model's context."""
+        if len(prompt.encode("utf-8")) + LOCAL_RESERVE_TOKENS <= self.context_tokens:
+            return True  # a token spans at least one byte
+        tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return tokens + LOCAL_RESERVE_TOKENS <= self.context_tokens
 
     @property
     def digit_ids(self) -> torch.Tensor:
@@ -108,8 +115,8 @@ class LocalBackend:
         size = self.config.batch_size
         for start in range(0, len(order), size):
             idx = order[start:start + size]
-            enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, padding_side="left",
-                                 truncation=True, max_length=self.config.max_input_tokens).to(self.model.device)
+            enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
+                                 padding_side="left").to(self.model.device)
             # logits_to_keep=1: only the last position's logits are computed -> (batch, 1, vocab)
             logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float().cpu()
             for row, i in enumerate(idx):
@@ -117,8 +124,7 @@ class LocalBackend:
         return torch.stack(out)
 
     def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False, truncation=True,
-                              max_length=self.config.max_input_tokens)["input_ids"]
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _prefix_groups(self, ids: list[list[int]]) -> list[list[int]]:
         """Indices of `ids` in groups of up to batch_size that share most of their tokens (singletons for
@@ -182,12 +188,22 @@ class LocalBackend:
         logits = self.next_token_logits([[{"role": "user", "content": p}] for p in prompts])
         return self.yes_probability(logits).tolist()
 
+    def too_long(self, prompt: str) -> Verdict:
+        return Verdict(None, error=f"prompt past the judge's context of {self.context_tokens} tokens even with "
+                       "its question shortened (the reference and candidate are never cut)", attempts=0)
+
     async def verdicts(self, prompts: list[str]) -> list[Verdict]:
+        out: list[Verdict | None] = [None if self.fits(p) else self.too_long(p) for p in prompts]
+        todo = [i for i, v in enumerate(out) if v is None]
         try:
-            probs = await asyncio.to_thread(self.p_yes, prompts)
+            probs = await asyncio.to_thread(self.p_yes, [prompts[i] for i in todo]) if todo else []
         except (RuntimeError, ValueError) as err:  # e.g. out of memory: every sample fails visibly
-            return [Verdict(None, error=_failure(err), attempts=1) for _ in prompts]
-        return [Verdict(1.0 if p > 0.5 else 0.0, raw=f"p_yes={p:.4f}", attempts=1, p_yes=p) for p in probs]
+            probs = [None] * len(todo)
+            failure = _failure(err)
+        for i, p in zip(todo, probs):
+            out[i] = Verdict(None, error=failure, attempts=1) if p is None else \
+                Verdict(1.0 if p > 0.5 else 0.0, raw=f"p_yes={p:.4f}", attempts=1, p_yes=p)
+        return out
 
     def _reply(self, conversation: Conversation, logits: torch.Tensor, json_score: bool) -> tuple[float, str]:
         """(value, reply text) of one round from the (vocab,) next-token logits."""
@@ -283,11 +299,18 @@ class LocalBackend:
         return out.logits[0, -1].float().cpu(), _cache_of(out)
 
     async def converse(self, conversations: list[Conversation], rounds: int) -> AsyncIterator[tuple[int, Verdict]]:
+        fitting = []
+        for i, c in enumerate(conversations):
+            if self.fits(c.first):
+                fitting.append(i)
+            else:
+                yield i, self.too_long(c.first)
         size = max(self.config.batch_size * 4, 1)  # results stream out chunk by chunk (resumable eval)
-        for start in range(0, len(conversations), size):
-            chunk = conversations[start:start + size]
-            for offset, verdict in enumerate(await asyncio.to_thread(self.conversation_verdicts, chunk, rounds)):
-                yield start + offset, verdict
+        for start in range(0, len(fitting), size):
+            chunk = fitting[start:start + size]
+            done = await asyncio.to_thread(self.conversation_verdicts, [conversations[i] for i in chunk], rounds)
+            for i, verdict in zip(chunk, done):
+                yield i, verdict
 
     async def aclose(self) -> None:
         return None

@@ -96,7 +96,7 @@ class OpenAIBackend:
         for round_no in range(rounds):
             if round_no:
                 messages.append({"role": "user", "content": conv.followup})
-            result = await self.client.chat(messages, accept=lambda text: parse_reply(conv.kind, text),
+            result = await self.client.chat(messages, accept=lambda text: parse_reply(conv.kind, text, conv.readout),
                                             hold_slot=False, client_index=index,
                                             rejected_as="unparsable verdict", **self.params)
             verdict.attempts += result.attempts

@@ -1,22 +1,33 @@
-"""Read verdicts out of free judge text, tolerantly: YES/NO or {"score": 0|1} for binary judging, 0-5 for
-the rubric. A thinking judge's reasoning is removed first (everything up to the last `</think>` or
-`</thinking>`); a reply whose think block never closes holds no verdict (the round failed), whatever the
-reasoning says."""
+"""Read a verdict out of judge text: only the verdict the prompt's contract asks for, nothing else.
+
+readout "yesno" (medix's prompts, the one-turn reward judge): the reply's LEADING word is YES or NO, ending
+    there or at punctuation ("YES", "**No.**", "Answer: yes", "No, it names option C"); a reply that merely
+    starts with the word ("No doubt: the candidate is correct") or never says it holds no verdict.
+    The rubric of those prompts asks for JSON: `{"score": n}`, n a number in 0..5, nothing else.
+readout "json_score" (the paper protocol): exactly the official parser (`official_score`): the text after
+    the last `</think>` (else `</thinking>`), from its first `{` to its last `}`, as JSON, its `score`.
+    Binary: a round counts 1 when that value equals 1 (`1`, `1.0`, `true`) and 0 otherwise (`"1"`, `2`,
+    `null`), as the official `scores.count(1)` does; rubric: any number (bools as 0/1), unbounded, as the
+    official mean. No JSON object with a `score` is no verdict.
+medix's own readouts drop a thinking judge's reasoning first (`strip_thinking`: tolerant tags; a think
+block that never closes holds no verdict). A reply without a verdict is retried by the backend.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from typing import Literal
 
 from medix.judge.types import Kind
 
-_WORD = re.compile(r"[A-Za-z]+")
-_FALLBACK_YES = {"correct", "true", "match", "matches", "equivalent"}
-_FALLBACK_NO = {"incorrect", "false", "mismatch", "wrong"}
-_SCORE_KEY = re.compile(r'"?score"?\s*[:=]\s*"?(\d+(?:\.\d+)?)', re.IGNORECASE)
-_LONE_DIGIT = re.compile(r"(?<![\d.])([0-5])(?![\d.])")
+Readout = Literal["yesno", "json_score"]
 _THINK_OPEN = re.compile(r"<\s*(think|thinking)\s*>", re.IGNORECASE)
 THINK_CLOSE = re.compile(r"<\s*/\s*(think|thinking)\s*>", re.IGNORECASE)
+# an optional label, then YES / NO as a whole word that ends the reply or is followed by punctuation
+_LEADING = re.compile(r"^[\s*_#>`\"'(\[]*(?:(?:final\s+)?(?:answer|verdict|judg(?:e)?ment|decision)\s*[:=-]\s*"
+                      r"[\s*_\"'`]*)?(yes|no)(?=$|[\s*_\"'`]*(?:[.,;:!?)\]\u2014\u2013-]|\n|$))", re.IGNORECASE)
+_MISSING = object()
 
 
 def strip_thinking(text: str | None) -> str | None:
@@ -42,63 +53,56 @@ def json_score(text: str) -> object | None:
     return data.get("score") if isinstance(data, dict) else None
 
 
-def parse_verdict(text: str | None) -> float | None:
-    """1.0 for YES, 0.0 for NO, None when the text holds no verdict.
+def official_score(text: str | None) -> object:
+    """The official parser's value, or `_MISSING` where it raises (no object, bad JSON, no `score`)."""
+    if text is None:
+        return _MISSING
+    for tag in ("</think>", "</thinking>"):  # exact, case-sensitive, first tag that occurs wins
+        if tag in text:
+            text = text.split(tag)[-1].strip()
+            break
+    start, end = text.find("{"), text.rfind("}") + 1
+    try:
+        data = json.loads(text[start:end])
+    except (json.JSONDecodeError, ValueError):
+        return _MISSING
+    return data["score"] if isinstance(data, dict) and "score" in data else _MISSING
 
-    Accepts `YES`, `**No.**`, `Answer: yes`, `{"verdict": "no"}`; the first verdict word wins so a
-    trailing explanation ("YES — not 'no' as...") does not flip it.
-    """
-    text = strip_thinking(text)
-    if not text:
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float))  # bool is an int, as in the official sum()
+
+
+def parse_paper(kind: Kind, text: str | None) -> float | None:
+    value = official_score(text)
+    if value is _MISSING:
         return None
-    stripped = text.strip()
-    score = json_score(stripped)
-    if score is not None:  # the JSON contract {"score": 1}; any other value is no verdict
-        return {1: 1.0, 0: 0.0}.get(score) if isinstance(score, (int, float)) and not isinstance(score, bool) \
-            else {"1": 1.0, "0": 0.0}.get(str(score).strip())
-    if stripped.startswith("{"):
-        try:
-            data = json.loads(stripped)
-            if isinstance(data, dict):
-                for key in ("verdict", "answer", "match", "correct"):
-                    if key in data:
-                        return parse_verdict(str(data[key]))
-        except json.JSONDecodeError:
-            pass
-    words = [w.lower() for w in _WORD.findall(stripped[:400])]
-    for word in words:  # a plain YES / NO anywhere first
-        if word in ("yes", "no"):
-            return 1.0 if word == "yes" else 0.0
-    for i, word in enumerate(words):  # then "correct" / "incorrect"; "not correct" is a NO
-        if word in _FALLBACK_NO or (word in _FALLBACK_YES and i > 0 and words[i - 1] == "not"):
-            return 0.0
-        if word in _FALLBACK_YES:
-            return 1.0
-    return None
+    if kind == "rubric":
+        return float(value) if _is_number(value) else None
+    return 1.0 if _is_number(value) and value == 1 else 0.0
+
+
+def parse_verdict(text: str | None) -> float | None:
+    """1.0 for a leading YES, 0.0 for a leading NO, None otherwise (see the module docstring)."""
+    text = strip_thinking(text)
+    found = _LEADING.match(text) if text else None
+    if not found:
+        return None
+    return 1.0 if found.group(1).lower() == "yes" else 0.0
 
 
 def parse_rubric(text: str | None) -> float | None:
-    """A 0-5 score from `{"score": 4}`, `Score: 4/5`, `**3**`; None when there is none or it is out of range."""
+    """0..5 from `{"score": n}` (bare, fenced or with prose around); None otherwise or out of range."""
     text = strip_thinking(text)
-    if not text:
+    value = json_score(text) if text else None
+    if not _is_number(value) or isinstance(value, bool):
         return None
-    stripped = text.strip()
-    value = json_score(stripped)
-    if value is not None:
-        try:
-            number = float(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            return None
-        return number if number is not None and 0 <= number <= 5 else None
-    found = _SCORE_KEY.search(stripped)
-    if found:
-        number = float(found.group(1))
-        return number if 0 <= number <= 5 else None
-    found = _LONE_DIGIT.search(stripped[:200])
-    return float(found.group(1)) if found else None
+    return float(value) if 0 <= value <= 5 else None
 
 
-def parse_reply(kind: Kind, text: str | None) -> float | None:
+def parse_reply(kind: Kind, text: str | None, readout: Readout = "yesno") -> float | None:
+    if readout == "json_score":
+        return parse_paper(kind, text)
     return parse_rubric(text) if kind == "rubric" else parse_verdict(text)
 
 

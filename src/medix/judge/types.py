@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import AsyncIterator, Literal, Protocol
 
 Kind = Literal["binary", "rubric"]
+MIN_CONTEXT = 2048  # no local judge has a shorter context (SmolLM2-135M: 8,192)
+LOCAL_RESERVE_TOKENS = 256  # chat template, follow-up turns and short replies of a judging conversation
 
 
 @dataclass(frozen=True)

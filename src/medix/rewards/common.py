@@ -15,6 +15,27 @@ _VERDICT_ONLY = re.compile(
     r"(score|grade|verdict|answer|result)?\s*[:=]?\s*(1|0|1\.0|0\.0|100%?|\d+\s*/\s*\d+|yes|no|correct|true))$"
 )
 
+# Sentences that only assert correctness ("Yes, this is correct.", "My answer matches the reference."): every
+# word is one of these and at least one is a verdict word. A word outside the list (a finding, an option
+# letter, a number) makes it an answer the judge must read.
+_VERDICT_WORDS = {"yes", "correct", "true", "right", "match", "matches", "matched", "accurate", "valid", "ok",
+                  "okay", "no", "incorrect", "false", "wrong", "agrees", "identical", "same", "equivalent"}
+_ASSERTION_WORDS = _VERDICT_WORDS | {
+    "this", "that", "it", "is", "was", "be", "are", "am", "i", "the", "a", "an", "my", "your", "our", "answer",
+    "response", "reply", "candidate", "prediction", "predicted", "output", "reference", "ground", "truth", "gold",
+    "standard", "expected", "given", "provided", "final", "of", "to", "with", "as", "and", "fully", "totally",
+    "completely", "definitely", "absolutely", "indeed", "exactly", "perfectly", "perfect", "entirely", "100",
+    "percent", "score", "grade", "verdict", "result", "one", "so", "very", "quite", "clearly", "surely"}
+
+
+def asserts_only(answer: str, reference: str) -> bool:
+    """True when `answer` is a sentence of assertion words only (see above), unless it holds every word of
+    the reference (a yes/no question answered "Yes, that is right"; "right" as a side: "The right one")."""
+    words = re.findall(r"[^\W_]+", normalize(answer))
+    if len(words) < 2 or not set(words) <= _ASSERTION_WORDS or not set(words) & _VERDICT_WORDS:
+        return False
+    return not set(re.findall(r"[^\W_]+", normalize(reference))) <= set(words)
+
 
 def completion_text(completion: Any) -> str:
     """TRL passes strings (standard format) or message lists (conversational format)."""
@@ -62,6 +83,8 @@ def guard(answer: str | None, reference: str, max_chars: int) -> tuple[float | N
         return 0.0, "too_long"
     bare = re.sub(r"[^\w:=/%. ]+", "", normalize(stripped)).strip(" .")
     if _VERDICT_ONLY.match(bare) and bare != re.sub(r"[^\w:=/%. ]+", "", normalize(reference)).strip(" ."):
+        return 0.0, "verdict_word"
+    if asserts_only(stripped, reference):
         return 0.0, "verdict_word"
     return None, None
 

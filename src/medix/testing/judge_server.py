@@ -56,7 +56,8 @@ _REPORT = {name: re.compile(rf'{name} report: ("(?:[^"\\]|\\.)*")') for name in 
 def stub_reply(messages: list[dict], accept_bait: bool = False) -> str:
     """Multi-turn judging: the verdict for the conversation's first user turn, repeated on every follow-up.
 
-    Binary prompts get YES/NO as in `stub_verdict`; rubric prompts (quoted `Reference report:` /
+    Binary prompts get YES/NO as in `stub_verdict` (`{"score": 1}` / `{"score": 0}` when the prompt asks
+    for a JSON score, as the paper protocol's does); rubric prompts (quoted `Reference report:` /
     `Candidate report:`) get `{"score": 5}` when the reports match, else `{"score": 1}`.
     """
     first = next((m["content"] for m in messages if m.get("role") == "user"), "")
@@ -65,7 +66,10 @@ def stub_reply(messages: list[dict], accept_bait: bool = False) -> str:
     if all(found.values()):
         ref, cand = (json.loads(found[k].group(1)).strip().lower() for k in ("Reference", "Candidate"))
         return '{"score": 5}' if ref == cand else '{"score": 1}'
-    return stub_verdict(first if len(messages) > 1 else messages[-1]["content"], accept_bait)
+    verdict = stub_verdict(first if len(messages) > 1 else messages[-1]["content"], accept_bait)
+    if '{"score"' in first:
+        return '{"score": 1}' if verdict == "YES" else '{"score": 0}'
+    return verdict
 
 
 def policy_reply(answer: str) -> str:
@@ -85,7 +89,7 @@ class StubSettings:
     role: str = "judge"  # "judge": verdicts (stub_reply); "policy": formatted answers (policy_reply)
     policy_answer: str = "A"  # the answer a "policy" stub gives to every question
     max_inflight: int = 0  # > 0: at most this many requests are served at once (a batching server's capacity)
-    # "plain": YES / NO; "thinking": a think block arguing the opposite, then {"score": n}, as Qwen3 would;
+    # "plain": YES / NO; "thinking": a think block arguing the opposite, then the verdict, as Qwen3 would;
     # "unclosed": a think block cut off by max_tokens (finish_reason "length"), never a verdict.
     style: str = "plain"
     accept_bait: bool = False  # a gullible judge: YES to candidates that only claim to be correct
@@ -144,11 +148,11 @@ def _styled(style: str, verdict: str) -> tuple[str, str]:
     """(reply text, finish_reason) for a plain verdict in the given style."""
     if style == "unclosed":
         return "<think>\nThe candidate says yes but the reference says no, so I", "length"
-    if style == "thinking":
+    if style == "thinking":  # reasoning that argues the other way, then the verdict in the asked-for form
         if verdict.startswith("{"):
             return f"<think>\nIs it a 0? No.\n</think>\n\n{verdict}", "stop"
-        opposite, score = ("no", 1) if verdict == "YES" else ("yes", 0)
-        return f"<think>\nMaybe the answer is {opposite}... let me check.\n</think>\n\n{{\"score\": {score}}}", "stop"
+        opposite = "no" if verdict == "YES" else "yes"
+        return f"<think>\nMaybe the answer is {opposite}... let me check.\n</think>\n\n{verdict}", "stop"
     return verdict, "stop"
 
 

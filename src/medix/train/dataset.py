@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import datasets
 
 from medix.data.datasets import Sample, load_samples
-from medix.data.prompts import build_prompt
+from medix.data.prompts import build_prompt, content_parts, text_only
 from medix.errors import MedixError
 from medix.train.config import DataConfig
 
@@ -27,10 +27,7 @@ class PreparedData:
 
 def messages(sample: Sample, cfg: DataConfig, vision: bool) -> list[dict]:
     text = build_prompt(sample.problem, cfg.think_tag, cfg.prompt_template)
-    if vision and sample.images:
-        content = [*({"type": "image"} for _ in sample.images), {"type": "text", "text": text}]
-    else:
-        content = text
+    content = content_parts(text, len(sample.images)) if vision and sample.images else text_only(text)
     out = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     for shot in cfg.few_shot:
         out += [{"role": "user", "content": build_prompt(shot.problem, cfg.think_tag, cfg.prompt_template)},

@@ -1,0 +1,50 @@
+"""The local judge never cuts its own instructions (the official code sends every prompt whole).
+
+Past the model's context only the question is shortened, in the middle and marked; the instructions, the
+reference and the candidate stay whole, and a prompt that cannot fit even so fails visibly.
+"""
+
+import pytest
+
+from medix.config import JudgeConfig
+from medix.judge import Judge, JudgeRequest
+from medix.judge.templates import CUT_MARK
+from medix.judge.types import LOCAL_RESERVE_TOKENS
+
+QUESTION = " ".join(f"clinical-detail-{i}" for i in range(3000))  # ~15k tokens
+REQUEST = JudgeRequest(candidate="Left lower lobe pneumonia", reference="Pneumonia of the left lower lobe",
+                       question=f"START {QUESTION} END")
+
+
+@pytest.fixture(scope="module")
+def small_context_judge():
+    with Judge(JudgeConfig(backend="local", max_input_tokens=1024, cache=False)) as judge:
+        yield judge
+
+
+def test_a_long_question_is_cut_in_the_middle_and_the_template_kept(small_context_judge):
+    judge = small_context_judge
+    whole = judge.prompts._render(REQUEST, REQUEST.question)
+    prompt = judge.render(REQUEST)
+    first_line, last_line = whole.splitlines()[0], whole.splitlines()[-1]
+    assert prompt.startswith(first_line) and prompt.endswith(last_line)  # instructions whole, both ends
+    assert '"Pneumonia of the left lower lobe"' in prompt and '"Left lower lobe pneumonia"' in prompt
+    assert CUT_MARK.strip() in prompt and "START" in prompt and "END" in prompt
+    tokens = len(judge.backend.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert tokens + LOCAL_RESERVE_TOKENS <= 1024 and tokens + LOCAL_RESERVE_TOKENS > 900  # as much as fits
+    for protocol in ("paper", "medix"):
+        conv = judge.conversation_prompts[protocol].conversation(REQUEST, judge.fits)
+        assert CUT_MARK.strip() in conv.first and '"Pneumonia of the left lower lobe"' in conv.first
+
+
+def test_a_prompt_within_the_real_context_is_sent_whole():
+    with Judge(JudgeConfig(backend="local", cache=False)) as judge:  # SmolLM2-135M: 8,192 tokens
+        request = JudgeRequest(candidate="x", reference="y", question=" ".join(["word"] * 3000))  # ~3k tokens
+        assert judge.render(request) == judge.prompts._render(request, request.question)
+        assert judge.backend.context_tokens == 8192
+
+
+def test_a_reference_past_the_context_is_a_failed_verdict_not_a_cut_one(small_context_judge):
+    request = JudgeRequest(candidate="x", reference=QUESTION, question="q")
+    [verdict] = small_context_judge.judge([request])
+    assert verdict.score is None and "past the judge's context of 1024 tokens" in verdict.error
