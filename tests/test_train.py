@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.testing.judge_server import JudgeStub
 from medix.testing.tiny import tiny_qwen3_vl, tiny_text_lm

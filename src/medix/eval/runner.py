@@ -21,7 +21,7 @@ from typing import Callable
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.generate import check_resume, generator_identity, run_generate
-from medix.eval.items import TaskUnavailable, load_task
+from medix.eval.items import TaskUnavailable, load_items, load_task
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
 from medix.eval.schema import (GenerationRecord, JsonlStore, data_checks_path, generations_path, judgments_path,
