@@ -155,7 +155,7 @@ def test_filter_runs_once_and_later_calls_read_the_cache(tmp_path, hf_cache, pro
 
     calls = []
     real = module.prompt_tokens
-    monkeypatch.setattr(module, "prompt_tokens", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(module, "prompt_tokens", lambda *a, **k: calls.append(1) or real(*a, **k))
     rows = [{"problem": f"Question {i}?", "solution": "<X_RAY> answer"} for i in range(6)]
     data = _write_jsonl(tmp_path / "d.jsonl", rows)
     first = prepare(str(data), _data_cfg(data), processor, vision=True)
@@ -194,21 +194,28 @@ def _mixed_parquet(path, n_good=5):
     return path
 
 
-def test_parquet_with_image_bytes_validated_lazily_with_limit_and_skip(tmp_path, hf_cache, caplog):
-    """Arrow sources keep their images encoded; bad rows name file, row and field (row numbers of the file,
-    also in later windows of a `limit`); skip counts them."""
+@pytest.mark.parametrize("kind", ["parquet", "hub"])
+def test_image_bytes_validated_lazily_with_limit_and_skip(tmp_path, hf_cache, caplog, monkeypatch, kind):
+    """A local parquet (streamed) and a hub split (an Arrow table with a decoding Image feature, validated by
+    Dataset.map in windows when `limit` is set) keep their images encoded; bad rows name the source, row and
+    field (row numbers of the source, also in later windows); skip counts them."""
     data = _mixed_parquet(tmp_path / "train.parquet")
-    with pytest.raises(MedixError, match=r"train.parquet, row 2, field 'solution': missing"):
-        load_rows(data)
+    source = str(data)
+    if kind == "hub":
+        monkeypatch.setattr("medix.data.datasets._hub_dataset", lambda spec: datasets.Dataset.from_parquet(str(data)))
+        source = "org/medical-rows@train"
+    with pytest.raises(MedixError, match=rf"{source}, row 2, field 'solution': missing"):
+        load_rows(source)
     with caplog.at_level(logging.WARNING):
-        rows = load_rows(data, limit=3, on_invalid="skip")
+        rows = load_rows(source, limit=3, on_invalid="skip")
     assert rows["problem"] == ["Q0?", "Q1?", "Q2?"]
     assert "row 2, field 'solution'" in caplog.text and "row 4, field 'problem'" in caplog.text
     assert "skipped 2 invalid row(s), kept 3" in caplog.text
     image = rows[0]["images"][0]
-    assert image["bytes"] == _png_bytes((32, 32)) and not isinstance(image, Image.Image)
+    assert image["bytes"] == _png_bytes((32, 32)) and rows[0]["image_sizes"] == [[32, 32]]
     assert rows.features["images"] == datasets.List(datasets.Image(decode=False))
-    assert len(load_rows(data, on_invalid="skip")) == 5
+    assert len(load_rows(source, on_invalid="skip")) == 5
+    assert isinstance(load_rows(source, on_invalid="skip", decode_images=True)[0]["images"][0], Image.Image)
 
 
 def test_parquet_bytes_prepare_counts_and_drops_long_prompts(tmp_path, hf_cache, processor):
@@ -247,3 +254,21 @@ def test_bad_json_rows_and_empty_file(tmp_path, hf_cache):
     (tmp_path / "list.json").write_text('[{"problem": "Q", "solution": "a"}, "oops"]')
     with pytest.raises(MedixError, match=r"list.json, row 2: expected an object"):
         load_rows(tmp_path / "list.json")
+
+
+@pytest.mark.slow
+def test_bench_smoke_runs_old_and_new_and_they_agree(benchmarks_dir):
+    """bench/data_prep.py --smoke: both codes run in their own processes on real mirror images and keep the
+    same rows (the table has no MISMATCH line)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "data_prep.py"), "--smoke", "--markdown",
+                           "--benchmarks", str(benchmarks_dir)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| jsonl")]
+    assert [r.split("|")[3].strip() for r in rows] == ["new", "old"]
+    kept_and_too_long = [tuple(c.strip() for c in r.split("|")[4:6]) for r in rows]
+    assert kept_and_too_long == [("29", "1")] * 2 and "MISMATCH" not in done.stdout  # the 8th is too long

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 ROWS_VERSION = "rows-1"  # part of every cache fingerprint: bump when the validation rules change
 OnInvalid = Literal["error", "skip"]
+# Rows held in memory before datasets writes them to Arrow (its default, 1000, is ~70 MB of image bytes).
+WRITER_BATCH_ROWS = 100
 
 
 @dataclass
@@ -55,13 +57,16 @@ class Sample:
         return cls(id=row["id"], problem=row["problem"], solution=row["solution"], images=images)
 
 
-def row_features() -> "datasets.Features":
-    """The schema of `load_rows`: images as {bytes, path} structs that are not decoded; `error` is set on a
-    row that failed validation (on_invalid=skip keeps it until the report, then drops it)."""
+def row_features(decode_images: bool = False) -> "datasets.Features":
+    """The schema of `load_rows`. images: {bytes, path} structs, decoded to PIL on access only when
+    `decode_images`; image_sizes: (height, width) of each image from its header (read when images are
+    checked, else null); error: set on a row that failed validation (on_invalid=skip keeps it until the
+    report, then drops it)."""
     from datasets import Features, Image as ImageFeature, List, Value
 
     text = Value("string")
-    return Features({"id": text, "problem": text, "solution": text, "images": List(ImageFeature(decode=False)),
+    return Features({"id": text, "problem": text, "solution": text,
+                     "images": List(ImageFeature(decode=decode_images)), "image_sizes": List(List(Value("int64"))),
                      "error": text})
 
 
@@ -88,20 +93,24 @@ def read_records(path: Path) -> Iterable[dict]:
         raise MedixError(f"{path}: unsupported file type '{suffix}' (use one of {', '.join(LOCAL_SUFFIXES)})")
 
 
-def _check_image(source: Any, loc: str, name: object) -> None:
-    """Fail with the row's location when PIL cannot read the file's header and structure (no pixel decode)."""
+def _check_image(source: Any, loc: str, name: object) -> list[int]:
+    """[height, width] from the header; fail with the row's location when PIL cannot read the file's header
+    and structure (no pixel decode)."""
     try:
         with Image.open(source) as img:
+            size = [img.height, img.width]
             img.verify()
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise MedixError(f"{loc}: unreadable image {name} ({err.__class__.__name__}: {err})") from None
+    return size
 
 
-def _images(value: Any, base: Path, loc: str, check: bool) -> list[dict]:
-    """The image column (None, a path, a list of paths, HF {'bytes','path'} dicts, PIL) → {bytes, path} dicts."""
+def _images(value: Any, base: Path, loc: str, check: bool) -> tuple[list[dict], list[list[int]] | None]:
+    """The image column (None, a path, a list of paths, HF {'bytes','path'} dicts, PIL) → {bytes, path}
+    dicts, and with `check` their [height, width]."""
     if value is None:
-        return []
-    out = []
+        return [], [] if check else None
+    out, sizes = [], []
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, Image.Image):  # an already decoded image (in-memory data): store it encoded
             from datasets import Image as ImageFeature
@@ -109,7 +118,7 @@ def _images(value: Any, base: Path, loc: str, check: bool) -> list[dict]:
             item = ImageFeature().encode_example(item)
         if isinstance(item, dict) and item.get("bytes"):
             if check:
-                _check_image(io.BytesIO(item["bytes"]), loc, "(embedded bytes)")
+                sizes.append(_check_image(io.BytesIO(item["bytes"]), loc, "(embedded bytes)"))
             out.append({"bytes": item["bytes"], "path": item.get("path")})
             continue
         if isinstance(item, dict):
@@ -118,9 +127,9 @@ def _images(value: Any, base: Path, loc: str, check: bool) -> list[dict]:
             raise MedixError(f"{loc}: image entry must be a path, got {item!r}")
         path = Path(item) if Path(item).is_absolute() else base / item
         if check:
-            _check_image(path, loc, path)
+            sizes.append(_check_image(path, loc, path))
         out.append({"bytes": None, "path": str(path)})
-    return out
+    return out, sizes if check else None
 
 
 def to_row(record: dict, row: int, source: str, base: Path, check_images: bool = True) -> dict:
@@ -140,10 +149,10 @@ def to_row(record: dict, row: int, source: str, base: Path, check_images: bool =
     if not answer:
         raise MedixError(f"{where(source, row, 'solution')}: has a tag but no answer text")
     image_value = record.get("images", record.get("image"))
-    images = _images(image_value, base, where(source, row, "image"), check_images)
+    images, sizes = _images(image_value, base, where(source, row, "image"), check_images)
     row_id = record.get("id")
     return {"id": str(row_id if row_id is not None else f"{Path(source).stem}-{row}"), "problem": record["problem"],
-            "solution": record["solution"], "images": images, "error": None}
+            "solution": record["solution"], "images": images, "image_sizes": sizes, "error": None}
 
 
 def _checked(record: dict, row: int, source: str, base: Path, check_images: bool, on_invalid: OnInvalid) -> dict:
@@ -153,25 +162,28 @@ def _checked(record: dict, row: int, source: str, base: Path, check_images: bool
     except MedixError as err:
         if on_invalid == "error":
             raise
-        return {"id": None, "problem": None, "solution": None, "images": [], "error": str(err)}
+        return {"id": None, "problem": None, "solution": None, "images": [], "image_sizes": None, "error": str(err)}
 
 
 def load_rows(source: str | Path, limit: int | None = None, on_invalid: OnInvalid = "error",
-              check_images: bool = True, num_proc: int | None = None) -> "datasets.Dataset":
+              check_images: bool = True, num_proc: int | None = None,
+              decode_images: bool = False) -> "datasets.Dataset":
     """Validated rows of a local file or a hub `name@split` as a memory-mapped `datasets.Dataset`.
 
-    Columns: id, problem, solution, images (`List(Image(decode=False))`: paths and bytes, never pixels).
-    on_invalid="skip" drops bad rows (logging each, then a count) instead of stopping; `limit` keeps the first
-    N valid rows; `num_proc` validates Arrow sources (parquet, hub) in that many processes.
+    Columns: see `row_features` (images are paths and bytes in the table; `decode_images` only says whether
+    reading a row turns them into PIL images). on_invalid="skip" drops bad rows (logging each, then a count)
+    instead of stopping; `limit` keeps the first N valid rows; `num_proc` validates a hub dataset in that
+    many processes (local files are streamed once, in one).
     """
     from datasets.exceptions import DatasetGenerationError
 
     path, name = Path(source), str(source)
+    options = {"limit": limit, "on_invalid": on_invalid, "check_images": check_images, "decode_images": decode_images}
     try:
         if path.suffix.lower() in LOCAL_SUFFIXES or path.exists():
-            rows = _local_rows(path, limit, on_invalid, check_images, num_proc)
+            rows = _local_rows(path, **options)
         else:
-            rows = _arrow_rows(_hub_dataset(name), name, Path("."), limit, on_invalid, check_images, num_proc)
+            rows = _arrow_rows(_hub_dataset(name), name, Path("."), num_proc=num_proc, **options)
     except DatasetGenerationError as err:  # an error raised inside datasets' generator: show the cause
         if isinstance(err.__cause__, MedixError):
             raise err.__cause__ from None
@@ -185,7 +197,10 @@ def load_samples(source: str | Path, limit: int | None = None, on_invalid: OnInv
     return [Sample.from_row(row) for row in load_rows(source, limit, on_invalid, check_images)]
 
 
-def _local_rows(path: Path, limit, on_invalid, check_images, num_proc) -> "datasets.Dataset":
+def _local_rows(path: Path, limit, on_invalid, check_images, decode_images) -> "datasets.Dataset":
+    """A local file streamed once through validation into an Arrow file (plain reads, no memory-mapped
+    input); the fingerprint follows the file's identity and modification, so an edited file is read again
+    and an unchanged one comes from the cache."""
     import datasets
     from datasets.fingerprint import Hasher
 
@@ -194,24 +209,38 @@ def _local_rows(path: Path, limit, on_invalid, check_images, num_proc) -> "datas
     suffix = path.suffix.lower()
     if suffix not in LOCAL_SUFFIXES:
         raise MedixError(f"{path}: unsupported file type '{suffix}' (use one of {', '.join(LOCAL_SUFFIXES)})")
-    if suffix == ".parquet":
-        table = datasets.Dataset.from_parquet(str(path))
-        return _arrow_rows(table, str(path), path.parent, limit, on_invalid, check_images, num_proc)
-    # JSON is parsed row by row in Python and written to Arrow in batches; the fingerprint follows the file's
-    # identity and modification, so an edited file is read again and an unchanged one comes from the cache.
-    if next(iter(read_records(path)), None) is None:  # datasets cannot build a table from no rows
+    if next(iter(_file_records(path)), None) is None:  # datasets cannot build a table from no rows
         raise MedixError(f"{path}: no usable rows (empty dataset)")
     stat = path.stat()
     kwargs = {"path": str(path), "on_invalid": on_invalid, "check_images": check_images, "limit": limit}
-    fingerprint = Hasher.hash([ROWS_VERSION, str(path.resolve()), stat.st_mtime_ns, stat.st_size, kwargs])
-    return datasets.Dataset.from_generator(_json_rows, features=row_features(), gen_kwargs=kwargs,
-                                           fingerprint=fingerprint)
+    fingerprint = Hasher.hash([ROWS_VERSION, str(path.resolve()), stat.st_mtime_ns, stat.st_size, decode_images,
+                               kwargs])
+    return datasets.Dataset.from_generator(_file_rows, features=row_features(decode_images), gen_kwargs=kwargs,
+                                           fingerprint=fingerprint, writer_batch_size=WRITER_BATCH_ROWS)
 
 
-def _json_rows(path: str, on_invalid: OnInvalid, check_images: bool, limit: int | None) -> Iterable[dict]:
-    """Generator for `Dataset.from_generator`: one validated row per record of a .jsonl / .json file."""
+def _file_records(path: Path) -> Iterable[dict]:
+    """`read_records`, with parquet read in batches of rows straight from the file (images stay encoded)."""
+    if path.suffix.lower() != ".parquet":
+        yield from read_records(path)
+        return
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as file:
+        groups = file.num_row_groups
+    for group in range(groups):
+        # A fresh reader per row group: one reader over the whole file keeps buffers of the groups it has read
+        # (pyarrow 26: its allocations went from 25 MB after 2k rows of images to 97 MB after 8k), so memory
+        # would grow with the file; per row group it stays flat.
+        with pq.ParquetFile(path) as file:
+            for batch in file.iter_batches(batch_size=64, row_groups=[group], use_threads=False):
+                yield from batch.to_pylist()
+
+
+def _file_rows(path: str, on_invalid: OnInvalid, check_images: bool, limit: int | None) -> Iterable[dict]:
+    """Generator for `Dataset.from_generator`: one validated row per record of a local file."""
     kept = 0
-    for row, record in enumerate(read_records(Path(path)), 1):
+    for row, record in enumerate(_file_records(Path(path)), 1):
         out = _checked(record, row, path, Path(path).parent, check_images, on_invalid)
         kept += out["error"] is None
         yield out
@@ -230,9 +259,9 @@ def _validate_batch(batch: dict, indices: list[int], source: str, base: Path, ch
 
 
 def _arrow_rows(table: "datasets.Dataset", source: str, base: Path, limit, on_invalid, check_images,
-                num_proc) -> "datasets.Dataset":
-    """Validate an Arrow source with `Dataset.map` (cached, `num_proc`); with `limit`, only as many leading
-    windows of rows as it takes to find `limit` valid ones."""
+                decode_images, num_proc) -> "datasets.Dataset":
+    """Validate an Arrow source (a hub split) with `Dataset.map` (cached, `num_proc`); with `limit`, only as
+    many leading windows of rows as it takes to find `limit` valid ones."""
     import datasets
 
     table = _undecoded(table)
@@ -242,15 +271,17 @@ def _arrow_rows(table: "datasets.Dataset", source: str, base: Path, limit, on_in
         window = table if (start, stop) == (0, len(table)) else table.select(range(start, stop))
         kwargs = {"source": source, "base": base, "check_images": check_images, "on_invalid": on_invalid,
                   "offset": start}
-        part = window.map(_validate_batch, batched=True, with_indices=True, fn_kwargs=kwargs,
-                          remove_columns=window.column_names, features=row_features(),
+        part = window.map(_validate_batch, batched=True, batch_size=WRITER_BATCH_ROWS,
+                          writer_batch_size=WRITER_BATCH_ROWS, with_indices=True, fn_kwargs=kwargs,
+                          remove_columns=window.column_names, features=row_features(decode_images),
                           num_proc=num_proc if num_proc and len(window) >= 2 * num_proc else None,
                           desc=f"validating {source}")
         parts.append(part)
         kept += len(part) - sum(e is not None for e in part["error"])
         start = stop
     if not parts:
-        return datasets.Dataset.from_dict({k: [] for k in row_features()}, features=row_features())
+        features = row_features(decode_images)
+        return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 

@@ -51,14 +51,22 @@ def messages(problem: str, n_images: int, cfg: DataConfig, vision: bool) -> list
     return out + [turn("user", build_prompt(problem, cfg.think_tag, cfg.prompt_template), n_images)]
 
 
-def prompt_tokens(processing, prompt: list[dict], images: list | None = None) -> int:
+def prompt_tokens(processing, prompt: list[dict], images: list | None = None,
+                  sizes: list | None = None) -> int:
     """Prompt length in tokens after the chat template; with images (vision policy), the image tokens the
     processor expands them to are counted too, as the official length filter does. Where the processor can
-    count an image's tokens from its size (Qwen-VL), only the image header is read."""
-    if images and hasattr(processing, "image_processor"):
+    count an image's tokens from its (height, width) (Qwen-VL), only those sizes are needed (given, or read
+    from the image headers); otherwise the decoded images are processed."""
+    n_images = len(sizes) if sizes is not None else len(images or [])
+    if n_images and hasattr(processing, "image_processor"):
         text = processing.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        counted = _counted_from_sizes(processing, text, images)
-        return counted if counted is not None else processed_prompt_tokens(processing, text, images)
+        counted = _counted_from_sizes(processing, text, sizes if sizes is not None else [image_size(i) for i in images])
+        if counted is not None:
+            return counted
+        if images is None:
+            raise MedixError(f"{type(processing).__name__}: the chat template does not place one image token per "
+                             "image, so image tokens cannot be counted from image sizes")
+        return processed_prompt_tokens(processing, text, images)
     tokenizer = getattr(processing, "tokenizer", processing)
     flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else
              " ".join(p.get("text") or "" for p in m["content"])} for m in prompt]
@@ -70,15 +78,21 @@ def processed_prompt_tokens(processing, text: str, images: list) -> int:
     return len(processing(text=[text], images=[_rgb(i) for i in images])["input_ids"][0])
 
 
-def _counted_from_sizes(processing, text: str, images: list) -> int | None:
+def counts_from_sizes(processing) -> bool:
+    """Whether `processing` gives image token counts from image sizes (then no pixels are read)."""
+    return image_token_counts(processing, [(64, 64)]) is not None and getattr(processing, "image_token_id", None) \
+        is not None
+
+
+def _counted_from_sizes(processing, text: str, sizes: list) -> int | None:
     """Text tokens with each image placeholder replaced by that image's token count (None: not countable)."""
-    counts = image_token_counts(processing, [image_size(i) for i in images])
+    counts = image_token_counts(processing, [tuple(s) for s in sizes])
     image_token_id = getattr(processing, "image_token_id", None)
     if counts is None or image_token_id is None:
         return None
     ids = processing.tokenizer(text)["input_ids"]
     placeholders = ids.count(image_token_id)
-    if placeholders != len(images):  # a template that does not place one token per image: let it process
+    if placeholders != len(sizes):  # a template that does not place one token per image
         return None
     return len(ids) - placeholders + sum(counts)
 
@@ -93,18 +107,30 @@ def _rgb(image):
 
 
 class PromptColumns:
-    """`Dataset.map` function (batched, picklable for num_proc): prompt, its token count and the image count."""
+    """`Dataset.map` function (batched, picklable for num_proc): prompt, its token count and the image count.
+
+    It reads `problem` and the image sizes when the processor counts from sizes, so the image column (paths,
+    or bytes that may be most of the table) is not read at all; else `problem` and the decoded images."""
 
     def __init__(self, cfg: DataConfig, processing, vision: bool):
         self.cfg, self.processing, self.vision = cfg, processing, vision
+        self.from_sizes = not vision or counts_from_sizes(processing)
+        self.input_columns = ["problem", "image_sizes" if self.from_sizes else "images"]
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, problems: list[str], images: list[list]) -> dict:
         out = {"prompt": [], "prompt_tokens": [], "n_images": []}
-        for problem, images in zip(batch["problem"], batch["images"]):
-            prompt = messages(problem, len(images) if self.vision else 0, self.cfg, self.vision)
+        for problem, row_images in zip(problems, images):
+            n_images = len(row_images)
+            prompt = messages(problem, n_images if self.vision else 0, self.cfg, self.vision)
+            if not self.vision:
+                tokens = prompt_tokens(self.processing, prompt)
+            elif self.from_sizes:
+                tokens = prompt_tokens(self.processing, prompt, sizes=row_images)
+            else:
+                tokens = prompt_tokens(self.processing, prompt, images=row_images)
             out["prompt"].append(prompt)
-            out["prompt_tokens"].append(prompt_tokens(self.processing, prompt, images if self.vision else None))
-            out["n_images"].append(len(images))
+            out["prompt_tokens"].append(tokens)
+            out["n_images"].append(n_images)
         return out
 
 
@@ -128,7 +154,7 @@ def prep_fingerprint(rows: datasets.Dataset, cfg: DataConfig, processing, vision
     backend = getattr(tokenizer, "backend_tokenizer", None)
     image_processor = getattr(processing, "image_processor", None)
     return Hasher.hash([
-        PREP_VERSION, rows._fingerprint, vision, messages("\x00", 1, cfg, vision),  # the rendered prompt format
+        PREP_VERSION, rows._fingerprint, vision, counts_from_sizes(processing), messages("\x00", 1, cfg, vision),  # the rendered prompt format
         type(processing).__qualname__, backend.to_str() if backend else sorted(tokenizer.get_vocab().items()),
         getattr(processing, "chat_template", None), tokenizer.chat_template,
         image_processor.to_json_string() if image_processor is not None else None,
@@ -151,16 +177,8 @@ def prepare(source: str, cfg: DataConfig, processing, vision: bool, limit: int |
     """Load, validate, build prompts and drop over-long ones, once per node (pass `main_process_first=None`
     to run in every process, or e.g. a `TrainingArguments.main_process_first` to use the trainer's)."""
     with (main_process_first or contextlib.nullcontext)():
-        rows = load_rows(source, limit=limit, on_invalid=cfg.on_invalid, num_proc=cfg.num_proc)
-        features = rows.features.copy()
-        features.update({"prompt": prompt_feature(vision), "prompt_tokens": datasets.Value("int64"),
-                         "n_images": datasets.Value("int64")})
-        if vision:  # stored as read (paths / bytes), decoded on access: TRL's batches get PIL images
-            features["images"] = datasets.List(datasets.Image())
-        measured = rows.map(PromptColumns(cfg, processing, vision), batched=True, batch_size=256,
-                            num_proc=_procs(cfg.num_proc, len(rows)), features=features,
-                            new_fingerprint=prep_fingerprint(rows, cfg, processing, vision),
-                            desc=f"{source}: prompts and their lengths")
+        rows = load_rows(source, limit=limit, on_invalid=cfg.on_invalid, num_proc=cfg.num_proc, decode_images=vision)
+        measured = _with_prompts(rows, source, cfg, processing, vision)
         kept = measured.filter(_fits, input_columns="prompt_tokens", batched=True,
                                fn_kwargs={"max_tokens": cfg.max_prompt_tokens},
                                num_proc=_procs(cfg.num_proc, len(measured)),
@@ -174,8 +192,24 @@ def prepare(source: str, cfg: DataConfig, processing, vision: bool, limit: int |
     if not len(kept):
         raise MedixError(f"{source}: no samples left after filtering ({too_long} longer than "
                          f"data.max_prompt_tokens={cfg.max_prompt_tokens})")
-    dataset = kept.remove_columns(["prompt_tokens", "n_images"] + ([] if vision else ["images"]))
+    dataset = kept.remove_columns(["prompt_tokens", "n_images", "image_sizes"] + ([] if vision else ["images"]))
     return PreparedData(dataset, len(rows), too_long, dropped)
+
+
+def _with_prompts(rows: datasets.Dataset, source: str, cfg: DataConfig, processing, vision: bool) -> datasets.Dataset:
+    """`rows` plus the prompt, prompt_tokens and n_images columns. The map writes only the new columns (the
+    table beside them is not copied) and is cached under `prep_fingerprint`."""
+    columns = PromptColumns(cfg, processing, vision)
+    if vision and not columns.from_sizes:
+        log.warning("%s cannot count image tokens from image sizes: every image is decoded and processed for "
+                    "the length filter", type(processing).__name__)
+    features = datasets.Features({"prompt": prompt_feature(vision), "prompt_tokens": datasets.Value("int64"),
+                                  "n_images": datasets.Value("int64")})
+    new = rows.map(columns, input_columns=columns.input_columns, batched=True, batch_size=256,
+                   remove_columns=rows.column_names, features=features, num_proc=_procs(cfg.num_proc, len(rows)),
+                   new_fingerprint=prep_fingerprint(rows, cfg, processing, vision),
+                   desc=f"{source}: prompts and their lengths")
+    return datasets.concatenate_datasets([rows, new], axis=1)
 
 
 def _procs(num_proc: int | None, rows: int) -> int | None:
