@@ -13,7 +13,12 @@ from medix.data.datasets import load_rows
 from medix.errors import MedixError
 from medix.testing.tiny import tiny_qwen3_vl
 from medix.train.config import ModelConfig, load_train_config
-from medix.train.dataset import messages, processed_prompt_tokens, prepare, prompt_tokens
+from medix.train.dataset import (
+    messages,
+    prepare,
+    processed_prompt_tokens,
+    prompt_tokens,
+)
 from medix.train.image_tokens import image_size, image_token_counts
 from medix.train.policy import prepare_policy
 
@@ -55,8 +60,8 @@ def test_image_tokens_from_sizes_equal_what_the_processor_gives(benchmarks_dir, 
                                                                 monkeypatch):
     """The length filter's count (image sizes only) equals the processor's when it processes the decoded
     images, on real benchmark images, for prompts with one and with two images."""
-    _, processor = tiny_qwen3_vl()
-    prepare_policy(tiny_qwen3_vl()[0], processor, ModelConfig(min_pixels=min_pixels, max_pixels=max_pixels))
+    model, processor = tiny_qwen3_vl()
+    prepare_policy(model, processor, ModelConfig(min_pixels=min_pixels, max_pixels=max_pixels))
     images = _real_images(benchmarks_dir, 12 if min_pixels != 262144 else 4)
     sizes = {(h, w) for h, w in map(image_size, images)}
     assert len(sizes) >= 3  # several sizes and aspect ratios
@@ -266,7 +271,8 @@ def test_bench_smoke_runs_old_and_new_and_they_agree(benchmarks_dir):
     from conftest import REPO
 
     done = subprocess.run([sys.executable, str(REPO / "bench" / "data_prep.py"), "--smoke", "--markdown",
-                           "--benchmarks", str(benchmarks_dir)], capture_output=True, text=True, timeout=600)
+                           "--benchmarks", str(benchmarks_dir)], check=False, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| jsonl")]
     assert [r.split("|")[3].strip() for r in rows] == ["new", "old"]
