@@ -8,7 +8,8 @@
 The dataset is synthetic with the schema of MBZUAI/medix-rl-data (`image`: a list of images, `problem`,
 `solution` = "<TAG> answer"), built from the real VQA-RAD and PathVQA mirror images and questions (found as
 tests/conftest.py finds them: ../shared/benchmarks next to the repo, or $MEDIX_BENCHMARKS); every 100th
-question (the 8th, 108th, ...) is made too long for the 4352-token filter, so that the count of dropped rows is checked too.
+question (the 8th, 108th, ...) is made too long for the 4352-token filter, so that the count of dropped
+rows is checked too.
 
 Each run is its own subprocess with a fresh datasets cache, started through a small launcher so that the
 launcher's `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss` is that run's peak RSS (the largest single
@@ -96,7 +97,8 @@ def old_prepare(workdir: Path):
     """`prepare` as of OLD_REF, imported from `git show` copies of its two modules."""
     folder = workdir / "old_code"
     folder.mkdir(exist_ok=True)
-    for module, source in (("old_datasets", "src/medix/data/datasets.py"), ("old_dataset", "src/medix/train/dataset.py")):
+    modules = (("old_datasets", "src/medix/data/datasets.py"), ("old_dataset", "src/medix/train/dataset.py"))
+    for module, source in modules:
         text = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_REF}:{source}"], check=True,
                               capture_output=True, text=True).stdout
         text = text.replace("from medix.data.datasets import", "from old_datasets import")

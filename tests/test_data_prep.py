@@ -143,7 +143,8 @@ def test_vision_prompt_with_system_prompt_and_few_shot(tmp_path, hf_cache, proce
     from trl.data_utils import prepare_multimodal_messages
 
     Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
-    data = _write_jsonl(tmp_path / "d.jsonl", [{"image": "a.png", "problem": "Which organ?", "solution": "<MRI_SCAN> brain"}])
+    data = _write_jsonl(tmp_path / "d.jsonl",
+                        [{"image": "a.png", "problem": "Which organ?", "solution": "<MRI_SCAN> brain"}])
     cfg = _data_cfg(data, "data.system_prompt='Be brief.'",
                     "data.few_shot=[{problem: 'Example?', response: '<OTHER> <think>x</think><answer>y</answer>'}]")
     row = prepare(str(data), cfg, processor, vision=True).dataset[0]

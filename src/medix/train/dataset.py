@@ -154,7 +154,8 @@ def prep_fingerprint(rows: datasets.Dataset, cfg: DataConfig, processing, vision
     backend = getattr(tokenizer, "backend_tokenizer", None)
     image_processor = getattr(processing, "image_processor", None)
     return Hasher.hash([
-        PREP_VERSION, rows._fingerprint, vision, counts_from_sizes(processing), messages("\x00", 1, cfg, vision),  # the rendered prompt format
+        PREP_VERSION, rows._fingerprint, vision, counts_from_sizes(processing),
+        messages("\x00", 1, cfg, vision),  # the prompt format as rendered: template, think tag, system, few-shot
         type(processing).__qualname__, backend.to_str() if backend else sorted(tokenizer.get_vocab().items()),
         getattr(processing, "chat_template", None), tokenizer.chat_template,
         image_processor.to_json_string() if image_processor is not None else None,
