@@ -9,21 +9,19 @@ predicted first, and may write 4 tokens).
 import pytest
 from conftest import REPO
 
-from medix.data.datasets import Sample
 from medix.data.modality import MODALITY_TAGS
 from medix.judge import Judge, JudgeRequest
 from medix.train.config import load_train_config
 from medix.train.dataset import messages
 
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("medix-r1-*.yaml"))
-SAMPLE = Sample(id="s1", problem="  What does the arrow point to?  ", solution="<X_RAY> pneumothorax",
-                images=["a.png"])
+SAMPLE = ("  What does the arrow point to?  ", 1)  # problem, number of images
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_training_prompt_follows_the_official_layout(name):
     cfg = load_train_config(REPO / "configs" / f"{name}.yaml")
-    [user] = messages(SAMPLE, cfg.data, vision=True)
+    [user] = messages(*SAMPLE, cfg.data, vision=True)
     parts = user["content"]
     # official order: [instruction ... "Question:"] [image] [problem, trimmed]
     assert [p["type"] for p in parts] == ["text", "image", "text"]
@@ -32,9 +30,9 @@ def test_training_prompt_follows_the_official_layout(name):
     assert all(f"<{tag}>" in instruction for tag in MODALITY_TAGS) and len(MODALITY_TAGS) == 16
     assert "<thinking>" in instruction and "</thinking>" in instruction and "<answer>" in instruction
     # a text-only sample: the same text, no image part and no "<image>" left in it
-    [text_user] = messages(Sample(id="t", problem="Q?", solution="A"), cfg.data, vision=True)
-    assert isinstance(text_user["content"], str) and "<image>" not in text_user["content"]
-    assert text_user["content"].rstrip().endswith("Question:\nQ?")
+    [text_user] = messages("Q?", 0, cfg.data, vision=True)  # a vision policy's turns are lists of parts
+    [only] = text_user["content"]
+    assert only["type"] == "text" and "<image>" not in only["text"] and only["text"].rstrip().endswith("Question:\nQ?")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -52,7 +50,7 @@ def test_medix_default_prompt_and_judge_are_unchanged():
     from medix.config import JudgeConfig
     from medix.train.config import DataConfig
 
-    [user] = messages(SAMPLE, DataConfig(train="x"), vision=True)
+    [user] = messages(*SAMPLE, DataConfig(train="x"), vision=True)
     assert [p["type"] for p in user["content"]] == ["image", "text"]  # medix: images first, its own instruction
     with Judge(JudgeConfig()) as judge:
         assert "UNSEEN" in judge.render(JudgeRequest(candidate="a", reference="b", question="UNSEEN"))
@@ -69,8 +67,8 @@ def test_the_official_length_filter_measures_characters_with_one_image_placehold
 
     _, processor = tiny_qwen3_vl()
     Image.new("RGB", (64, 64)).save(tmp_path / "x.png")
-    [user] = messages(Sample(id="a", problem="Which organ?", solution="<CT_SCAN> Liver", images=[str(tmp_path / "x.png")]),
-                      load_train_config(REPO / "configs" / "medix-r1-8b-dapo.yaml").data, vision=True)
+    [user] = messages("Which organ?", 1, load_train_config(REPO / "configs" / "medix-r1-8b-dapo.yaml").data,
+                      vision=True)
     official = processor.apply_chat_template([user], add_generation_prompt=True)
     assert isinstance(official, str) and official.count("<|image_pad|>") == 1
     text_tokens = len(processor.tokenizer(official, add_special_tokens=False)["input_ids"])

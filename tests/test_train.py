@@ -232,7 +232,6 @@ def test_medix_train_cli_one_step_embedded(tmp_path):
 def test_prompt_length_counts_image_tokens_at_the_configured_pixels(tmp_path):
     """The length filter counts the image tokens a vision prompt expands to, and model.min/max_pixels reach
     the processor (official: 262144 / 4194304)."""
-    from medix.data.datasets import Sample
     from medix.train.config import ModelConfig
     from medix.train.dataset import messages, prompt_tokens
     from medix.train.policy import prepare_policy
@@ -240,8 +239,7 @@ def test_prompt_length_counts_image_tokens_at_the_configured_pixels(tmp_path):
     model, processor = tiny_qwen3_vl()
     Image.new("RGB", (128, 128), (90, 30, 200)).save(tmp_path / "x.png")
     data = load_train_config(None, ["data.train=x.jsonl"]).data
-    prompt = messages(Sample(id="a", problem="Which organ?", solution="<CT_SCAN> Liver",
-                             images=[str(tmp_path / "x.png")]), data, vision=True)
+    prompt = messages("Which organ?", 1, data, vision=True)
     text_only = prompt_tokens(processor, prompt)
     # tiny processor: at most 64×64 pixels → 4 visual tokens after 16-px patches and 2×2 merging
     assert prompt_tokens(processor, prompt, [str(tmp_path / "x.png")]) == text_only + 4 + 2  # + vision start/end

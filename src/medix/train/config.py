@@ -64,6 +64,9 @@ class DataConfig(_Config):
     limit: int | None = Field(None, ge=1, description="Use only the first N training samples.")
     max_prompt_tokens: int = Field(4352, ge=16, description="Longer prompts are filtered out and counted (paper: 4352).")
     on_invalid: Literal["error", "skip"] = Field("error", description="A bad row stops the run, or is skipped and counted.")
+    num_proc: int | None = Field(None, ge=1, description="Processes for measuring prompt lengths and validating a "
+                                 "hub split (datasets' num_proc); None = one. The work runs once per node and is "
+                                 "cached, so a restart on unchanged data reads the cache.")
     think_tag: Literal["think", "thinking"] = Field("think", description="Reasoning tag the prompt asks for.")
     prompt_template: str | None = Field(None, description="Jinja format prompt; None = the packaged one.")
     system_prompt: str | None = Field(None, description="Optional system message before every question.")
