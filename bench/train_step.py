@@ -2,6 +2,7 @@
 
     python bench/train_step.py                 # 6 steps of the `medix demo` setup on CPU, first one skipped
     python bench/train_step.py --steps 10 --markdown
+    python bench/train_step.py --smoke         # 2 steps, groups of 2, 8-token answers: every row (CI, seconds)
 
 The policy is the embedded SmolLM2-135M-Instruct, the judge the same model in-process, the embedder
 all-MiniLM-L6-v2 — the `medix demo` configuration with dynamic sampling off (one generation round per
@@ -31,6 +32,8 @@ from medix.train.demo import demo_config
 from medix.train.trainer import build_trainer
 
 log = logging.getLogger("bench.train_step")
+# --smoke: the same flow at toy sizes (2 steps so one is measured after the warm-up step).
+SMOKE = {"steps": 2, "max_tokens": 8, "group": 2}
 
 
 class Timers:
@@ -73,13 +76,19 @@ class StepClock(TrainerCallback):
         self.timers.steps.append(step)
 
 
-def measure(steps: int, max_tokens: int) -> list[dict[str, float]]:
-    out = tempfile.mkdtemp(prefix="medix-bench-train-")
-    cfg = demo_config(steps, 2, out, max_tokens)
-    cfg.algorithm.dynamic_sampling.enabled = False
-    cfg.trainer.save_steps = 10_000
-    cfg.data.eval = None
-    run = build_trainer(cfg)
+def measure(steps: int, max_tokens: int, group: int | None = None) -> list[dict[str, float]]:
+    """Per-step timings of `steps` demo steps; `group` replaces the demo's group size (and batch) when given."""
+    with tempfile.TemporaryDirectory(prefix="medix-bench-train-") as out:  # the final save lands here, then goes
+        cfg = demo_config(steps, 2, out, max_tokens)
+        cfg.algorithm.dynamic_sampling.enabled = False
+        cfg.trainer.save_steps = 10_000
+        cfg.data.eval = None
+        if group:
+            cfg.rollout.num_generations = cfg.trainer.per_device_train_batch_size = group
+        return timed_steps(build_trainer(cfg))
+
+
+def timed_steps(run) -> list[dict[str, float]]:
     trainer, timers = run.trainer, Timers()
     timers.wrap(trainer, "_generate", "rollout")
     timers.wrap(trainer, "_calculate_rewards", "reward")
@@ -114,11 +123,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=64, help="answer length cap (as in medix demo)")
+    parser.add_argument("--group", type=int, default=None, help="group size and batch (default: the demo's 4)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help=f"toy sizes {SMOKE} (seconds), every row; the CI "
+                        "check that this script still runs (tests/test_bench.py)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    print(table(measure(args.steps, args.max_tokens), args.markdown))
+    if args.smoke:
+        print("SMOKE RUN (--smoke): toy sizes, the figures below are not measurements.\n")
+    print(table(measure(args.steps, args.max_tokens, args.group), args.markdown))
 
 
 if __name__ == "__main__":
