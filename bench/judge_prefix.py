@@ -103,8 +103,8 @@ def show(rows: list[dict], markdown: bool, header: str) -> None:
     print(header)
     if markdown:
         print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
+        for line in lines:  # a bar inside a cell ("max |ΔP(YES)|") would split it: escaped, as markdown reads it
+            print("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |")
         return
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
