@@ -281,7 +281,8 @@ class Rows:
         pair_probs = None
         with Section(name, self.notes):
             probs, secs = timed_p_yes(backend, self.demo_text[:demo_n])
-            self.speed.append(fmt_row(name, demo_n, secs, quality(probs, self.demo_y[:demo_n]) if demo_n >= 4 else None))
+            q = quality(probs, self.demo_y[:demo_n]) if demo_n >= 4 else None  # too few for a rate
+            self.speed.append(fmt_row(name, demo_n, secs, q))
             if pair_n:
                 pair_probs, secs = timed_p_yes(backend, self.pair_text[:pair_n])
                 y = self.pair_y[:pair_n]
