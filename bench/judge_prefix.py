@@ -2,6 +2,7 @@
 
     python bench/judge_prefix.py                          # SmolLM2-135M, 8 questions x 5 answers, 3 repeats
     python bench/judge_prefix.py --model qwen2.5-coder-1.5b --questions 4 --repeats 2 --workloads grpo
+    python bench/judge_prefix.py --smoke         # 1 question x 5 answers, 1 run: every row (CI, seconds)
 
 Workloads, built from real MedQA items (benchmark mirrors beside the repo, else the bundled sample set):
   GRPO groups    one-turn verdicts, each question + reference judged against 5 answers (the options and a
@@ -29,6 +30,8 @@ from medix.judge.local_backend import LocalBackend
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "benchmarks" / "medqa" / "test.jsonl"
 SAMPLE = REPO / "src" / "medix" / "eval" / "sample" / "medqa" / "test.jsonl"
+# --smoke: both workloads at toy sizes (one GRPO group of 5, one interleaved run each).
+SMOKE = {"model": "smollm2-135m", "questions": 1, "repeats": 1, "workloads": "grpo,eval"}
 
 
 def groups(n_questions: int) -> list[JudgeRequest]:
@@ -100,8 +103,8 @@ def show(rows: list[dict], markdown: bool, header: str) -> None:
     print(header)
     if markdown:
         print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
+        for line in lines:  # a bar inside a cell ("max |ΔP(YES)|") would split it: escaped, as markdown reads it
+            print("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |")
         return
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
@@ -117,7 +120,12 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workloads", default="grpo,eval", help="grpo, eval or both (a slow judge: grpo only)")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--smoke", action="store_true", help=f"toy sizes {SMOKE} (seconds), every row; the CI check "
+                   "that this script still runs (tests/test_bench.py)")
     args = p.parse_args(argv)
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("SMOKE RUN (--smoke): toy sizes, the figures below are not measurements.\n")
     rows = run(args.model, args.questions, args.repeats, args.batch_size, tuple(args.workloads.split(",")))
     show(rows, args.markdown, f"{args.model}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
                               f"batch_size {args.batch_size}, median of {args.repeats} interleaved runs")

@@ -6,6 +6,7 @@ Run from the repository root with the venv active (MEDIX_CACHE reuses the conver
     python bench/reward_throughput.py                                     # full size, n=512 (minutes on 2 cores)
     python bench/reward_throughput.py --n 64 --original-n 16 --local-n 32 # quick run
     python bench/reward_throughput.py --markdown                          # tables as markdown, for docs/
+    python bench/reward_throughput.py --smoke                             # every row at toy sizes (CI, seconds)
 
 Everything is measured in one run; result tables go to stdout, diagnostics (logging) to stderr. The header
 reports the CPU time OTHER processes used during the run: on a shared 2-core machine that inflates the figures.
@@ -258,10 +259,8 @@ def generate_verdicts(backend, prompts: list[str], k: int) -> tuple[list[str], i
     """Verdict TEXT by greedy generation, in batches built exactly as LocalBackend.p_yes builds them."""
     import torch
 
-    from medix.models import load_causal_lm
-
-    model, tokenizer = load_causal_lm("smollm2-135m")  # lru_cache: the very model object the backend uses
-    texts = [backend.render(p) for p in prompts]
+    model, tokenizer = backend.model, backend.tokenizer  # the very model object p_yes runs
+    texts = backend.render([[{"role": "user", "content": p}] for p in prompts])  # p_yes's chat text
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # p_yes's length bucketing
     out, size, steps = [""] * len(texts), backend.config.batch_size, 0
     with torch.inference_mode():
@@ -296,7 +295,7 @@ def run_local(samples: list[Sample], k: int, repeats: int) -> dict:
     finally:
         judge.close()
     parsed = [parse_verdict(t) for t in texts]  # microseconds; not worth a separate clock
-    logit_verdicts = [1.0 if p > 0.5 else 0.0 for p in probs]
+    logit_verdicts = [1.0 if p > config.threshold else 0.0 for p in probs]  # as Judge.decide reads P(YES)
     both = [(a, b) for a, b in zip(logit_verdicts, parsed) if b is not None]
     log.info("first generated verdict texts: %s", texts[:3])
     # Best of the runs: on a shared 2-core machine noise only ever adds time to a CPU-bound run.
@@ -307,6 +306,9 @@ def run_local(samples: list[Sample], k: int, repeats: int) -> dict:
             "judge_same": sum(v.score == lv for v, lv in zip(verdicts, logit_verdicts))}
 
 
+# --smoke: every code path of the full run at toy sizes (one local batch, two decode steps, 10 ms judge).
+SMOKE = {"n": 8, "original_n": 2, "local_n": 4, "latency": 0.01, "max_new_tokens": 2, "repeats": 1,
+         "local_repeats": 1}
 Table = namedtuple("Table", "title headers rows notes")  # rows: lists of str; notes: lines printed under it
 
 
@@ -382,7 +384,7 @@ def table_b(args, jo: dict, loc: dict) -> Table:
              f"Simulated server: median of {args.repeats} runs per side; local: best of "
              f"{args.local_repeats} per side (p_yes {', '.join(f'{t:.2f}' for t in loc['runs'][0])}; Judge "
              f"{', '.join(f'{t:.2f}' for t in loc['runs'][1])}); the two sides alternate who goes first.",
-             f"Judge(local) verdicts equal p_yes > 0.5 on {loc['judge_same']} of {m}."]
+             f"Judge(local) verdicts equal p_yes > threshold ({JUDGE_DEFAULTS.threshold}) on {loc['judge_same']} of {m}."]
     return Table("(b) medix Judge vs the backend's own saturated throughput", ["Backend", "Client", "Requests",
                  "Seconds", "Requests/s", "medix / direct", "Errors"], rows, notes)
 
@@ -415,7 +417,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSONL with question and answer columns")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown", action="store_true", help="print the tables as markdown")
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true", help=f"toy sizes {SMOKE} (seconds): every row runs, the "
+                   "figures mean nothing; the CI check that this script still runs (tests/test_bench.py)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        vars(args).update(SMOKE)
+    return args
 
 
 def main(argv=None) -> None:
@@ -446,6 +453,8 @@ def main(argv=None) -> None:
                         for a, b in zip(marks, marks[1:]))
     tables = [table_a(args, original_s, original_n, composite), table_b(args, jo, loc), table_c(args, loc)]
     # On 2 cores one busy neighbour stalls torch's thread pool and the event loops: say so next to the figures.
+    if args.smoke:
+        print("SMOKE RUN (--smoke): toy sizes, the figures below are not measurements.\n")
     print(f"n={args.n}; data: {source}; {os.cpu_count()} CPUs ({cpu_model()}); Python {platform.python_version()}\n"
           f"CPU used by other processes during the run ({foreign}); well above 0 means that window's timings are "
           "inflated.\n")

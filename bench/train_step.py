@@ -2,6 +2,7 @@
 
     python bench/train_step.py                 # 6 steps of the `medix demo` setup on CPU, first one skipped
     python bench/train_step.py --steps 10 --markdown
+    python bench/train_step.py --smoke         # 1 step, a group of 2, 8-token answers: every row (CI)
 
 The policy is the embedded SmolLM2-135M-Instruct, the judge the same model in-process, the embedder
 all-MiniLM-L6-v2 — the `medix demo` configuration with dynamic sampling off (one generation round per
@@ -31,6 +32,8 @@ from medix.train.demo import demo_config
 from medix.train.trainer import build_trainer
 
 log = logging.getLogger("bench.train_step")
+# --smoke: the same flow at toy sizes; its one step is measured warm-up and all (the figures mean nothing anyway).
+SMOKE = {"steps": 1, "max_tokens": 8, "group": 2}
 
 
 class Timers:
@@ -73,13 +76,19 @@ class StepClock(TrainerCallback):
         self.timers.steps.append(step)
 
 
-def measure(steps: int, max_tokens: int) -> list[dict[str, float]]:
-    out = tempfile.mkdtemp(prefix="medix-bench-train-")
-    cfg = demo_config(steps, 2, out, max_tokens)
-    cfg.algorithm.dynamic_sampling.enabled = False
-    cfg.trainer.save_steps = 10_000
-    cfg.data.eval = None
-    run = build_trainer(cfg)
+def measure(steps: int, max_tokens: int, group: int | None = None) -> list[dict[str, float]]:
+    """Per-step timings of `steps` demo steps; `group` replaces the demo's group size (and batch) when given."""
+    with tempfile.TemporaryDirectory(prefix="medix-bench-train-") as out:  # the final save lands here, then goes
+        cfg = demo_config(steps, 2, out, max_tokens)
+        cfg.algorithm.dynamic_sampling.enabled = False
+        cfg.trainer.save_steps = 10_000
+        cfg.data.eval = None
+        if group:
+            cfg.rollout.num_generations = cfg.trainer.per_device_train_batch_size = group
+        return timed_steps(build_trainer(cfg))
+
+
+def timed_steps(run) -> list[dict[str, float]]:
     trainer, timers = run.trainer, Timers()
     timers.wrap(trainer, "_generate", "rollout")
     timers.wrap(trainer, "_calculate_rewards", "reward")
@@ -105,7 +114,8 @@ def table(steps: list[dict[str, float]], markdown: bool) -> str:
         lines.append(f"| {name} | {seconds:.2f} | {share:.1f}% |" if markdown else
                      f"{name:<10}{seconds:>10.2f}{share:>8.1f}%")
     verdict = "met" if mean["rest"] <= 0.10 * mean["total"] else "MISSED"
-    lines.append(f"\nsteps measured: {len(measured)} (first of {len(steps)} skipped); "
+    skipped = f"first of {len(steps)} skipped" if len(steps) > 1 else "the only step, warm-up included"
+    lines.append(f"\nsteps measured: {len(measured)} ({skipped}); "
                  f"target rest <= 10% of the step: {verdict}")
     return "\n".join(lines)
 
@@ -114,11 +124,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=64, help="answer length cap (as in medix demo)")
+    parser.add_argument("--group", type=int, default=None, help="group size and batch (default: the demo's 4)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help=f"toy sizes {SMOKE} (seconds), every row; the CI "
+                        "check that this script still runs (tests/test_bench.py)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    print(table(measure(args.steps, args.max_tokens), args.markdown))
+    if args.smoke:
+        print("SMOKE RUN (--smoke): toy sizes, the figures below are not measurements.\n")
+    print(table(measure(args.steps, args.max_tokens, args.group), args.markdown))
 
 
 if __name__ == "__main__":
