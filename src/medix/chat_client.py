@@ -4,10 +4,19 @@
     result = await client.chat([{"role": "user", "content": "..."}], model="m", max_tokens=8)
     result.text, result.value, result.error, result.attempts
 
-What it owns: clients over several base URLs (round-robin), the API key read from a named environment
-variable, a per-request timeout, bounded concurrency, the errors not worth retrying (bad key, forbidden,
-unknown model, malformed request), capped exponential backoff with jitter, a circuit breaker, and short
-error texts with the API key (and anything that looks like a bearer token or `sk-` key) redacted.
+What it owns: clients over several base URLs (load-balanced), the API key read from a named environment
+variable, a per-request timeout, bounded concurrency that backs off on timeouts, the errors not worth
+retrying (bad key, forbidden, unknown model, malformed request), capped exponential backoff with jitter, a
+circuit breaker, and short error texts naming the server, the model, the HTTP status and the server's own
+reason, with the API key (and anything that looks like a bearer token or `sk-` key) redacted.
+
+Several servers (data parallel): each try goes to the server with the fewest requests in flight (a slow
+server gets fewer, not an equal share as round-robin would give it); a retry goes to another server than
+the one that just failed; a server that misses `SERVER_DOWN_AFTER` tries in a row is left out (one probe
+every `circuit_retry_s`) and listed in `server_errors`, so a dead server's requests finish on the others.
+Concurrency: `max_concurrency` per server. A timeout halves the number allowed in flight (at most once per
+second, not below 1) and each answered request wins part of it back (+1 per `limit` replies): a server
+slower than the client expected gets fewer requests at once instead of every one of them timing out.
 
 Circuit breaker: after `max_consecutive_failures` tries in a row (across all requests) that got no reply
 at all (timeouts, connection errors) and span at least `timeout_s`, every call fails at once with
@@ -24,8 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import collections
 import json
+import logging
+import math
 import os
 import random
 import re
@@ -36,6 +47,9 @@ from typing import Any, Callable
 import openai
 
 from medix.errors import MedixError
+
+log = logging.getLogger(__name__)
+SERVER_DOWN_AFTER = 3  # tries in a row without a reply after which one of several servers is left out
 
 # Retrying cannot fix these: the key, the permission, the model name or the request itself is wrong.
 FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
@@ -62,10 +76,34 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
+def server_reason(err: BaseException) -> str | None:
+    """The server's own words in an HTTP error reply. openai 3.x keeps the reply body in `err.body`, not in
+    str(err) (only "Error code: 400"): `{"message": ...}` from OpenAI / vLLM, `{"detail": ...}` from FastAPI
+    servers such as `transformers serve`, or plain text."""
+    return _body_reason(getattr(err, "body", None))
+
+
+def _body_reason(body) -> str | None:
+    if isinstance(body, str):
+        return body.strip() or None
+    if not isinstance(body, dict) or not body:
+        return None
+    for key in ("message", "detail", "error"):
+        value = body.get(key)
+        if value:
+            return _body_reason(value) if isinstance(value, dict) else \
+                value if isinstance(value, str) else json.dumps(value)
+    return json.dumps(body)
+
+
 def short_error(err: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """`ClassName: first line of the message` (at most 200 characters, secrets redacted first)."""
+    """`ClassName: first line of the message` (at most 200 characters, secrets redacted first); an HTTP error
+    gives `ClassName: HTTP <status>: <the server's reason>` instead."""
     if isinstance(err, json.JSONDecodeError):
         return f"BadReply: the server's reply is not valid JSON ({err.msg} at character {err.pos})"
+    reason = server_reason(err) if isinstance(err, openai.APIStatusError) else None
+    if reason is not None:
+        return f"{err.__class__.__name__}: HTTP {err.status_code}: {redact(' '.join(reason.split()), secrets)[:300]}"
     first = redact((str(err).splitlines() or [""])[0], secrets)[:200]
     if not first and isinstance(err, asyncio.TimeoutError):
         first = "timed out"
@@ -104,10 +142,64 @@ class ChatResult:
     rejected: int = 0  # replies that arrived but `accept` could not use (each one was retried)
     response: Any = None  # the last completion object (e.g. for its logprobs)
     circuit_open: bool = False  # failed at once: the servers stopped answering (see ChatClient.circuit_error)
+    server: int | None = None  # index of the server of the last try (a conversation stays there)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class AdaptiveLimit:
+    """An async semaphore whose limit backs off on timeouts: halved (not below 1, at most once per
+    `cooldown_s`, so one burst of timeouts counts once) by `timed_out()`, and raised by 1 after every
+    `limit` calls of `answered()`, up to `maximum` (additive increase, multiplicative decrease)."""
+
+    def __init__(self, maximum: int, cooldown_s: float = 1.0):
+        self.maximum = self.limit = maximum
+        self.cooldown_s = cooldown_s
+        self.inflight = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._last_cut = -math.inf
+        self._answered = 0
+
+    async def __aenter__(self) -> None:
+        while self.inflight >= self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                self._wake()  # pass on a wake-up this waiter will not use
+                raise
+        self.inflight += 1
+
+    async def __aexit__(self, *exc) -> None:
+        self.inflight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = self.limit - self.inflight
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    def timed_out(self) -> bool:
+        """Halve the limit; True when it was lowered."""
+        now = time.monotonic()
+        if self.limit <= 1 or now - self._last_cut < self.cooldown_s:
+            return False
+        self.limit, self._last_cut, self._answered = max(1, self.limit // 2), now, 0
+        return True
+
+    def answered(self) -> None:
+        if self.limit >= self.maximum:
+            return
+        self._answered += 1
+        if self._answered >= self.limit:
+            self.limit, self._answered = self.limit + 1, 0
+            self._wake()
 
 
 class ChatClient:
@@ -130,8 +222,12 @@ class ChatClient:
         self.circuit_error: str | None = None  # why the circuit is open
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[openai.AsyncOpenAI] = []
-        self._slots: asyncio.Semaphore | None = None
-        self._next = itertools.cycle(range(len(self.base_urls)))
+        self._slots: AdaptiveLimit | None = None
+        self._inflight = [0] * len(self.base_urls)  # requests now in flight, per server
+        self._misses = [0] * len(self.base_urls)  # tries in a row, per server, that got no reply
+        self._down: dict[int, float] = {}  # servers left out -> when last tried
+        self._turn = 0  # breaks ties between equally loaded servers, so they take turns
+        self.server_errors: dict[str, str] = {}  # servers that stopped answering -> their last error
 
     def _bind(self) -> None:
         loop = asyncio.get_running_loop()
@@ -139,10 +235,10 @@ class ChatClient:
             self._loop = loop
             self._clients = [openai.AsyncOpenAI(base_url=u, api_key=self.api_key, max_retries=0,
                                                 timeout=self.timeout_s) for u in self.base_urls]
-            self._slots = asyncio.Semaphore(self.max_concurrency)
+            self._slots = AdaptiveLimit(self.max_concurrency * len(self.base_urls))
 
     @property
-    def slots(self) -> asyncio.Semaphore:
+    def slots(self) -> AdaptiveLimit:
         """The concurrency bound; a caller holding one slot for a whole conversation passes `hold_slot=False`."""
         self._bind()
         return self._slots
@@ -155,37 +251,43 @@ class ChatClient:
         accept = accept or (lambda text: text)
         result = ChatResult(text=None, error="no attempt made")
         secrets = (self.api_key,)
+        index = None
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s))
-            # Round-robin per call; a pinned conversation moves to the next server only on a retry.
-            index = next(self._next) if client_index is None else (client_index + attempt) % len(self._clients)
             try:
                 async with (self._slots if hold_slot else contextlib.nullcontext()):
                     if self._circuit_blocks():  # checked after the wait for a slot: it may have opened meanwhile
                         result.error, result.circuit_open = self.circuit_error, True
                         return result
-                    result.attempts += 1
-                    response = await asyncio.wait_for(
-                        self._clients[index].chat.completions.create(messages=messages, **params),
-                        timeout=self.timeout_s)
+                    # A pinned conversation keeps its server while it answers; a retry goes elsewhere.
+                    index = self._pick(client_index if not attempt else None, avoid=index if attempt else None)
+                    result.attempts, result.server = result.attempts + 1, index
+                    self._inflight[index] += 1
+                    try:
+                        response = await asyncio.wait_for(
+                            self._clients[index].chat.completions.create(messages=messages, **params),
+                            timeout=self.timeout_s)
+                    finally:
+                        self._inflight[index] -= 1
             except UNREACHABLE_ERRORS as err:
-                result.error = short_error(err, secrets)
-                self._unreachable(self.base_urls[index], result.error)
+                result.error = self._describe(index, params, err)
+                self._unreachable(index, result.error, timed_out=not isinstance(err, openai.APIConnectionError)
+                                  or isinstance(err, openai.APITimeoutError))
                 continue
             except FATAL_ERRORS as err:
-                self._answered()
-                result.error = short_error(err, secrets)
+                self._answered(index)
+                result.error = self._describe(index, params, err)
                 return result
             except RETRYABLE_ERRORS as err:
-                self._answered()
-                result.error = short_error(err, secrets)
+                self._answered(index)
+                result.error = self._describe(index, params, err)
                 continue
-            self._answered()
+            self._answered(index)
             try:
                 text = reply_text(response)
             except BadReply as err:
-                result.error = short_error(err, secrets)
+                result.error = self._describe(index, params, err)
                 continue
             result.text, result.response = text, response
             value = accept(text)
@@ -196,6 +298,30 @@ class ChatClient:
             result.error = f"{rejected_as}: {redact(text, secrets)!r:.120}"
         return result
 
+    def _describe(self, index: int, params: dict, err: BaseException) -> str:
+        """`server URL, model 'M': ClassName: HTTP 400: the server's reason` (secrets redacted)."""
+        model = f", model '{params['model']}'" if params.get("model") else ""
+        return f"server {self.base_urls[index]}{model}: {short_error(err, (self.api_key,))}"
+
+    def _pick(self, prefer: int | None, avoid: int | None) -> int:
+        """The server for the next try: `prefer` while it is up, else the one with the fewest requests in
+        flight among those up, other than `avoid` (the one that just failed) when there is another. A server
+        left out is tried again, as a probe, once every `circuit_retry_s`."""
+        now = time.monotonic()
+        up = [i for i in range(len(self.base_urls)) if now - self._down.get(i, -math.inf) >= self.circuit_retry_s]
+        up = up or list(range(len(self.base_urls)))  # all down: the circuit breaker decides
+        if avoid in up and len(up) > 1:
+            up.remove(avoid)
+        if prefer is not None and prefer in up:
+            return self._probe_mark(prefer, now)
+        self._turn += 1
+        n = len(self.base_urls)
+        return self._probe_mark(min(up, key=lambda i: (self._inflight[i], (i - self._turn) % n)), now)
+
+    def _probe_mark(self, index: int, now: float) -> int:
+        if index in self._down:
+            self._down[index] = now  # one probe per cool-down, not a flood
+        return index
     def _circuit_blocks(self) -> bool:
         """True while the circuit is open, except for one probe call every `circuit_retry_s`."""
         if self._opened_at is None:
@@ -205,10 +331,22 @@ class ChatClient:
             return False
         return True
 
-    def _unreachable(self, url: str, error: str) -> None:
-        """A try got no reply at all. The circuit opens after `max_consecutive_failures` of them in a row that
-        span at least `timeout_s`: a busy server whose first burst times out answers the retries within that
-        time; a dead one does not. A failed probe reopens it at once."""
+    def _unreachable(self, index: int, error: str, timed_out: bool) -> None:
+        """A try got no reply at all. A timeout lowers the concurrency first (`AdaptiveLimit`); a server that
+        misses `SERVER_DOWN_AFTER` tries in a row is left out while others remain. The circuit opens after
+        `max_consecutive_failures` of them in a row (across servers) that span at least `timeout_s`: a busy
+        server whose first burst times out answers the retries within that time; a dead one does not. A
+        failed probe reopens it at once."""
+        url = self.base_urls[index]
+        if timed_out and self._slots.timed_out():
+            log.warning("%s timed out after %.0f s: at most %d requests in flight from now on (of %d)", url,
+                        self.timeout_s, self._slots.limit, self._slots.maximum)
+        self._misses[index] += 1
+        if self._misses[index] >= SERVER_DOWN_AFTER and len(self.base_urls) > 1 and index not in self._down:
+            self._down[index] = time.monotonic()
+            self.server_errors[url] = error
+            log.warning("%s missed %d tries in a row (last: %s); its requests go to the other servers",
+                        url, self._misses[index], error)
         now = time.monotonic()
         if not self._failures:
             self._first_failure_at = now
@@ -222,8 +360,12 @@ class ChatClient:
                                   "no further requests are sent")
             self._opened_at, self._probing = now, False
 
-    def _answered(self) -> None:
+    def _answered(self, index: int) -> None:
         """A reply arrived (even an HTTP error): the server is up, the circuit closes."""
+        self._misses[index] = 0
+        if self._down.pop(index, None) is not None:
+            log.warning("%s answers again; it takes requests again", self.base_urls[index])
+        self._slots.answered()
         self._failures, self._failed_urls = 0, {}
         self._opened_at, self._probing, self.circuit_error = None, False, None
 
