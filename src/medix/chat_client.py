@@ -245,14 +245,15 @@ class ChatClient:
 
     async def chat(self, messages: list[dict], *, accept: Callable[[str], Any] | None = None,
                    hold_slot: bool = True, client_index: int | None = None,
-                   rejected_as: str = "unusable reply", **params) -> ChatResult:
-        """One chat completion, retried until `accept(text)` is not None (default: any text)."""
+                   rejected_as: str = "unusable reply", max_retries: int | None = None, **params) -> ChatResult:
+        """One chat completion, retried (`max_retries`, default the client's) until `accept(text)` is not None
+        (default: any text); `client_index` = the server to try first (a conversation's)."""
         self._bind()
         accept = accept or (lambda text: text)
         result = ChatResult(text=None, error="no attempt made")
         secrets = (self.api_key,)
         index = None
-        for attempt in range(self.max_retries + 1):
+        for attempt in range((self.max_retries if max_retries is None else max_retries) + 1):
             if attempt:
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s))
             try:
@@ -339,7 +340,7 @@ class ChatClient:
         failed probe reopens it at once."""
         url = self.base_urls[index]
         if timed_out and self._slots.timed_out():
-            log.warning("%s timed out after %.0f s: at most %d requests in flight from now on (of %d)", url,
+            log.warning("%s timed out after %.3g s: at most %d requests in flight from now on (of %d)", url,
                         self.timeout_s, self._slots.limit, self._slots.maximum)
         self._misses[index] += 1
         if self._misses[index] >= SERVER_DOWN_AFTER and len(self.base_urls) > 1 and index not in self._down:

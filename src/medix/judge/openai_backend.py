@@ -99,7 +99,7 @@ class OpenAIBackend:
 
     async def probe(self) -> None:
         """One request of one token, to learn whether the server returns logprobs."""
-        result = await self.client.chat([self.first_turn("Reply YES.")],
+        result = await self.client.chat([self.first_turn("Reply YES.")], max_retries=0,
                                         **{**self.params, "max_tokens": 1})
         if result.ok:
             self.note_logprobs(result.response, result.server)
