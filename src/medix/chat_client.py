@@ -255,6 +255,9 @@ class ChatClient:
         index = None
         for attempt in range((self.max_retries if max_retries is None else max_retries) + 1):
             if attempt:
+                if self.circuit_error:  # opened meanwhile: fail now rather than after the backoff
+                    result.error, result.circuit_open = self.circuit_error, True
+                    return result
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s))
             try:
                 async with (self._slots if hold_slot else contextlib.nullcontext()):

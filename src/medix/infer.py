@@ -94,7 +94,7 @@ class ServerBackend:
 
         result = asyncio.run(ask())
         if not result.ok:
-            raise MedixError(f"server {self.base_url} failed for model '{self.model_name}' ({result.error})")
+            raise MedixError(result.error)  # names the server, the model, the HTTP status and the server's reason
         return result.text
 
 

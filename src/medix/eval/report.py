@@ -37,12 +37,25 @@ def markdown_table(scores: dict) -> str:
         lines.append(f"| **{label}** | | mean over tasks | **{_pct(scores.get(label))}** | "
                      f"{_ci(scores.get(label + '_ci'))} | | | | |")
     if scores.get("protocol"):
-        lines += ["", f"Protocol: {scores['protocol']}; failed items: {scores.get('failures_counted_as')}. "
+        lines += ["", f"Protocol: {scores['protocol']}; {_failures_line(scores)}. "
                   "Stand-in tasks are listed but not in the means."]
     skipped = scores.get("skipped") or {}
     if skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())]
     return "\n".join(lines) + f"\n\n{DISCLAIMER}\n"
+
+
+def _failures_line(scores: dict) -> str:
+    """"5 judge failures, 0 generation failures (counted as 0 ...)", plus items never judged."""
+    tasks = scores["tasks"].values()
+    judge = sum(t.get("judge_failures", 0) for t in tasks)
+    generation = sum(t.get("generation_failures", 0) for t in tasks)
+    line = (f"{judge} judge failure(s) and {generation} generation failure(s), "
+            f"{'counted as ' if scores.get('protocol') == 'paper' else ''}{scores.get('failures_counted_as')}")
+    missing = sum(t.get("not_judged", 0) for t in tasks)
+    if missing:
+        line += f"; {missing} generated item(s) not judged yet (re-run the judge phase to finish)"
+    return line
 
 
 def chart_png(scores: dict) -> bytes:

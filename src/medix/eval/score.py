@@ -120,8 +120,12 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
         if path.is_file():
             judgments[spec.name] = JsonlStore(path).read()
             meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read()}
-    scores = {"model": model, "judge": judge_identity, "judge_key": judge_key,
-              **score_tasks(specs, judgments, meta, resamples, seed, protocol), "skipped": dict(skipped)}
+    body = score_tasks(specs, judgments, meta, resamples, seed, protocol)
+    for name, entry in body["tasks"].items():  # generated but never judged (the judge phase stopped early)
+        entry["not_judged"] = len(set(meta[name]) - {r["id"] for r in judgments[name]})
+    body["failures"] = {label: sum(t[key] for t in body["tasks"].values()) for label, key in (
+        ("judge", "judge_failures"), ("generation", "generation_failures"), ("not_judged", "not_judged"))}
+    scores = {"model": model, "judge": judge_identity, "judge_key": judge_key, **body, "skipped": dict(skipped)}
     (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
     return scores
 
