@@ -72,7 +72,7 @@ def test_generation_goes_by_load_over_servers_and_survives_a_dead_one(tmp_path, 
         fast.counts["requests"] = 0
         with caplog.at_level(logging.WARNING):
             run_eval(_cfg(tmp_path, [fast.url, slow.url, dead], [dead], out="three", phases=["generate"],
-                          max_concurrency=2))
+                          max_concurrency=2, max_retries=1))  # one retry: it must go to a live server
         # fewest in flight: the fast server takes most items (round-robin would give each a third)
         assert fast.counts["requests"] >= 3 * slow.counts["requests"] > 0
         assert fast.counts["requests"] + slow.counts["requests"] == 40  # the dead server's items finished elsewhere
@@ -108,6 +108,22 @@ def test_a_server_left_out_is_probed_and_taken_back():
 
         down = asyncio.run(scenario())
     assert list(down) == [1] and list(client.server_errors) == [f"http://127.0.0.1:{dead_port}/v1"]
+
+
+def test_a_retry_goes_to_another_server_than_the_one_that_failed():
+    # the dead server always has the fewest in flight; the retry must still go to the busy live one
+    with JudgeStub(role="policy", latency_s=0.5) as busy:
+        client = ChatClient([busy.url, _dead_url()], max_retries=1, backoff_s=0.01)
+
+        async def scenario():
+            first = asyncio.ensure_future(client.chat([{"role": "user", "content": "1"}], model="m", client_index=0))
+            while not busy.counts["requests"]:  # the first request is in flight at the busy server
+                await asyncio.sleep(0.01)
+            second = await client.chat([{"role": "user", "content": "2"}], model="m")
+            return await first, second
+
+        first, second = asyncio.run(scenario())
+    assert first.ok and second.ok and second.attempts == 2 and second.server == 0
 
 
 # --- a server without logprobs --------------------------------------------------------------------------------
@@ -176,17 +192,18 @@ def test_timeouts_lower_the_concurrency_so_a_slow_server_finishes(caplog):
 
 
 def test_a_stopped_phase_cancels_its_requests(tmp_path):
-    # a dead server and a hanging one: the breaker opens when the first hanging request times out (2 s);
-    # the retries sent to the hanging server later are cancelled then, not waited for until their own timeout
+    # Judges: a dead server and a hanging one. The breaker opens when the first conversation sent to the
+    # hanging judge times out (2 s); the retries sent there 0.5-1 s later (after the dead one refused them)
+    # are cancelled at that moment, so the server sees them dropped well before their own 2 s timeout.
     _mirror(tmp_path / "data", 6)
-    with JudgeStub(role="policy", hang=1.0, hang_s=30) as hanging:
-        cfg = _cfg(tmp_path, [_dead_url(), hanging.url], [_dead_url()], phases=["generate"], max_retries=3,
-                   max_consecutive_failures=2)
-        start = time.monotonic()
+    with JudgeStub(role="policy") as policy, JudgeStub(hang=1.0, hang_s=30) as hanging:
+        cfg = _cfg(tmp_path, [policy.url], [_dead_url(), hanging.url])
+        cfg.judge = cfg.judge.model_copy(update={"max_consecutive_failures": 2, "backoff_s": 1.0, "max_retries": 3})
         with pytest.raises(Exception, match="circuit open"):
             run_eval(cfg)
-        elapsed = time.monotonic() - start
-    assert elapsed < 3.5, f"the phase waited {elapsed:.1f} s for requests it had given up on"
+        time.sleep(0.3)  # the stub polls for hang-ups every 0.05 s
+        dropped = sorted(hanging.settings.dropped)
+    assert dropped and dropped[0] < 1.6, dropped  # cancelled, not timed out
 
 
 # --- failure counts ---------------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class StubSettings:
     logprobs: bool = True  # False: ignore `logprobs` in requests, as `transformers serve` does
     served_model: str | None = None  # set: any other model name gets HTTP 400 with FastAPI's {"detail": ...}
     bodies: list = field(default_factory=list)  # the last request bodies (up to 50), to check what was sent
+    dropped: list = field(default_factory=list)  # hung requests the client gave up on: seconds after arrival
     counts: dict = field(default_factory=lambda: {"requests": 0, "ok": 0, "500": 0, "hang": 0, "garbage": 0,
                                                   "echo_auth": 0})
 
@@ -110,11 +111,11 @@ def build_app(settings: StubSettings) -> Starlette:
             return JSONResponse({"detail": f"Server is pinned to '{settings.served_model}'; requested "
                                            f"'{body.get('model')}'."}, status_code=400)
         if capacity is None:
-            return await _serve(body)
+            return await _serve(body, request)
         async with capacity:
-            return await _serve(body)
+            return await _serve(body, request)
 
-    async def _serve(body: dict):
+    async def _serve(body: dict, request: Request):
         settings.counts["requests"] += 1
         settings.bodies[:] = [*settings.bodies[-49:], body]
         roll = rng.random()
@@ -125,7 +126,7 @@ def build_app(settings: StubSettings) -> Starlette:
         roll -= settings.fail_500
         if roll < settings.hang:
             settings.counts["hang"] += 1
-            await asyncio.sleep(settings.hang_s)
+            await _hang(request, settings)
         elif roll - settings.hang < settings.garbage:
             settings.counts["garbage"] += 1
             return JSONResponse(_completion(body, "~~ lorem ipsum ~~", logprobs=settings.logprobs))
@@ -143,6 +144,16 @@ def build_app(settings: StubSettings) -> Starlette:
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
                              Route("/v1/models", models), Route("/stats", stats)])
+
+
+async def _hang(request: Request, settings: "StubSettings") -> None:
+    """Sleep `hang_s`, noting in `settings.dropped` after how many seconds the client hung up, if it did."""
+    start = time.monotonic()
+    while time.monotonic() - start < settings.hang_s:
+        if await request.is_disconnected():
+            settings.dropped.append(time.monotonic() - start)
+            return
+        await asyncio.sleep(0.05)
 
 
 def _styled(style: str, verdict: str) -> tuple[str, str]:
