@@ -77,8 +77,9 @@ class OpenAIBackend:
         return params
 
     def note_logprobs(self, response, server: int | None) -> float | None:
-        """P(YES) of a reply; the first reply without any logprobs is noted once (log + identity)."""
-        if not self.config.logprobs:
+        """P(YES) of a reply (None: no reply arrived); the first reply without any logprobs is noted once
+        (log + identity)."""
+        if not self.config.logprobs or response is None:
             return None
         try:
             sent = response.choices[0].logprobs is not None
@@ -101,8 +102,7 @@ class OpenAIBackend:
         """One request of one token, to learn whether the server returns logprobs."""
         result = await self.client.chat([self.first_turn("Reply YES.")], max_retries=0,
                                         **{**self.params, "max_tokens": 1})
-        if result.ok:
-            self.note_logprobs(result.response, result.server)
+        self.note_logprobs(result.response, result.server)
 
     async def verdicts(self, prompts: list[str]) -> list[Verdict]:
         return list(await asyncio.gather(*(self._one(p) for p in prompts)))
@@ -110,10 +110,11 @@ class OpenAIBackend:
     async def _one(self, prompt: str) -> Verdict:
         result = await self.client.chat([self.first_turn(prompt)], accept=parse_verdict,
                                        rejected_as="unparsable verdict", **self.params)
+        p_yes = self.note_logprobs(result.response, result.server)  # also noted when the verdict was unusable
         if not result.ok:
             return Verdict(None, error=result.error, attempts=result.attempts, parse_failures=result.rejected)
         return Verdict(result.value, raw=result.text, attempts=result.attempts, parse_failures=result.rejected,
-                       p_yes=self.note_logprobs(result.response, result.server))
+                       p_yes=p_yes)
 
     async def converse(self, conversations: list[Conversation], rounds: int) -> AsyncIterator[tuple[int, Verdict]]:
         async def one(i: int) -> tuple[int, Verdict]:
@@ -151,11 +152,11 @@ class OpenAIBackend:
                                             rejected_as="unparsable verdict", **self.params)
             verdict.attempts += result.attempts
             verdict.parse_failures += result.rejected
+            p_yes = self.note_logprobs(result.response, result.server)
             if not result.ok:
                 verdict.error = f"round {round_no + 1}: {result.error}"
                 return verdict
             server = result.server
-            p_yes = self.note_logprobs(result.response, server)
             if round_no == 0 and conv.kind == "binary":
                 verdict.p_yes = p_yes  # recorded only: the rounds' majority decides, as in the paper
             verdict.rounds.append(result.value)
