@@ -217,3 +217,14 @@ def test_scores_count_judge_and_generation_failures(tmp_path):
     assert scores["failures"] == {"judge": 5, "generation": 0, "not_judged": 0}
     text = (tmp_path / "run" / "scores.md").read_text()
     assert "5 judge failure(s) and 0 generation failure(s), counted as 0 (in the denominator)" in text
+
+
+# --- the scaling benchmark runs ---------------------------------------------------------------------------------
+
+def test_eval_throughput_bench_smoke():
+    result = subprocess.run([sys.executable, "bench/eval_throughput.py", "--smoke", "--markdown"], cwd=REPO,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:3] for line in result.stdout.splitlines() if line[2:3].isdigit()]
+    assert [(c.strip(), p.strip()) for c, p in rows] == [("1", "generate"), ("1", "judge"), ("2", "generate"),
+                                                          ("2", "judge")]
