@@ -41,7 +41,8 @@ class JudgeConfig(_Config):
                                  "reference, candidate; filter quote); None = the packaged one of the mode.")
     rubric_template: str | None = Field(None, description="Path to a Jinja 0-5 rubric template for report tasks "
                                         "(eval); None = the packaged one of the protocol.")
-    max_concurrency: int = Field(64, ge=1, description="Judge requests in flight at once (openai backend).")
+    max_concurrency: int = Field(64, ge=1, description="Judge requests in flight at once per server (openai "
+                                 "backend); halved on timeouts, won back as replies arrive.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
     max_retries: int = Field(3, ge=0, description="Retries after a failed request (HTTP error, timeout, unparsable "
                              "verdict) before the sample is marked judge_error.")

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from medix.errors import MedixError
-from medix.models import SMOLLM2, GGUF_NAME, package_dir, canonical
+from medix.models import SMOLLM2, GGUF_NAME, package_dir, canonical, resolve, zoo_entry
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise MedixError("the vllm backend needs vLLM (GPU machines): pip install 'medix[vllm]'")
-        from medix.serving import ServeConfig, vllm_command
-
-        return vllm_command(model, port, ServeConfig(extra_args=extra))
+        return vllm_command(model, port, extra_args=extra)
     if backend == "llamacpp":
         if importlib.util.find_spec("llama_cpp") is None:
             raise MedixError("the llamacpp backend needs llama-cpp-python: pip install 'medix[llamacpp]' (compiles ~8 min)")
@@ -55,6 +53,27 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
         return [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", model,
                 "--host", "127.0.0.1", "--port", str(port), *extra]
     raise MedixError(f"unknown server backend {backend!r} (choose vllm or llamacpp)")
+
+
+def served_name(model: str) -> str:
+    """The name a request asks a served model by: a zoo name's hub id, anything else as given."""
+    return zoo_entry(model).hub_id
+
+
+def vllm_command(model: str, port: int, tensor_parallel: int = 1, gpu_memory_utilization: float | None = None,
+                 max_model_len: int | None = None, extra_args: list[str] | tuple = ()) -> list[str]:
+    """The vLLM OpenAI-server argv for `model` (any zoo name, hub id or folder), served under its hub id and
+    under the name given, so a request may use either."""
+    hub = served_name(model)
+    names = [hub] + ([model] if model != hub else [])
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
+               "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port),
+               "--tensor-parallel-size", str(tensor_parallel)]
+    if gpu_memory_utilization is not None:
+        command += ["--gpu-memory-utilization", str(gpu_memory_utilization)]
+    if max_model_len is not None:
+        command += ["--max-model-len", str(max_model_len)]
+    return command + list(extra_args)
 
 
 class ManagedServer:

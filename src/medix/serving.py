@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, model_validator
 
 from medix.config import _Config
-from medix.models import resolve, zoo_entry
+from medix.serve import ManagedServer, served_name, vllm_command  # noqa: F401 (served_name: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -72,25 +71,6 @@ class ServerLaunch:
     log_path: Path
 
 
-def served_name(model: str) -> str:
-    """The name a request asks a served model by: a zoo name's hub id, anything else as given."""
-    return zoo_entry(model).hub_id
-
-
-def vllm_command(model: str, port: int, spec: ServeConfig) -> list[str]:
-    """The vLLM OpenAI-server argv for one replica of `model` (any zoo name, hub id or folder)."""
-    hub = served_name(model)
-    names = [hub] + ([model] if model != hub else [])
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
-               "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port),
-               "--tensor-parallel-size", str(spec.tensor_parallel)]
-    if spec.gpu_memory_utilization is not None:
-        command += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
-    if spec.max_model_len is not None:
-        command += ["--max-model-len", str(spec.max_model_len)]
-    return command + list(spec.extra_args)
-
-
 def plan_servers(role: str, model: str, spec: ServeConfig, log_dir: Path) -> list[ServerLaunch]:
     """The `data_parallel` launches of one model: replica k on port + k and GPUs k·tp .. (k+1)·tp − 1 of the list."""
     devices, tp = spec.devices, spec.tensor_parallel
@@ -98,30 +78,18 @@ def plan_servers(role: str, model: str, spec: ServeConfig, log_dir: Path) -> lis
     for k in range(spec.data_parallel):
         port = spec.port + k
         group = devices[k * tp:(k + 1) * tp]
-        launches.append(ServerLaunch(f"{role}-{k}", vllm_command(model, port, spec),
+        command = vllm_command(model, port, spec.tensor_parallel, spec.gpu_memory_utilization, spec.max_model_len,
+                               spec.extra_args)
+        launches.append(ServerLaunch(f"{role}-{k}", command,
                                      {"CUDA_VISIBLE_DEVICES": ",".join(map(str, group))},
                                      f"http://127.0.0.1:{port}/v1", log_dir / f"{role}-{k}.log"))
     return launches
-
-
-def check_ports(*plans: list[ServerLaunch]) -> None:
-    """The servers of the policy and of the judge must not share a port."""
-    from medix.errors import MedixError
-
-    seen: dict[str, str] = {}
-    for launch in (launch for plan in plans for launch in plan):
-        if launch.url in seen:
-            raise MedixError(f"{launch.name} and {seen[launch.url]} would both listen at {launch.url}; give the "
-                             "judge servers another port (--judge-serve-port)")
-        seen[launch.url] = launch.name
 
 
 class ServerGroup(contextlib.AbstractContextManager):
     """Start several servers together (all launched, then all waited for) and stop every one on exit."""
 
     def __init__(self, launches: list[ServerLaunch], startup_timeout_s: float = 1800.0):
-        from medix.serve import ManagedServer
-
         self.servers = [ManagedServer(l.command, l.url, startup_timeout_s, env=l.env, log_path=l.log_path)
                         for l in launches]
         self.launches = launches
