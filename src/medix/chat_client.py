@@ -349,8 +349,8 @@ class ChatClient:
         if self._misses[index] >= SERVER_DOWN_AFTER and len(self.base_urls) > 1 and index not in self._down:
             self._down[index] = time.monotonic()
             self.server_errors[url] = error
-            log.warning("%s missed %d tries in a row (last: %s); its requests go to the other servers",
-                        url, self._misses[index], error)
+            log.warning("%s missed %d tries in a row; its requests go to the other servers (last: %s)",
+                        url, self._misses[index], error.removeprefix(f"server {url}, "))
         now = time.monotonic()
         if not self._failures:
             self._first_failure_at = now

@@ -105,9 +105,6 @@ async def _openai_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
-    for url, error in client.server_errors.items():
-        log.warning("policy server %s stopped answering during %s (%s); its items were retried on the others",
-                    url, items[0].task, error)
     if len(out) < len(items):
         raise MedixError(f"{client.circuit_error or 'the policy server stopped answering'}. {len(out)} responses "
                          f"of this task are saved in {store.path}, {len(items) - len(out)} were not attempted; "
