@@ -267,13 +267,7 @@ class ChatClient:
                     # A pinned conversation keeps its server while it answers; a retry goes elsewhere.
                     index = self._pick(client_index if not attempt else None, avoid=index if attempt else None)
                     result.attempts, result.server = result.attempts + 1, index
-                    self._inflight[index] += 1
-                    try:
-                        response = await asyncio.wait_for(
-                            self._clients[index].chat.completions.create(messages=messages, **params),
-                            timeout=self.timeout_s)
-                    finally:
-                        self._inflight[index] -= 1
+                    response = await self._send(index, messages, params)
             except UNREACHABLE_ERRORS as err:
                 result.error = self._describe(index, params, err)
                 self._unreachable(index, result.error, timed_out=not isinstance(err, openai.APIConnectionError)
@@ -301,6 +295,14 @@ class ChatClient:
             result.rejected += 1
             result.error = f"{rejected_as}: {redact(text, secrets)!r:.120}"
         return result
+
+    async def _send(self, index: int, messages: list[dict], params: dict):
+        self._inflight[index] += 1
+        try:
+            return await asyncio.wait_for(self._clients[index].chat.completions.create(messages=messages, **params),
+                                          timeout=self.timeout_s)
+        finally:
+            self._inflight[index] -= 1
 
     def _describe(self, index: int, params: dict, err: BaseException) -> str:
         """`server URL, model 'M': ClassName: HTTP 400: the server's reason` (secrets redacted)."""
