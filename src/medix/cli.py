@@ -267,6 +267,16 @@ def _progress_factory(bar: Progress):
     return start
 
 
+def _serve_section(section: str, gpus_flag: str, gpus: str | None, tensor_parallel, data_parallel, memory,
+                   max_model_len, extra_args, port: int | None = None) -> dict:
+    """{section: the ServeConfig fields given on the command line}, or {} when none was given."""
+    chosen = {"gpus": _int_list(gpus, gpus_flag) if gpus else None, "tensor_parallel": tensor_parallel,
+              "data_parallel": data_parallel, "gpu_memory_utilization": memory, "max_model_len": max_model_len,
+              "extra_args": extra_args}
+    chosen = {key: value for key, value in chosen.items() if value not in (None, [], ())}
+    return {section: {**chosen, **({"port": port} if port is not None else {})}} if chosen else {}
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -339,21 +349,11 @@ def eval_run(
     flags = {k: v for k, v in values.items() if given(k) or (k == "data_dir" and (given("sample") or given(k)))}
     if given("base_url"):
         flags["base_urls"] = base_url
-    serve_values = {
-        "policy_server": {"gpus": serve_gpus, "tensor_parallel": serve_tensor_parallel, "data_parallel":
-                          serve_data_parallel, "gpu_memory_utilization": serve_gpu_memory,
-                          "max_model_len": serve_max_model_len, "extra_args": serve_arg},
-        "judge_server": {"gpus": judge_serve_gpus, "tensor_parallel": judge_serve_tensor_parallel, "data_parallel":
-                         judge_serve_data_parallel, "gpu_memory_utilization": judge_serve_gpu_memory,
-                         "max_model_len": judge_serve_max_model_len, "extra_args": judge_serve_arg}}
-    for section, chosen in serve_values.items():
-        chosen = {key: value for key, value in chosen.items() if value not in (None, [], ())}
-        if "gpus" in chosen:
-            chosen["gpus"] = _int_list(chosen["gpus"], "--judge-serve-gpus" if section == "judge_server" else "--serve-gpus")
-        if chosen and section == "judge_server":
-            chosen["port"] = judge_serve_port
-        if chosen:
-            flags[section] = chosen
+    flags.update(_serve_section("policy_server", "--serve-gpus", serve_gpus, serve_tensor_parallel,
+                                serve_data_parallel, serve_gpu_memory, serve_max_model_len, serve_arg))
+    flags.update(_serve_section("judge_server", "--judge-serve-gpus", judge_serve_gpus, judge_serve_tensor_parallel,
+                                judge_serve_data_parallel, judge_serve_gpu_memory, judge_serve_max_model_len,
+                                judge_serve_arg, port=judge_serve_port))
     if given("no_format_prompt"):
         flags["format_prompt"] = not no_format_prompt
     judge = {"backend": judge_backend, "model": judge_model, "base_urls": judge_url, "api_key_env": judge_key_env,
