@@ -171,6 +171,9 @@ def test_adaptive_limit_halves_on_timeouts_and_wins_back():
     assert limit.limit == 4
     slow = AdaptiveLimit(8, cooldown_s=60)
     assert slow.timed_out() and not slow.timed_out() and slow.limit == 4  # one burst of timeouts counts once
+    measured = AdaptiveLimit(16, cooldown_s=0.0)
+    assert measured.timed_out(answered=3) and measured.limit == 3  # what the server managed, when below half
+    assert measured.timed_out(answered=0) and measured.limit == 1  # nothing came back: one at a time
 
 
 def test_timeouts_lower_the_concurrency_so_a_slow_server_finishes(caplog):
@@ -178,7 +181,7 @@ def test_timeouts_lower_the_concurrency_so_a_slow_server_finishes(caplog):
     # out, and the server still works through the abandoned ones. Backing off lets every request through.
     with JudgeStub(role="policy", latency_s=0.1, max_inflight=1) as server:
         client = ChatClient(server.url, timeout_s=0.5, max_retries=6, backoff_s=0.05, max_backoff_s=0.3,
-                            max_concurrency=16, max_consecutive_failures=0)
+                            max_concurrency=16, max_consecutive_failures=8)  # the breaker is on, as by default
 
         async def run():
             results = await asyncio.gather(*(client.chat([{"role": "user", "content": f"q{i}"}], model="m")

@@ -14,9 +14,11 @@ Several servers (data parallel): each try goes to the server with the fewest req
 server gets fewer, not an equal share as round-robin would give it); a retry goes to another server than
 the one that just failed; a server that misses `SERVER_DOWN_AFTER` tries in a row is left out (one probe
 every `circuit_retry_s`) and listed in `server_errors`, so a dead server's requests finish on the others.
-Concurrency: `max_concurrency` per server. A timeout halves the number allowed in flight (at most once per
-second, not below 1) and each answered request wins part of it back (+1 per `limit` replies): a server
-slower than the client expected gets fewer requests at once instead of every one of them timing out.
+Concurrency: `max_concurrency` per server. A burst of timeouts lowers the number allowed in flight to half,
+or to the replies of the last `timeout_s` when fewer (not below 1), and answered requests win it back (+1
+per `limit` replies): a server slower than the client expected gets fewer requests at once instead of every
+one of them timing out. Each cut restarts the circuit breaker's count, so the breaker only decides once
+the concurrency is as low as it goes.
 
 Circuit breaker: after `max_consecutive_failures` tries in a row (across all requests) that got no reply
 at all (timeouts, connection errors) and span at least `timeout_s`, every call fails at once with
@@ -150,9 +152,10 @@ class ChatResult:
 
 
 class AdaptiveLimit:
-    """An async semaphore whose limit backs off on timeouts: halved (not below 1, at most once per
-    `cooldown_s`, so one burst of timeouts counts once) by `timed_out()`, and raised by 1 after every
-    `limit` calls of `answered()`, up to `maximum` (additive increase, multiplicative decrease)."""
+    """An async semaphore whose limit backs off on timeouts: `timed_out(answered)` lowers it to half, or to
+    `answered` (the replies of the last timeout window: what the server really managed) when that is less,
+    not below 1, at most once per `cooldown_s` (one burst of timeouts counts once); `answered()` raises it
+    by 1 after every `limit` calls, up to `maximum` (additive increase, multiplicative decrease)."""
 
     def __init__(self, maximum: int, cooldown_s: float = 1.0):
         self.maximum = self.limit = maximum
@@ -185,12 +188,13 @@ class AdaptiveLimit:
                 waiter.set_result(None)
                 free -= 1
 
-    def timed_out(self) -> bool:
-        """Halve the limit; True when it was lowered."""
+    def timed_out(self, answered: int | None = None) -> bool:
+        """Lower the limit (see the class docstring); True when it was lowered."""
         now = time.monotonic()
         if self.limit <= 1 or now - self._last_cut < self.cooldown_s:
             return False
-        self.limit, self._last_cut, self._answered = max(1, self.limit // 2), now, 0
+        lowered = self.limit // 2 if answered is None else min(self.limit // 2, answered)
+        self.limit, self._last_cut, self._answered = max(1, lowered), now, 0
         return True
 
     def answered(self) -> None:
@@ -227,6 +231,7 @@ class ChatClient:
         self._misses = [0] * len(self.base_urls)  # tries in a row, per server, that got no reply
         self._down: dict[int, float] = {}  # servers left out -> when last tried
         self._turn = 0  # breaks ties between equally loaded servers, so they take turns
+        self._replies: collections.deque[float] = collections.deque(maxlen=4096)  # when replies arrived
         self.server_errors: dict[str, str] = {}  # servers that stopped answering -> their last error
 
     def _bind(self) -> None:
@@ -235,7 +240,8 @@ class ChatClient:
             self._loop = loop
             self._clients = [openai.AsyncOpenAI(base_url=u, api_key=self.api_key, max_retries=0,
                                                 timeout=self.timeout_s) for u in self.base_urls]
-            self._slots = AdaptiveLimit(self.max_concurrency * len(self.base_urls))
+            # one burst of timeouts arrives within moments; the next one a timeout later
+            self._slots = AdaptiveLimit(self.max_concurrency * len(self.base_urls), cooldown_s=self.timeout_s / 2)
 
     @property
     def slots(self) -> AdaptiveLimit:
@@ -344,9 +350,10 @@ class ChatClient:
         server whose first burst times out answers the retries within that time; a dead one does not. A
         failed probe reopens it at once."""
         url = self.base_urls[index]
-        if timed_out and self._slots.timed_out():
+        if timed_out and self._slots.timed_out(self._recent_replies()):
             log.warning("%s timed out after %.3g s: at most %d requests in flight from now on (of %d)", url,
                         self.timeout_s, self._slots.limit, self._slots.maximum)
+            self._failures, self._failed_urls = 0, {}  # the breaker judges the lowered concurrency afresh
         self._misses[index] += 1
         if self._misses[index] >= SERVER_DOWN_AFTER and len(self.base_urls) > 1 and index not in self._down:
             self._down[index] = time.monotonic()
@@ -366,12 +373,20 @@ class ChatClient:
                                   "no further requests are sent")
             self._opened_at, self._probing = now, False
 
+    def _recent_replies(self) -> int:
+        """Replies that arrived within the last `timeout_s`."""
+        since = time.monotonic() - self.timeout_s
+        while self._replies and self._replies[0] < since:
+            self._replies.popleft()
+        return len(self._replies)
+
     def _answered(self, index: int) -> None:
         """A reply arrived (even an HTTP error): the server is up, the circuit closes."""
         self._misses[index] = 0
         if self._down.pop(index, None) is not None:
             log.warning("%s answers again; it takes requests again", self.base_urls[index])
         self._slots.answered()
+        self._replies.append(time.monotonic())
         self._failures, self._failed_urls = 0, {}
         self._opened_at, self._probing, self.circuit_error = None, False, None
 
