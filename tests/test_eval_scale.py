@@ -200,7 +200,7 @@ def test_a_stopped_phase_cancels_its_requests(tmp_path):
     # are cancelled at that moment, so the server sees them dropped well before their own 2 s timeout.
     _mirror(tmp_path / "data", 6)
     with JudgeStub(role="policy") as policy, JudgeStub(hang=1.0, hang_s=30) as hanging:
-        cfg = _cfg(tmp_path, [policy.url], [_dead_url(), hanging.url])
+        cfg = _cfg(tmp_path, [policy.url], [hanging.url, _dead_url()])  # the one-token probe goes to the dead one
         cfg.judge = cfg.judge.model_copy(update={"max_consecutive_failures": 2, "backoff_s": 1.0, "max_retries": 3})
         with pytest.raises(Exception, match="circuit open"):
             run_eval(cfg)

@@ -17,8 +17,9 @@ every `circuit_retry_s`) and listed in `server_errors`, so a dead server's reque
 Concurrency: `max_concurrency` per server. A burst of timeouts lowers the number allowed in flight to half,
 or to the replies of the last `timeout_s` when fewer (not below 1), and answered requests win it back (+1
 per `limit` replies): a server slower than the client expected gets fewer requests at once instead of every
-one of them timing out. Each cut restarts the circuit breaker's count, so the breaker only decides once
-the concurrency is as low as it goes.
+one of them timing out. While the server answered anything within the last two timeouts (slow, not dead),
+a cut restarts the circuit breaker's count, so the breaker judges the lowered concurrency afresh; a server
+that answers nothing at all trips it as before.
 
 Circuit breaker: after `max_consecutive_failures` tries in a row (across all requests) that got no reply
 at all (timeouts, connection errors) and span at least `timeout_s`, every call fails at once with
@@ -350,10 +351,11 @@ class ChatClient:
         server whose first burst times out answers the retries within that time; a dead one does not. A
         failed probe reopens it at once."""
         url = self.base_urls[index]
-        if timed_out and self._slots.timed_out(self._recent_replies()):
+        if timed_out and self._slots.timed_out(self._recent_replies(self.timeout_s)):
             log.warning("%s timed out after %.3g s: at most %d requests in flight from now on (of %d)", url,
                         self.timeout_s, self._slots.limit, self._slots.maximum)
-            self._failures, self._failed_urls = 0, {}  # the breaker judges the lowered concurrency afresh
+            if self._recent_replies(2 * self.timeout_s):  # slow, not dead: judge the lowered concurrency afresh
+                self._failures, self._failed_urls = 0, {}
         self._misses[index] += 1
         if self._misses[index] >= SERVER_DOWN_AFTER and len(self.base_urls) > 1 and index not in self._down:
             self._down[index] = time.monotonic()
@@ -373,12 +375,12 @@ class ChatClient:
                                   "no further requests are sent")
             self._opened_at, self._probing = now, False
 
-    def _recent_replies(self) -> int:
-        """Replies that arrived within the last `timeout_s`."""
-        since = time.monotonic() - self.timeout_s
-        while self._replies and self._replies[0] < since:
+    def _recent_replies(self, window_s: float) -> int:
+        """Replies that arrived within the last `window_s` (at most two timeouts are kept)."""
+        now = time.monotonic()
+        while self._replies and self._replies[0] < now - 2 * self.timeout_s:
             self._replies.popleft()
-        return len(self._replies)
+        return sum(1 for t in self._replies if t >= now - window_s)
 
     def _answered(self, index: int) -> None:
         """A reply arrived (even an HTTP error): the server is up, the circuit closes."""
