@@ -63,9 +63,10 @@ class JudgeConfig(_Config):
                              "probability (local logits; server logprobs). Fit it with `medix judge audit --calibrate`.")
     soft: bool = Field(False, description="accuracy_llm = P(YES) itself (a graded signal for GRPO) instead of the "
                        "thresholded 0/1, where a probability is available.")
-    logprobs: bool = Field(True, description="openai backend, one-turn: ask the server for the verdict token's "
-                           "top logprobs (vLLM, SGLang, llama.cpp return them) to get P(YES); a reply without them "
-                           "falls back to the parsed text. Set false for a provider that rejects the parameter.")
+    logprobs: bool = Field(True, description="openai backend, both modes: ask the server for the verdict token's "
+                           "top logprobs (vLLM, SGLang, llama.cpp return them) to get P(YES); a server without them "
+                           "is noted once (identity: p_yes: unavailable) and verdicts come from the text. Set false "
+                           "for a provider that rejects the parameter (its HTTP 400 reason is in the error).")
     batch_size: int = Field(16, ge=1, description="Prompts per forward pass (local backend).")
     max_input_tokens: int = Field(1024, ge=64, description="Judge prompts are left-truncated to this (local backend).")
     shared_prefix: bool = Field(True, description="local backend: prompts starting with the same tokens (a GRPO "
