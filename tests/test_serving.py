@@ -74,6 +74,13 @@ def test_serve_flags_reach_the_config(monkeypatch, tmp_path):
     assert seen["cfg"].judge.base_urls == ["http://c:3/v1"]
 
 
+def test_serve_with_a_backend_that_uses_no_server_is_refused():
+    with pytest.raises(ValidationError, match="add --backend openai"):
+        EvalConfig(model="m", serve=True)
+    with pytest.raises(ValidationError, match="add --judge-backend openai"):
+        EvalConfig(model="m", backend="openai", serve=True, judge_server=ServeConfig())
+
+
 def test_serve_without_vllm_is_one_clear_line(tmp_path):
     if __import__("importlib").util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here")

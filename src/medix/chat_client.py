@@ -335,6 +335,7 @@ class ChatClient:
         if index in self._down:
             self._down[index] = now  # one probe per cool-down, not a flood
         return index
+
     def _circuit_blocks(self) -> bool:
         """True while the circuit is open, except for one probe call every `circuit_retry_s`."""
         if self._opened_at is None:

@@ -104,6 +104,16 @@ class EvalConfig(_Config):
         return self
 
     @model_validator(mode="after")
+    def _serve_needs_servers(self) -> "EvalConfig":
+        if self.serve and self.backend != "openai":
+            raise ValueError("serve starts vLLM servers for the policy, which backend 'local' does not use; add "
+                             "--backend openai (or drop --serve)")
+        if self.serve and self.judge_server is not None and self.judge.backend != "openai":
+            raise ValueError("judge_server (--judge-serve-*) starts judge servers, which judge backend "
+                             f"'{self.judge.backend}' does not use; add --judge-backend openai")
+        return self
+
+    @model_validator(mode="after")
     def _order_phases(self) -> "EvalConfig":
         if len(set(self.phases)) != len(self.phases):
             raise ValueError(f"phases repeat: {self.phases}")
