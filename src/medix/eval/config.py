@@ -20,8 +20,9 @@ PROTOCOL_DEFAULTS = {
 }
 
 
-# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off.
-EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off"}
+# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off; a
+# judge server next to the policy's (which defaults to port 8000).
+EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "base_urls": ["http://127.0.0.1:8001/v1"]}
 
 
 def _eval_judge() -> JudgeConfig:
