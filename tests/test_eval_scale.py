@@ -148,13 +148,17 @@ def test_judge_without_logprobs_says_so_once_in_the_output_and_the_identity(tmp_
 
 
 def test_one_turn_judge_without_logprobs_notes_it_once(tmp_path, caplog):
+    requests = [JudgeRequest(f"a{i}", f"a{i}") for i in range(5)]
     with JudgeStub(logprobs=False) as server:
-        config = JudgeConfig(backend="openai", model="stub", base_urls=[server.url], cache=False)
+        config = JudgeConfig(backend="openai", model="stub", base_urls=[server.url],
+                             cache_path=str(tmp_path / "cache.sqlite"))
         with Judge(config) as judge, caplog.at_level(logging.WARNING):
             before = judge.identity
-            verdicts = judge.judge([JudgeRequest(f"a{i}", f"a{i}") for i in range(5)])
+            verdicts = judge.judge(requests)
             after = judge.identity
-    assert all(v.score == 1.0 and v.p_yes is None for v in verdicts)
+            again = judge.judge(requests)  # the note changes no cache key: all five come from the cache
+        assert server.counts["requests"] == 5
+    assert all(v.score == 1.0 and v.p_yes is None for v in verdicts) and all(v.cached for v in again)
     assert "p_yes" not in before and after["p_yes"] == "unavailable" and identity_key(after) == identity_key(before)
     assert sum("no logprobs" in r.getMessage() for r in caplog.records) == 1
 

@@ -29,7 +29,7 @@ from medix.config import JudgeConfig
 from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_key
 from medix.judge.templates import CONVERSATION, ONE_TURN, PAPER, Prompts
-from medix.judge.types import JudgeBackend, JudgeRequest, Verdict
+from medix.judge.types import IDENTITY_NOTES, JudgeBackend, JudgeRequest, Verdict
 
 log = logging.getLogger(__name__)
 PROTOCOLS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper": "paper-v1"}
@@ -53,14 +53,9 @@ def judge_identity(config: JudgeConfig, method: str, template_sha256: str, proto
     return identity
 
 
-# Facts about the server noted in an identity, not settings: they do not change the key (the folder of a
-# run stays the same whether or not the server sent logprobs; an eval verdict never depends on them).
-NOTES = ("p_yes",)
-
-
 def identity_key(identity: dict) -> str:
     """Short hash of an identity: names judgment folders, so a new judge never reuses old verdicts."""
-    settings = {k: v for k, v in identity.items() if k not in NOTES}
+    settings = {k: v for k, v in identity.items() if k not in IDENTITY_NOTES}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import AsyncIterator, Literal, Protocol
 
 Kind = Literal["binary", "rubric"]
+# Facts about the server noted in a judge identity, not settings: they change no key (cache, judgments
+# folder), so a run's verdicts stay where they are whether or not the server sent logprobs.
+IDENTITY_NOTES = ("p_yes",)
 
 
 @dataclass(frozen=True)
