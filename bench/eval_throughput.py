@@ -1,23 +1,25 @@
 #!/usr/bin/env python
-"""Eval throughput: the judge and generate phases vs the backend's saturated throughput and vs the original pattern.
+"""Eval throughput over 1, 2, 4 servers: the generate and judge phases vs the servers' saturated throughput.
 
-    python bench/eval_throughput.py                       # n=600 judge samples, 600 generations
-    python bench/eval_throughput.py --n 200 --markdown    # quick; markdown table for docs/performance.md
+    python bench/eval_throughput.py --servers 1,2,4 --markdown     # about 1-2 minutes; the docs table
+    python bench/eval_throughput.py --smoke                        # seconds: 1 and 2 servers, tiny n (a test runs it)
 
-Both servers are `medix.testing.judge_server` in a separate process (role judge / policy) simulating a
-batching engine: at most --capacity requests served at once, each taking --latency seconds.
-  saturated   the backend's own limit: a direct load test (AsyncOpenAI, --n*rounds requests, all in flight).
-  medix       judge phase: `run_judge` (3-round conversations, records appended as they finish);
-              generate phase: `run_generate` with the openai backend.
-  original    a process pool (--workers), one synchronous client per sample, the three rounds in sequence.
-Judge figures are in judged samples/s (3 requests each); "% of saturated" compares requests/s.
+Each "GPU" is one `medix.testing.judge_server` process simulating a batching engine of fixed capacity: at
+most --capacity requests served at once, each taking --latency seconds, so one server does at most
+capacity / latency requests/s and N servers N times that. For N servers:
+  saturated   a direct load test of those N servers (AsyncOpenAI, requests spread evenly, all in flight).
+  generate    `run_generate` (openai backend, base_urls = the N servers; samples = requests).
+  judge       `run_judge` (3-round conversations, judge base_urls = the N servers; samples/s, 3 requests each).
+"% of saturated" compares requests/s of the phase with the direct figure of the same N servers; the
+target is >= 90% at 4 servers. Client and servers share this machine's CPUs: keep capacity / latency low
+enough that the servers, not the CPU, are the limit (the defaults do, on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
+import logging
 import subprocess
 import sys
 import tempfile
@@ -28,136 +30,134 @@ import openai
 
 from medix.config import JudgeConfig
 from medix.eval.config import EvalConfig
-from medix.eval.generate import run_generate
+from medix.eval.generate import run_generate, user_prompt
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import registry
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore
 from medix.judge import Judge, JudgeRequest
 from medix.testing.judge_server import free_port
 
-
-def start_server(role: str, latency: float, capacity: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "medix.testing.judge_server", "--port", str(port), "--role", role,
-                             "--latency", str(latency), "--max-inflight", str(capacity)])
-    url = f"http://127.0.0.1:{port}/v1"
-    client = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
-    for _ in range(200):
-        try:
-            client.models.list()
-            return proc, url
-        except openai.APIError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
+ROUNDS = 3
 
 
-def saturated(url: str, messages: list[list[dict]]) -> float:
-    """Requests/s of a direct load test: every request in flight at once."""
+def start_servers(role: str, count: int, latency: float, capacity: int) -> tuple[list[subprocess.Popen], list[str]]:
+    """`count` stub processes (all started, then all waited for); their base URLs."""
+    ports = [free_port() for _ in range(count)]
+    procs = [subprocess.Popen([sys.executable, "-m", "medix.testing.judge_server", "--port", str(port), "--role",
+                               role, "--latency", str(latency), "--max-inflight", str(capacity)]) for port in ports]
+    urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
+    for url in urls:
+        client = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
+        for _ in range(300):
+            try:
+                client.models.list()
+                break
+            except openai.APIError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"server {url} did not start")
+    return procs, urls
+
+
+def saturated(urls: list[str], messages: list[list[dict]]) -> float:
+    """Requests/s of a direct load test: request i to server i mod N, every request in flight at once."""
     async def go():
-        client = openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=120)
+        clients = [openai.AsyncOpenAI(base_url=u, api_key="x", max_retries=0, timeout=300) for u in urls]
         start = time.perf_counter()
-        await asyncio.gather(*(client.chat.completions.create(model="m", messages=m, max_tokens=32) for m in messages))
+        await asyncio.gather(*(clients[i % len(clients)].chat.completions.create(model="m", messages=m, max_tokens=32)
+                               for i, m in enumerate(messages)))
         elapsed = time.perf_counter() - start
-        await client.close()
+        for client in clients:
+            await client.close()
         return len(messages) / elapsed
     return asyncio.run(go())
 
 
-def _original_judge(args) -> int:
-    url, first = args
-    client = openai.OpenAI(base_url=url, api_key="x")  # one synchronous client per sample, as the original
-    messages = [{"role": "user", "content": first}]
-    for round_no in range(3):
-        if round_no:
-            messages.append({"role": "user", "content": "Re-evaluate. Reply YES or NO."})
-        reply = client.chat.completions.create(model="m", messages=messages, max_tokens=32)
-        messages.append({"role": "assistant", "content": reply.choices[0].message.content})
-    return 1
+def bench_generate(urls: list[str], n: int, capacity: int) -> dict:
+    cfg = EvalConfig(model="m", backend="openai", base_urls=urls, max_concurrency=2 * capacity, max_new_tokens=32)
+    items = [EvalItem(id=str(i), task="medqa", question=f"question {i}?", reference="A") for i in range(n)]
+    direct = saturated(urls, [[{"role": "user", "content": user_prompt(cfg, it)}] for it in items])
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        failed = run_generate(cfg, items, JsonlStore(Path(tmp) / "g.jsonl"))
+        phase = n / (time.perf_counter() - start)
+    assert failed == 0, f"{failed} generations failed"
+    return {"saturated_sps": direct, "medix_sps": phase, "ratio": phase / direct}
 
 
-def _original_generate(args) -> int:
-    url, prompt = args
-    client = openai.OpenAI(base_url=url, api_key="x")
-    client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}], max_tokens=32)
-    return 1
-
-
-def original(fn, jobs: list, workers: int) -> float:
-    start = time.perf_counter()
-    with multiprocessing.Pool(workers) as pool:
-        done = sum(pool.map(fn, jobs, chunksize=1))
-    return done / (time.perf_counter() - start)
-
-
-def bench_judge(url: str, n: int, workers: int) -> dict:
-    spec = registry()["path_vqa"]
-    judge = EvalJudge(Judge(JudgeConfig(backend="openai", model="m", base_urls=[url], max_concurrency=1024,
-                                        max_tokens=32, timeout_s=120)), rounds=3)
+def bench_judge(urls: list[str], n: int, capacity: int) -> dict:
+    config = JudgeConfig(backend="openai", model="m", base_urls=urls, max_concurrency=2 * capacity, max_tokens=32,
+                         timeout_s=300, cache=False)
+    judge = EvalJudge(Judge(config), rounds=ROUNDS, protocol="medix")
     gens = [GenerationRecord(id=str(i), task="path_vqa", prompt_sha256="x", generator={}, question=f"q {i}?",
                              reference=f"finding {i}", raw="...", answer=f"finding {i if i % 2 else i + 1}")
             for i in range(n)]
-    prompts = judge.judge.conversation_prompts
-    first = [prompts.render(JudgeRequest(g.answer, g.reference, g.question)) for g in gens]
-    followup = prompts.followup("binary")
-    convs = [[{"role": "user", "content": p}, {"role": "assistant", "content": "YES"},
-              {"role": "user", "content": followup}] for p in first]
-    rps = saturated(url, [[{"role": "user", "content": p}] for p in first] + convs + convs)
+    prompts = judge.judge.conversation_prompts["medix"]
+    convs = [prompts.conversation(JudgeRequest(g.answer, g.reference, g.question)) for g in gens]
+    messages = []  # the requests the phase sends: round 1, 2 and 3 of every conversation
+    for conv in convs:
+        turns = [{"role": "user", "content": conv.first}]
+        for _ in range(ROUNDS):
+            messages.append(list(turns))
+            turns += [{"role": "assistant", "content": "YES"}, {"role": "user", "content": conv.followup}]
+    direct = saturated(urls, messages) / ROUNDS
     with tempfile.TemporaryDirectory() as tmp:
-        store = JsonlStore(Path(tmp) / "j.jsonl")
         start = time.perf_counter()
-        failed = run_judge(spec, judge, gens, store)
-        medix = n / (time.perf_counter() - start)
+        failed = run_judge(registry()["path_vqa"], judge, gens, JsonlStore(Path(tmp) / "j.jsonl"))
+        phase = n / (time.perf_counter() - start)
     judge.judge.close()
-    assert failed == 0
-    orig = original(_original_judge, [(url, p) for p in first[: max(n // 4, 50)]], workers)
-    return {"saturated_sps": rps / 3, "medix_sps": medix, "original_sps": orig}
+    assert failed == 0, f"{failed} judgments failed"
+    return {"saturated_sps": direct, "medix_sps": phase, "ratio": phase / direct}
 
 
-def bench_generate(url: str, n: int, workers: int) -> dict:
-    cfg = EvalConfig(model="m", backend="openai", base_url=url, max_concurrency=1024, max_new_tokens=32)
-    items = [EvalItem(id=str(i), task="medqa", question=f"question {i}?", reference="A") for i in range(n)]
-    from medix.eval.generate import user_prompt
+def run(counts: list[int], latency: float, capacity: int, seconds: float) -> list[tuple[int, str, dict]]:
+    rows = []
+    per_server = capacity / latency  # requests/s one server can do
+    for count in counts:
+        for phase, role, fn, requests_per_sample in (("generate", "policy", bench_generate, 1),
+                                                     ("judge", "judge", bench_judge, ROUNDS)):
+            n = max(8, int(seconds * per_server * count / requests_per_sample))
+            procs, urls = start_servers(role, count, latency, capacity)
+            try:
+                rows.append((count, phase, fn(urls, n, capacity)))
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait()
+    return rows
 
-    prompts = [user_prompt(cfg, it) for it in items]
-    rps = saturated(url, [[{"role": "user", "content": p}] for p in prompts])
-    with tempfile.TemporaryDirectory() as tmp:
-        store = JsonlStore(Path(tmp) / "g.jsonl")
-        start = time.perf_counter()
-        failed = run_generate(cfg, items, store)
-        medix = n / (time.perf_counter() - start)
-    assert failed == 0
-    orig = original(_original_generate, [(url, p) for p in prompts[: max(n // 4, 50)]], workers)
-    return {"saturated_sps": rps, "medix_sps": medix, "original_sps": orig}
+
+def table(rows: list[tuple[int, str, dict]], markdown: bool) -> str:
+    sep = "|" if markdown else " "
+    lines = ["| servers | phase | saturated (samples/s) | medix (samples/s) | medix % of saturated | medix vs 1 server |"]
+    if markdown:
+        lines.append("|---:|---|---:|---:|---:|---:|")
+    one = {phase: r["medix_sps"] for count, phase, r in rows if count == rows[0][0]}
+    for count, phase, r in rows:
+        lines.append(f"{sep} {count} {sep} {phase} {sep} {r['saturated_sps']:.1f} {sep} {r['medix_sps']:.1f} {sep} "
+                     f"{100 * r['ratio']:.0f}% {sep} {r['medix_sps'] / one[phase]:.2f}x {sep}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=600)
-    parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--capacity", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=8, help="process pool size of the original pattern")
+    parser.add_argument("--servers", default="1,2,4", help="server counts, comma-separated")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds per request at a server")
+    parser.add_argument("--capacity", type=int, default=4, help="requests one server serves at once")
+    parser.add_argument("--seconds", type=float, default=4.0, help="about how long each measurement runs")
+    parser.add_argument("--smoke", action="store_true", help="seconds: servers 1,2, short runs (for the test)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    rows = []
-    for phase, role, fn in (("judge", "judge", bench_judge), ("generate", "policy", bench_generate)):
-        proc, url = start_server(role, args.latency, args.capacity)
-        try:
-            r = fn(url, args.n, args.workers)
-        finally:
-            proc.terminate()
-            proc.wait()
-        rows.append((phase, r))
-    head = (f"simulated batching server: capacity {args.capacity} in flight, latency {args.latency * 1000:.0f} ms; "
-            f"n = {args.n}; original = process pool of {args.workers}")
-    sep = "|" if args.markdown else " "
-    print(head + "\n")
-    print(f"| phase | saturated (samples/s) | medix (samples/s) | medix % of saturated | original (samples/s) | medix / original |")
-    if args.markdown:
-        print("|---|---:|---:|---:|---:|---:|")
-    for phase, r in rows:
-        print(f"{sep} {phase} {sep} {r['saturated_sps']:.1f} {sep} {r['medix_sps']:.1f} {sep} "
-              f"{100 * r['medix_sps'] / r['saturated_sps']:.0f}% {sep} {r['original_sps']:.1f} {sep} "
-              f"{r['medix_sps'] / r['original_sps']:.1f}x {sep}")
+    logging.basicConfig(level=logging.WARNING)
+    if args.smoke:
+        args.servers, args.latency, args.seconds = "1,2", 0.02, 0.3
+    counts = [int(c) for c in args.servers.split(",") if c.strip()]
+    start = time.perf_counter()
+    rows = run(counts, args.latency, args.capacity, args.seconds)
+    print(f"simulated batching servers: capacity {args.capacity} in flight, latency {args.latency * 1000:.0f} ms "
+          f"each (at most {args.capacity / args.latency:.0f} requests/s per server); {time.perf_counter() - start:.0f} s\n")
+    print(table(rows, args.markdown))
 
 
 if __name__ == "__main__":

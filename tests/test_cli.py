@@ -91,7 +91,7 @@ def test_eval_config_file_values_survive_flags_left_at_default(monkeypatch, tmp_
                  "judge:\n  backend: openai\n  model: qwen/qwen3-14b\n")
     result, cfg = _captured_config(monkeypatch, tmp_path, yaml_text, "--model", "m")
     assert result.exit_code == 0, result.output
-    assert cfg.backend == "openai" and cfg.base_url == "http://127.0.0.1:9/v1" and cfg.max_new_tokens == 77
+    assert cfg.backend == "openai" and cfg.base_urls == ["http://127.0.0.1:9/v1"] and cfg.max_new_tokens == 77
     assert cfg.protocol == "medix" and cfg.format_prompt is True
     assert cfg.judge.backend == "openai" and cfg.judge.model == "qwen/qwen3-14b" and cfg.judge.max_tokens == 512
     result, cfg = _captured_config(monkeypatch, tmp_path, yaml_text, "--model", "m", "--backend", "local",

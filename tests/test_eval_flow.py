@@ -67,7 +67,7 @@ def test_stub_run_scores_reports_and_submits(tmp_path, policy, stub):
     assert set(s["tasks"]) == {"mmlu_anatomy", "path_vqa", "iu_xray_summarization"} and s["overall"] is not None
     judged = [json.loads(x) for x in next((out / "judgments").iterdir()).joinpath("path_vqa.jsonl").read_text().splitlines()]
     assert all(len(j["rounds"]) == 3 and j["judge"]["model"] == "stub-judge" for j in judged)
-    assert stub.counts["requests"] == 18 * 3  # three rounds per sample, one conversation each
+    assert stub.counts["requests"] == 18 * 3 + 1  # three rounds per sample, one conversation each; one probe
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "Research use only" in html and (out / "scores.png").stat().st_size
     with pytest.raises(MedixError, match="no scores for .* paper task"):
@@ -91,7 +91,7 @@ def test_faults_are_retried_counted_and_never_loop(tmp_path, policy):
     with JudgeStub(fail_500=1.0) as dead:  # a judge that always fails: every sample recorded failed, run ends
         result = run_eval(_cfg(tmp_path, policy, dead, out="dead", tasks=["path_vqa"]))
     assert result.failures == {"judge/path_vqa": 20}
-    assert dead.counts["requests"] == 20 * 3  # 1 try + 2 retries of round 1, then the sample is given up
+    assert dead.counts["requests"] == 20 * 3 + 1  # 1 try + 2 retries of round 1, then the sample is given up; 1 probe
 
 
 def test_a_different_model_or_judge_is_refused(tmp_path, policy, stub):

@@ -301,6 +301,23 @@ def _progress_factory(bar: Progress):
     return start
 
 
+def _serve_section(section: str, gpus_flag: str, gpus: str | None, tensor_parallel, data_parallel, memory,
+                   max_model_len, extra_args, port: int | None = None) -> dict:
+    """{section: the ServeConfig fields given on the command line}, or {} when none was given."""
+    chosen = {"gpus": _int_list(gpus, gpus_flag) if gpus else None, "tensor_parallel": tensor_parallel,
+              "data_parallel": data_parallel, "gpu_memory_utilization": memory, "max_model_len": max_model_len,
+              "extra_args": extra_args}
+    chosen = {key: value for key, value in chosen.items() if value not in (None, [], ())}
+    return {section: {**chosen, **({"port": port} if port is not None else {})}} if chosen else {}
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MedixError(f"{flag} {text!r}: give GPU ids separated by commas, e.g. 0,1,2,3") from None
+
+
 @eval_app.command("run")
 def eval_run(
     ctx: typer.Context,
@@ -316,14 +333,31 @@ def eval_run(
     phases: str = typer.Option("generate,judge,score", "--phases", help="Comma-separated subset, run in order."),
     output_dir: Path = typer.Option(Path("runs/eval"), "--output-dir", "-o", help="Records, scores and report."),
     backend: str = typer.Option("local", help="Generation: 'local' (transformers) or 'openai' (a server)."),
-    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="Policy server (backend openai)."),
-    serve: bool = typer.Option(False, "--serve", help="Start vLLM for the model (GPU) and stop it afterwards."),
+    base_url: Optional[list[str]] = typer.Option(None, "--base-url", help="Policy server (backend openai); repeat "
+                                                 "for several (data parallel). Default http://127.0.0.1:8000/v1."),
+    serve: bool = typer.Option(False, "--serve", help="Start vLLM on this node for the policy (and, with "
+                               "--judge-serve-* flags, the judge) and stop it after its phase (docs/eval.md)."),
+    serve_gpus: Optional[str] = typer.Option(None, help="--serve: policy GPUs, e.g. 0,1,2,3,4,5,6,7."),
+    serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per policy server."),
+    serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: policy servers (one per GPU group)."),
+    serve_gpu_memory: Optional[float] = typer.Option(None, help="--serve: vLLM --gpu-memory-utilization (0-1]."),
+    serve_max_model_len: Optional[int] = typer.Option(None, help="--serve: vLLM --max-model-len."),
+    serve_arg: Optional[list[str]] = typer.Option(None, help="--serve: one more vLLM argument (repeat; use "
+                                                  "--serve-arg=--flag for a value starting with '-')."),
+    judge_serve_gpus: Optional[str] = typer.Option(None, help="--serve: judge GPUs (starts the judge servers)."),
+    judge_serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per judge server."),
+    judge_serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: judge servers."),
+    judge_serve_gpu_memory: Optional[float] = typer.Option(None, help="--serve: judge --gpu-memory-utilization."),
+    judge_serve_max_model_len: Optional[int] = typer.Option(None, help="--serve: judge --max-model-len."),
+    judge_serve_arg: Optional[list[str]] = typer.Option(None, help="--serve: one more vLLM argument for the judge."),
+    judge_serve_port: int = typer.Option(8100, help="--serve: port of the first judge server."),
     max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget per answer (paper 2048, medix 1024)."),
     system_prompt: Optional[str] = typer.Option(None, help="System message before every question."),
     no_format_prompt: bool = typer.Option(False, "--no-format-prompt", help="Send the bare question (medix protocol)."),
     judge_backend: str = typer.Option("local", help="Judge: 'local' (embedded logits) or 'openai' (vLLM / OpenRouter)."),
     judge_model: str = typer.Option("smollm2-135m", help="Judge model (paper: Qwen/Qwen3-14B)."),
-    judge_url: str = typer.Option("http://127.0.0.1:8001/v1", help="Judge server (judge backend openai)."),
+    judge_url: Optional[list[str]] = typer.Option(None, "--judge-url", help="Judge server (judge backend openai); "
+                                                  "repeat for several. Default http://127.0.0.1:8001/v1."),
     judge_key_env: str = typer.Option("MEDIX_JUDGE_API_KEY", help="Env var with the judge API key (OPENROUTER_API_KEY)."),
     judge_template: Optional[Path] = typer.Option(None, help="Your own binary judge template (Jinja)."),
     rubric_template: Optional[Path] = typer.Option(None, help="Your own 0-5 rubric judge template (Jinja)."),
@@ -346,16 +380,23 @@ def eval_run(
         raise MedixError("--sample and --data-dir both choose the data; give one")
     values = {"model": model, "protocol": protocol, "tasks": [tasks], "limit": limit,
               "phases": [p.strip() for p in phases.split(",") if p.strip()], "output_dir": str(output_dir),
-              "backend": backend, "base_url": base_url, "serve": serve, "max_new_tokens": max_new_tokens,
+              "backend": backend, "serve": serve, "max_new_tokens": max_new_tokens,
               "system_prompt": system_prompt, "retry_failed": retry_failed, "refresh_changed": refresh_changed,
               "allow_text_only": allow_text_only,
               "official_tasks": str(official_tasks) if official_tasks else None,
               "data_dir": str(sample_dir()) if sample else (str(data_dir) if data_dir else None)}
     # A YAML's values stand unless the flag was given on the command line (flags left at defaults never win).
     flags = {k: v for k, v in values.items() if given(k) or (k == "data_dir" and (given("sample") or given(k)))}
+    if given("base_url"):
+        flags["base_urls"] = base_url
+    flags.update(_serve_section("policy_server", "--serve-gpus", serve_gpus, serve_tensor_parallel,
+                                serve_data_parallel, serve_gpu_memory, serve_max_model_len, serve_arg))
+    flags.update(_serve_section("judge_server", "--judge-serve-gpus", judge_serve_gpus, judge_serve_tensor_parallel,
+                                judge_serve_data_parallel, judge_serve_gpu_memory, judge_serve_max_model_len,
+                                judge_serve_arg, port=judge_serve_port))
     if given("no_format_prompt"):
         flags["format_prompt"] = not no_format_prompt
-    judge = {"backend": judge_backend, "model": judge_model, "base_urls": [judge_url], "api_key_env": judge_key_env,
+    judge = {"backend": judge_backend, "model": judge_model, "base_urls": judge_url, "api_key_env": judge_key_env,
              "template": str(judge_template) if judge_template else None,
              "rubric_template": str(rubric_template) if rubric_template else None}
     judge_flags = {"judge_backend": "backend", "judge_model": "model", "judge_url": "base_urls",

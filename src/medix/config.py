@@ -48,7 +48,8 @@ class JudgeConfig(_Config):
                                  "reference, candidate; filter quote); None = the packaged one of the mode.")
     rubric_template: str | None = Field(None, description="Path to a Jinja 0-5 rubric template for report tasks "
                                         "(eval); None = the packaged one of the protocol.")
-    max_concurrency: int = Field(64, ge=1, description="Judge requests in flight at once (openai backend).")
+    max_concurrency: int = Field(64, ge=1, description="Judge requests in flight at once per server (openai "
+                                 "backend); halved on timeouts, won back as replies arrive.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
     max_retries: int = Field(3, ge=0, description="Retries after a failed request (HTTP error, timeout, unparsable "
                              "verdict) before the sample is marked judge_error.")
@@ -69,9 +70,10 @@ class JudgeConfig(_Config):
                              "probability (local logits; server logprobs). Fit it with `medix judge audit --calibrate`.")
     soft: bool = Field(False, description="accuracy_llm = P(YES) itself (a graded signal for GRPO) instead of the "
                        "thresholded 0/1, where a probability is available.")
-    logprobs: bool = Field(True, description="openai backend, one-turn: ask the server for the verdict token's "
-                           "top logprobs (vLLM, SGLang, llama.cpp return them) to get P(YES); a reply without them "
-                           "falls back to the parsed text. Set false for a provider that rejects the parameter.")
+    logprobs: bool = Field(True, description="openai backend, both modes: ask the server for the verdict token's "
+                           "top logprobs (vLLM, SGLang, llama.cpp return them) to get P(YES); a server without them "
+                           "is noted once (identity: p_yes: unavailable) and verdicts come from the text. Set false "
+                           "for a provider that rejects the parameter (its HTTP 400 reason is in the error).")
     batch_size: int = Field(16, ge=1, description="Prompts per forward pass (local backend).")
     max_input_tokens: int | None = Field(None, ge=320, description="local backend: the judge's context in tokens; "
                                          "None = the model's own (max_position_embeddings). A prompt is never "

@@ -24,7 +24,6 @@ from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
 from medix.models import SMOLLM2, zoo_entry
-from medix.redact import display_url
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class ServerBackend:
 
         result = asyncio.run(ask())
         if not result.ok:
-            raise MedixError(f"server {display_url(self.base_url)} failed for model '{self.model_name}' ({result.error})")
+            raise MedixError(result.error)  # names the server, the model, the HTTP status and the server's reason
         return result.text
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from medix.errors import MedixError
-from medix.models import SMOLLM2, GGUF_NAME, package_dir, canonical
+from medix.models import SMOLLM2, GGUF_NAME, package_dir, canonical, resolve, zoo_entry
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,7 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise MedixError("the vllm backend needs vLLM (GPU machines): pip install 'medix[vllm]'")
-        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port), *extra]
+        return vllm_command(model, port, extra_args=extra)
     if backend == "llamacpp":
         if importlib.util.find_spec("llama_cpp") is None:
             raise MedixError("the llamacpp backend needs llama-cpp-python: pip install 'medix[llamacpp]' (compiles ~8 min)")
@@ -56,18 +55,43 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
     raise MedixError(f"unknown server backend {backend!r} (choose vllm or llamacpp)")
 
 
+def served_name(model: str) -> str:
+    """The name a request asks a served model by: a zoo name's hub id, anything else as given."""
+    return zoo_entry(model).hub_id
+
+
+def vllm_command(model: str, port: int, tensor_parallel: int = 1, gpu_memory_utilization: float | None = None,
+                 max_model_len: int | None = None, extra_args: list[str] | tuple = ()) -> list[str]:
+    """The vLLM OpenAI-server argv for `model` (any zoo name, hub id or folder), served under its hub id and
+    under the name given, so a request may use either."""
+    hub = served_name(model)
+    names = [hub] + ([model] if model != hub else [])
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
+               "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port),
+               "--tensor-parallel-size", str(tensor_parallel)]
+    if gpu_memory_utilization is not None:
+        command += ["--gpu-memory-utilization", str(gpu_memory_utilization)]
+    if max_model_len is not None:
+        command += ["--max-model-len", str(max_model_len)]
+    return command + list(extra_args)
+
+
 class ManagedServer:
     """A child server process with a health wait and a clean stop."""
 
     def __init__(self, command: list[str], base_url: str, startup_timeout_s: float = 900.0,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, log_path: str | Path | None = None):
         self.command = command
-        self.env = env  # None = this process's environment
         self.base_url = base_url.rstrip("/")
         self.startup_timeout_s = startup_timeout_s
+        self.env = dict(env or {})  # added to this process's environment (e.g. CUDA_VISIBLE_DEVICES)
         self.process: subprocess.Popen | None = None
         self._previous_sigterm = None  # the SIGTERM handler to put back on stop()
-        self._log = tempfile.NamedTemporaryFile(prefix="medix-judge-", suffix=".log", delete=False)
+        if log_path is None:
+            self._log = tempfile.NamedTemporaryFile(prefix="medix-judge-", suffix=".log", delete=False)
+        else:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_path, "ab")  # appended: a resumed run keeps the earlier server's log
 
     @property
     def log_path(self) -> str:
@@ -75,18 +99,22 @@ class ManagedServer:
 
     def start(self) -> "ManagedServer":
         self.refuse_busy_port()
-        main = threading.current_thread() is threading.main_thread()
-        if main:  # SIGTERM → SystemExit, so `finally` / `__exit__` blocks run and stop the child
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm) or signal.SIG_DFL
-        # Own process group, so stop() also reaches the workers vLLM spawns.
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, env=self.env or os.environ.copy(),
-                                        preexec_fn=_parent_death_signal() if main else None)
+        self.launch()
         try:
             return self.wait_for(self.process)
         except BaseException:  # a failed start, Ctrl-C or SIGTERM while waiting
             self.stop()
             raise
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (`wait_for` waits); `ServerGroup` launches several at once."""
+        main = threading.current_thread() is threading.main_thread()
+        if main:  # SIGTERM → SystemExit, so `finally` / `__exit__` blocks run and stop the child
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm) or signal.SIG_DFL
+        # Own process group, so stop() also reaches the workers vLLM spawns.
+        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, env={**os.environ, **self.env},
+                                        preexec_fn=_parent_death_signal() if main else None)
 
     def refuse_busy_port(self) -> None:
         """MedixError when something already listens where the server is meant to start."""
@@ -106,12 +134,12 @@ class ManagedServer:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 tail = Path(self.log_path).read_text(errors="replace")[-2000:]
-                raise MedixError(f"judge server exited with code {process.returncode} before it was "
-                                 f"ready; its log ({self.log_path}) ends with:\n{tail}")
+                raise MedixError(f"server for {self.base_url} exited with code {process.returncode} before it "
+                                 f"was ready; its log ({self.log_path}) ends with:\n{tail}")
             if self.healthy():
                 return self
             time.sleep(0.5)
-        raise MedixError(f"judge server at {self.base_url} not ready after {self.startup_timeout_s:.0f}s; "
+        raise MedixError(f"server at {self.base_url} not ready after {self.startup_timeout_s:.0f}s; "
                          f"see {self.log_path}")
 
     def healthy(self) -> bool:

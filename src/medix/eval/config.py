@@ -8,6 +8,7 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 
 from medix.config import JudgeConfig, _Config
 from medix.redact import display_url
+from medix.serving import ServeConfig
 
 PHASES = ("generate", "judge", "score")
 
@@ -20,9 +21,11 @@ PROTOCOL_DEFAULTS = {
 }
 
 
-# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off, and the
-# official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more than 60 s).
-EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0}
+# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off, the
+# official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more than 60 s), and a
+# judge server next to the policy's (which defaults to port 8000).
+EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0,
+                       "base_urls": ["http://127.0.0.1:8001/v1"]}
 
 
 def _eval_judge() -> JudgeConfig:
@@ -30,10 +33,10 @@ def _eval_judge() -> JudgeConfig:
 
 
 class EvalConfig(_Config):
-    @field_serializer("base_url")
-    def _public_url(self, url: str | None) -> str | None:
-        """Dumped without the credentials inside the URL (medix.redact)."""
-        return None if url is None else display_url(url)
+    @field_serializer("base_urls")
+    def _public_urls(self, urls: list[str]) -> list[str]:
+        """Dumped without the credentials inside the URLs (medix.redact)."""
+        return [display_url(u) for u in urls]
 
     protocol: Literal["paper", "medix"] = Field(
         "paper", description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
@@ -43,9 +46,16 @@ class EvalConfig(_Config):
                        "folder; with backend 'openai', the model name the server expects.")
     backend: Literal["local", "openai"] = Field("local", description="'local': transformers on this machine "
                                                 "(batched); 'openai': an OpenAI-compatible server.")
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="Server for backend 'openai'.")
-    serve: bool = Field(False, description="Start vLLM for the model (GPU machine) on `port`, stop it afterwards.")
-    port: int = Field(8000, description="Port of the server started by `serve`.")
+    base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1, description="Policy servers for "
+                                 "backend 'openai' (one per GPU or node): each request goes to the one with the "
+                                 "fewest in flight; a server that stops answering has its items retried on the others.")
+    serve: bool = Field(False, description="Start vLLM on this node (GPU machine): the policy servers of "
+                        "`policy_server` for the generate phase, then, with `judge_server` set and judge backend "
+                        "'openai', the judge servers for the judge phase; each is stopped when its phase ends.")
+    policy_server: ServeConfig = Field(default_factory=ServeConfig, description="Layout of the policy servers "
+                                       "`serve` starts (GPUs, tensor / data parallel, memory, context, extra args).")
+    judge_server: ServeConfig | None = Field(None, description="Layout of the judge servers `serve` starts "
+                                             "(None: the judge is not started; judge.base_urls is used).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable with the policy server's key.")
     tasks: list[str] = Field(["all"], description="Selectors: all, llm, vlm or task names.")
     data_dir: str | None = Field(None, description="Local mirrors DIR/<task>/test.jsonl; None = the hub.")
@@ -65,7 +75,8 @@ class EvalConfig(_Config):
                                        "(paper: no, medix: yes).")
     think_tag: Literal["think", "thinking"] | None = Field(None, description="None = the model zoo's tag.")
     batch_size: int = Field(8, ge=1, description="Questions per generate() call (local backend).")
-    max_concurrency: int = Field(64, ge=1, description="Requests in flight at once (openai backend).")
+    max_concurrency: int = Field(64, ge=1, description="Requests in flight at once per policy server (openai "
+                                 "backend); halved on timeouts, won back as replies arrive.")
     timeout_s: float = Field(600.0, gt=0, description="Per-request timeout (openai backend).")
     max_retries: int = Field(3, ge=0, description="Retries per sample before it is recorded as failed.")
     item_timeout_s: float | None = Field(None, gt=0, description="Bound on one item's generation, every try "
@@ -85,6 +96,19 @@ class EvalConfig(_Config):
     seed: int = Field(0, description="Bootstrap seed (fixed, so re-scoring gives identical intervals).")
     report_samples: int = Field(10, ge=0, description="Responses per task shown in report.html.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_server_keys(cls, values):
+        """Configs written before several servers: `base_url: URL` and `port: N` (of `serve`)."""
+        if isinstance(values, dict) and ("base_url" in values or "port" in values):
+            values = dict(values)
+            if "base_url" in values:
+                url = values.pop("base_url")
+                values.setdefault("base_urls", [url] if isinstance(url, str) else url)
+            if "port" in values:
+                values["policy_server"] = {**(values.get("policy_server") or {}), "port": values.pop("port")}
+        return values
+
     @field_validator("judge", mode="before")
     @classmethod
     def _eval_judge_defaults(cls, value):
@@ -96,6 +120,16 @@ class EvalConfig(_Config):
         for key, value in PROTOCOL_DEFAULTS[self.protocol].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
+        return self
+
+    @model_validator(mode="after")
+    def _serve_needs_servers(self) -> "EvalConfig":
+        if self.serve and self.backend != "openai":
+            raise ValueError("serve starts vLLM servers for the policy, which backend 'local' does not use; add "
+                             "--backend openai (or drop --serve)")
+        if self.serve and self.judge_server is not None and self.judge.backend != "openai":
+            raise ValueError("judge_server (--judge-serve-*) starts judge servers, which judge backend "
+                             f"'{self.judge.backend}' does not use; add --judge-backend openai")
         return self
 
     @model_validator(mode="after")

@@ -2,8 +2,10 @@
 
     medix eval run --model MediX-R1-8B --backend openai --base-url http://127.0.0.1:8000/v1 --phases generate
 
-Backends: `openai` (any OpenAI-compatible server; requests in flight up to `max_concurrency`, images as
-PNG data URLs, each request retried up to `max_retries`) and `local` (transformers; text models decode a
+Backends: `openai` (one or several OpenAI-compatible servers, `base_urls`: each request goes to the server
+with the fewest in flight, up to `max_concurrency` per server; a server that stops answering is reported
+and its items retried on the others; images as data URLs; each request retried up to `max_retries`; a
+zoo name is asked for by its hub id, e.g. MBZUAI/MediX-R1-8B) and `local` (transformers; text models decode a
 batch of `batch_size` questions per `generate()` call, left-padded; vision models one at a time).
 Greedy by default. Records are appended as they finish; a restart skips the ids already written.
 """
@@ -22,6 +24,7 @@ from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, sha256
 from medix.models import zoo_entry
+from medix.serving import served_name
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +91,30 @@ def run_generate(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
 
 
 async def _openai_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_done) -> list[GenerationRecord]:
-    client = ChatClient(cfg.base_url, cfg.api_key_env, cfg.timeout_s, cfg.max_retries,
+    client = ChatClient(cfg.base_urls, cfg.api_key_env, cfg.timeout_s, cfg.max_retries,
                         max_concurrency=cfg.max_concurrency, max_consecutive_failures=cfg.max_consecutive_failures)
-    out, unanswered = [], 0
+    out = []
+    tasks = [asyncio.ensure_future(_openai_one(cfg, client, item)) for item in items]
+    pending = set(tasks)
     try:
-        for finished in asyncio.as_completed([_openai_one(cfg, client, item) for item in items]):
-            record, circuit_open = await finished
-            if circuit_open:  # not recorded: the same command tries it again once the server is back
-                unanswered += 1
-                continue
-            store.append([record], sync=False)  # flushed per record: a SIGKILL loses at most the one in flight
-            out.append(record)
-            on_done(1)
-    finally:
+        while pending and not client.circuit_error:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                record, circuit_open = task.result()
+                if circuit_open:  # not recorded: the same command tries it again once the server is back
+                    continue
+                store.append([record], sync=False)  # flushed per record: a SIGKILL loses at most the one in flight
+                out.append(record)
+                on_done(1)
+    finally:  # the phase stopped (circuit open, an error, Ctrl-C): its requests are dropped, not left running
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
-    if unanswered:
+    if len(out) < len(items):
         raise MedixError(f"{client.circuit_error or 'the policy server stopped answering'}. {len(out)} responses "
-                         f"of this task are saved in {store.path}, {unanswered} were not attempted; re-run the same "
-                         "command once the server is back to resume")
+                         f"of this task are saved in {store.path}, {len(items) - len(out)} were not attempted; "
+                         "re-run the same command once the server is back to resume")
     return out
 
 
@@ -130,7 +139,7 @@ async def _openai_one(cfg: EvalConfig, client: ChatClient, item: EvalItem) -> tu
         messages = _messages(cfg, item)
     except MedixError as err:  # a missing or unreadable image fails this item, not the run
         return make_record(cfg, item, None, str(err), 0), False
-    result = await client.chat(messages, model=cfg.model, temperature=cfg.temperature,
+    result = await client.chat(messages, model=served_name(cfg.model), temperature=cfg.temperature,
                                max_tokens=cfg.max_new_tokens, deadline_s=cfg.item_timeout_s or 2 * cfg.timeout_s)
     return make_record(cfg, item, result.text if result.ok else None, result.error, result.attempts), \
         result.circuit_open

@@ -41,7 +41,7 @@ def markdown_table(scores: dict) -> str:
     if notes:
         lines += ["", *notes]
     if scores.get("protocol"):
-        lines += ["", f"Protocol: {scores['protocol']}; failed items: {scores.get('failures_counted_as')}. "
+        lines += ["", f"Protocol: {scores['protocol']}; {_failures_line(scores)}. "
                   "Stand-in tasks are listed but not in the means."]
     notes = [f"{name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in t["data"].items()
                                       if isinstance(v, int) and v)
@@ -75,6 +75,19 @@ def run_notes(scores: dict) -> list[str]:
         notes.append("Not judged yet (left out of the scores): " + ", ".join(f"{t} {n}" for t, n in unjudged.items())
                      + " items; run the judge phase to include them.")
     return notes
+
+
+def _failures_line(scores: dict) -> str:
+    """"5 judge failures, 0 generation failures (counted as 0 ...)", plus items never judged."""
+    tasks = scores["tasks"].values()
+    judge = sum(t.get("judge_failures", 0) for t in tasks)
+    generation = sum(t.get("generation_failures", 0) for t in tasks)
+    line = (f"{judge} judge failure(s) and {generation} generation failure(s), "
+            f"{'counted as ' if scores.get('protocol') == 'paper' else ''}{scores.get('failures_counted_as')}")
+    missing = sum(t.get("not_judged", 0) for t in tasks)
+    if missing and not scores.get("unjudged"):  # else run_notes names them per task
+        line += f"; {missing} generated item(s) not judged yet (re-run the judge phase to finish)"
+    return line
 
 
 def chart_png(scores: dict) -> bytes:

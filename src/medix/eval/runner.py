@@ -73,22 +73,30 @@ def _manifest(out: Path, cfg: EvalConfig, judge: EvalJudge, new_judge: bool) -> 
 
 
 @contextlib.contextmanager
-def _policy_server(cfg: EvalConfig):
-    """`serve: true` starts vLLM for the model and stops it when generation ends."""
-    if not (cfg.serve and cfg.backend == "openai"):
+def _served(cfg: EvalConfig, role: str, out: Path):
+    """`serve: true`: the vLLM servers of `role` ("policy" for generate, "judge" for judge), laid out by
+    `policy_server` / `judge_server`, for the length of the phase; the client is pointed at them. Logs go
+    to OUT/logs/<role>-<k>.log."""
+    spec = cfg.policy_server if role == "policy" else cfg.judge_server
+    backend = cfg.backend if role == "policy" else cfg.judge.backend
+    if not (cfg.serve and spec is not None and backend == "openai"):
         yield
         return
-    from medix.serve import ManagedServer, server_command
+    from medix.serving import ServerGroup, plan_servers, require_vllm
 
-    url = f"http://127.0.0.1:{cfg.port}/v1"
-    with ManagedServer(server_command(cfg.model, "vllm", cfg.port), url):
-        cfg.base_url = url
+    require_vllm()
+    model = cfg.model if role == "policy" else cfg.judge.model
+    with ServerGroup(plan_servers(role, model, spec, out / "logs"), spec.startup_timeout_s) as group:
+        if role == "policy":
+            cfg.base_urls = group.urls
+        else:
+            cfg.judge.base_urls = group.urls
         yield
 
 
 def _generate(cfg: EvalConfig, specs: list[TaskSpec], out: Path, result: RunResult, progress: Progress) -> None:
     checks = read_data_checks(out)
-    with _policy_server(cfg):
+    with _served(cfg, "policy", out):
         for spec in specs:
             try:
                 data = load_task(spec, cfg.data_dir, cfg.limit, cfg.protocol)
@@ -165,25 +173,43 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
             result.current[spec.name] = _current_ids(cfg, spec, gens)
     result.tasks = [s.name for s in available]
     if "judge" in cfg.phases:
-        from medix.judge.audit import warn_if_weak
-
-        warn_if_weak(cfg.judge)
-        for spec in available:
-            gens = [g for g in _generations(out, spec) if g.id in result.current[spec.name]]
-            store = JsonlStore(judgments_path(out, judge.key, spec.name))
-            if cfg.retry_failed:
-                store.drop(lambda r: r.get("score") is None)
-            todo = len({g.id for g in gens} - store.ids())
-            result.failures[f"judge/{spec.name}"] = run_judge(spec, judge, gens, store, progress("judge", spec.name, todo))
+        with _served(cfg, "judge", out):
+            _judge_phase(cfg, available, out, judge, result, progress)
     if "score" in cfg.phases:
         from medix.eval.report import write_report
         from medix.eval.score import run_score
 
-        result.scores = run_score(out, available, cfg.model, judge.identity, judge.key, result.skipped,
+        noted = json.loads((out / "run.json").read_text(encoding="utf-8")).get("judges", {}).get(judge.key)
+        result.scores = run_score(out, available, cfg.model, noted or judge.identity, judge.key, result.skipped,
                                   cfg.bootstrap, cfg.seed, cfg.protocol, current=result.current)
         write_report(out, result.scores, cfg.report_samples)
     result.failures = {k: v for k, v in result.failures.items() if v}
     return result
+
+
+def _judge_phase(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, result: RunResult,
+                 progress: Progress) -> None:
+    from medix.judge.audit import warn_if_weak
+
+    warn_if_weak(cfg.judge)
+    judge.judge.probe()  # so the first record's identity already says whether P(YES) is available
+    _note_identity(out, judge)
+    for spec in specs:
+        gens = [g for g in _generations(out, spec) if g.id in result.current[spec.name]]
+        store = JsonlStore(judgments_path(out, judge.key, spec.name))
+        if cfg.retry_failed:
+            store.drop(lambda r: r.get("score") is None)
+        todo = len({g.id for g in gens} - store.ids())
+        result.failures[f"judge/{spec.name}"] = run_judge(spec, judge, gens, store, progress("judge", spec.name, todo))
+
+
+def _note_identity(out: Path, judge: EvalJudge) -> None:
+    """OUT/run.json's entry for this judge, with what the probe noted (e.g. `p_yes: unavailable`)."""
+    file = out / "run.json"
+    manifest = json.loads(file.read_text(encoding="utf-8"))
+    if manifest.get("judges", {}).get(judge.key) != judge.identity:
+        manifest.setdefault("judges", {})[judge.key] = judge.identity
+        file.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
 def task_listing(data_dir: str | None = None) -> list[dict]:

@@ -139,8 +139,13 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
                 unjudged[spec.name] = len(ids - {r["id"] for r in records})
             judgments[spec.name] = records
             meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read_as(GenerationRecord)}
-    scores = {"model": model, "judge": judge_identity, "judge_key": judge_key,
-              **score_tasks(specs, judgments, meta, resamples, seed, protocol), "skipped": dict(skipped),
+    body = score_tasks(specs, judgments, meta, resamples, seed, protocol)
+    for name, entry in body["tasks"].items():  # generated (for this item list) but never judged
+        ids = current[name] if current is not None and name in current else set(meta[name])
+        entry["not_judged"] = len((set(meta[name]) & ids) - {r["id"] for r in judgments[name]})
+    body["failures"] = {label: sum(t[key] for t in body["tasks"].values()) for label, key in (
+        ("judge", "judge_failures"), ("generation", "generation_failures"), ("not_judged", "not_judged"))}
+    scores = {"model": model, "judge": judge_identity, "judge_key": judge_key, **body, "skipped": dict(skipped),
               "unjudged": {t: n for t, n in unjudged.items() if n}}
     checks = read_data_checks(out)
     for name, entry in scores["tasks"].items():  # rows skipped at load never became items: counted here

@@ -11,9 +11,13 @@ import json
 import sqlite3
 from pathlib import Path
 
+from medix.judge.types import IDENTITY_NOTES
+
 
 def cache_key(identity: dict, prompt: str) -> str:
-    blob = json.dumps([identity, prompt], sort_keys=True, ensure_ascii=False)
+    """The identity's settings (not its notes, e.g. `p_yes: unavailable`) and the prompt, hashed."""
+    settings = {k: v for k, v in identity.items() if k not in IDENTITY_NOTES}
+    blob = json.dumps([settings, prompt], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -29,7 +29,7 @@ from medix.config import JudgeConfig
 from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_key
 from medix.judge.templates import CONVERSATION, ONE_TURN, PAPER, Prompts
-from medix.judge.types import LOCAL_RESERVE_TOKENS, MIN_CONTEXT, JudgeBackend, JudgeRequest, Verdict
+from medix.judge.types import IDENTITY_NOTES, LOCAL_RESERVE_TOKENS, MIN_CONTEXT, JudgeBackend, JudgeRequest, Verdict
 from medix.redact import display_url
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def judge_identity(config: JudgeConfig, method: str, template_sha256: str, proto
 
 def identity_key(identity: dict) -> str:
     """Short hash of an identity: names judgment folders, so a new judge never reuses old verdicts."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    settings = {k: v for k, v in identity.items() if k not in IDENTITY_NOTES}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def backend_method(config: JudgeConfig) -> str:
@@ -113,11 +114,24 @@ class Judge:
     @property
     def identity(self) -> dict:
         """The one-turn judge's identity."""
-        return one_turn_identity(self.config)
+        return self._noted(one_turn_identity(self.config))
 
     def conversation_identity(self, rounds: int, protocol: str = "medix") -> dict:
-        return judge_identity(self.config, self.method, self.conversation_prompts[protocol].sha256,
-                              PROTOCOLS[protocol], rounds)
+        return self._noted(judge_identity(self.config, self.method, self.conversation_prompts[protocol].sha256,
+                                          PROTOCOLS[protocol], rounds))
+
+    def _noted(self, identity: dict) -> dict:
+        """`p_yes: unavailable` once the server has answered without the logprobs that were asked for."""
+        if getattr(self._backend, "logprobs_available", None) is False:
+            identity["p_yes"] = "unavailable"
+        return identity
+
+    def probe(self) -> None:
+        """One short request before a phase (openai backend, logprobs on), so that the identity written into
+        the first record already says whether the server gives P(YES). A failed probe says nothing: the
+        phase's own requests report the server's error."""
+        if self.config.backend == "openai" and self.config.logprobs:
+            self.submit(self.backend.probe()).result()
 
     def render(self, request: JudgeRequest) -> str:
         return self.prompts.render(request, self.fits)

@@ -9,6 +9,9 @@ from typing import AsyncIterator, Literal, Protocol
 Kind = Literal["binary", "rubric"]
 MIN_CONTEXT = 2048  # no local judge has a shorter context (SmolLM2-135M: 8,192)
 LOCAL_RESERVE_TOKENS = 256  # chat template, follow-up turns and short replies of a judging conversation
+# Facts about the server noted in a judge identity, not settings: they change no key (cache, judgments
+# folder), so a run's verdicts stay where they are whether or not the server sent logprobs.
+IDENTITY_NOTES = ("p_yes",)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,10 @@ class StubSettings:
     # "unclosed": a think block cut off by max_tokens (finish_reason "length"), never a verdict.
     style: str = "plain"
     accept_bait: bool = False  # a gullible judge: YES to candidates that only claim to be correct
+    logprobs: bool = True  # False: ignore `logprobs` in requests, as `transformers serve` does
+    served_model: str | None = None  # set: any other model name gets HTTP 400 with FastAPI's {"detail": ...}
     bodies: list = field(default_factory=list)  # the last request bodies (up to 50), to check what was sent
+    dropped: list = field(default_factory=list)  # hung requests the client gave up on: seconds after arrival
     counts: dict = field(default_factory=lambda: {"requests": 0, "ok": 0, "500": 0, "hang": 0, "garbage": 0,
                                                   "echo_auth": 0})
 
@@ -108,12 +111,15 @@ def build_app(settings: StubSettings) -> Starlette:
             settings.counts["echo_auth"] += 1
             message = f"invalid API key in header: {request.headers.get('authorization')}"
             return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=401)
+        if settings.served_model and body.get("model") != settings.served_model:
+            return JSONResponse({"detail": f"Server is pinned to '{settings.served_model}'; requested "
+                                           f"'{body.get('model')}'."}, status_code=400)
         if capacity is None:
-            return await _serve(body)
+            return await _serve(body, request)
         async with capacity:
-            return await _serve(body)
+            return await _serve(body, request)
 
-    async def _serve(body: dict):
+    async def _serve(body: dict, request: Request):
         settings.counts["requests"] += 1
         settings.bodies[:] = [*settings.bodies[-49:], body]
         roll = rng.random()
@@ -124,15 +130,15 @@ def build_app(settings: StubSettings) -> Starlette:
         roll -= settings.fail_500
         if roll < settings.hang:
             settings.counts["hang"] += 1
-            await asyncio.sleep(settings.hang_s)
+            await _hang(request, settings)
         elif roll - settings.hang < settings.garbage:
             settings.counts["garbage"] += 1
-            return JSONResponse(_completion(body, "~~ lorem ipsum ~~"))
+            return JSONResponse(_completion(body, "~~ lorem ipsum ~~", logprobs=settings.logprobs))
         settings.counts["ok"] += 1
         if settings.role == "policy":
-            return JSONResponse(_completion(body, policy_reply(settings.policy_answer)))
+            return JSONResponse(_completion(body, policy_reply(settings.policy_answer), logprobs=settings.logprobs))
         verdict = stub_reply(body["messages"], settings.accept_bait)
-        return JSONResponse(_completion(body, *_styled(settings.style, verdict)))
+        return JSONResponse(_completion(body, *_styled(settings.style, verdict), logprobs=settings.logprobs))
 
     async def models(request: Request):
         return JSONResponse({"object": "list", "data": [{"id": "stub-judge", "object": "model"}]})
@@ -142,6 +148,16 @@ def build_app(settings: StubSettings) -> Starlette:
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
                              Route("/v1/models", models), Route("/stats", stats)])
+
+
+async def _hang(request: Request, settings: "StubSettings") -> None:
+    """Sleep `hang_s`, noting in `settings.dropped` after how many seconds the client hung up, if it did."""
+    start = time.monotonic()
+    while time.monotonic() - start < settings.hang_s:
+        if await request.is_disconnected():
+            settings.dropped.append(time.monotonic() - start)
+            return
+        await asyncio.sleep(0.05)
 
 
 def _styled(style: str, verdict: str) -> tuple[str, str]:
@@ -156,19 +172,21 @@ def _styled(style: str, verdict: str) -> tuple[str, str]:
     return verdict, "stop"
 
 
-def _logprobs(text: str) -> dict | None:
-    """OpenAI-style logprobs for a YES / NO reply: the verdict token at P = 0.8, the other at 0.2."""
+def _logprobs(text: str) -> dict:
+    """OpenAI-style logprobs, as a real engine sends for any reply: a YES / NO reply's verdict token at
+    P = 0.8 with the other at 0.2; any other reply one token per word at P = 1."""
     if text not in ("YES", "NO"):
-        return None
+        return {"content": [{"token": word, "logprob": 0.0, "bytes": None, "top_logprobs": []}
+                            for word in text.split(" ")]}
     other = "NO" if text == "YES" else "YES"
     top = [{"token": text, "logprob": math.log(0.8), "bytes": None},
            {"token": other, "logprob": math.log(0.2), "bytes": None}]
     return {"content": [{"token": text, "logprob": math.log(0.8), "bytes": None, "top_logprobs": top}]}
 
 
-def _completion(body: dict, text: str, finish_reason: str = "stop") -> dict:
+def _completion(body: dict, text: str, finish_reason: str = "stop", logprobs: bool = True) -> dict:
     choice = {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": text}}
-    if body.get("logprobs"):
+    if body.get("logprobs") and logprobs:
         choice["logprobs"] = _logprobs(text)
     return {
         "id": "stub", "object": "chat.completion", "created": int(time.time()), "model": body.get("model", "stub"),
