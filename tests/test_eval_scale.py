@@ -144,7 +144,13 @@ def test_judge_without_logprobs_says_so_once_in_the_output_and_the_identity(tmp_
     assert json.loads((tmp_path / "run" / "run.json").read_text())["judges"][folder.name]["p_yes"] == "unavailable"
     (full_folder,) = (tmp_path / "full" / "judgments").iterdir()
     assert "p_yes" not in _records(full_folder / "mmlu_anatomy.jsonl")[0]["judge"]
-    assert full_folder.name == folder.name  # a note about the server, not a new judge: same verdict folder
+    # A note about the server, not a new judge: the folder is the one the same judge has before any probe.
+    from medix.eval.judging import EvalJudge
+    from medix.judge import Judge
+
+    cfg = _cfg(tmp_path, [policy.url], [judge.url], judge_rounds=3)
+    with Judge(cfg.judge) as same:
+        assert folder.name == EvalJudge(same, cfg.judge_rounds, cfg.protocol).key
 
 
 def test_one_turn_judge_without_logprobs_notes_it_once(tmp_path, caplog):
