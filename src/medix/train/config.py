@@ -20,7 +20,7 @@ from medix.config import RewardConfig, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
 from medix.redact import display_url
-from medix.train.trl_args import check_passthrough, check_report_to
+from medix.train.trl_fields import check_passthrough, check_report_to
 
 log = logging.getLogger(__name__)
 RECIPE_DIR = Path(__file__).parent / "recipes"

@@ -8,70 +8,21 @@ The `algorithm`, `rollout` and `trainer` sections accept, besides their own fiel
 checked against the real dataclass when the config is read — an unknown name is an error that suggests the
 nearest valid one — and handed to GRPOConfig as is, over the value medix would map from its own field (so
 `trainer.max_completion_length` wins over `rollout.max_completion_tokens`). A few fields medix must own are
-refused with the section that sets them (`MANAGED`).
+refused with the section that sets them (`medix.train.trl_fields.MANAGED`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from trl import GRPOConfig
 
 from medix.errors import MedixError
-
-if TYPE_CHECKING:
-    from trl import GRPOConfig
-
-    from medix.train.config import TrainConfig
+from medix.train.config import TrainConfig
+from medix.train.trl_fields import EXTRA_REPORTERS
 
 log = logging.getLogger(__name__)
-
-# GRPOConfig fields medix derives from its own sections; setting them directly would break a run.
-MANAGED = {
-    "reward_weights": "reward.weights (one weight per reward component, derived from the composite formula)",
-    "remove_unused_columns": "medix (the reward functions read the dataset's solution / problem / images columns)",
-    "log_completions": "trainer.log_completions (medix writes completions.jsonl itself)",
-}
-# report_to names that are not transformers integrations.
-EXTRA_REPORTERS = ("json",)
-
-
-@functools.cache
-def grpo_fields() -> frozenset[str]:
-    """Names of the installed GRPOConfig's fields (TrainingArguments' included)."""
-    from trl import GRPOConfig
-
-    return frozenset(f.name for f in dataclasses.fields(GRPOConfig) if f.init)
-
-
-def check_passthrough(section: str, extras: dict[str, Any], own: list[str]) -> None:
-    """ValueError naming the first key of `extras` that is neither a GRPOConfig field nor allowed here."""
-    fields = grpo_fields()
-    for key in extras:
-        if key in MANAGED:
-            raise ValueError(f"{section}.{key} is set by {MANAGED[key]}; remove it")
-        if key not in fields:
-            near = list(dict.fromkeys(difflib.get_close_matches(key, [*own, *fields], n=3, cutoff=0.6)))
-            hint = f"did you mean {' or '.join(near)}?" if near else f"medix fields here: {', '.join(own)}"
-            raise ValueError(f"{section}.{key}: unknown key, neither a medix field nor a TRL GRPOConfig field; "
-                             f"{hint} (TRL's fields: https://huggingface.co/docs/trl/grpo_trainer)")
-
-
-@functools.cache
-def known_reporters() -> frozenset[str]:
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-
-    return frozenset([*INTEGRATION_TO_CALLBACK, *EXTRA_REPORTERS, "all", "none"])
-
-
-def check_report_to(names: list[str]) -> list[str]:
-    unknown = [n for n in names if n not in known_reporters()]
-    if unknown:
-        raise ValueError(f"unknown logger(s) {unknown}; choose from {sorted(known_reporters())}")
-    return names
-
 
 def check_installed(cfg: TrainConfig) -> None:
     """Before any model loads: each package the settings need, named with the setting and its install line."""
@@ -148,8 +99,6 @@ def passthrough_fields(cfg: TrainConfig) -> dict[str, Any]:
 def grpo_args(cfg: TrainConfig) -> GRPOConfig:
     """The GRPOConfig for `cfg`. Built before the policy loads: under DeepSpeed ZeRO-3 its construction arms
     transformers' zero.Init hook, so each rank loads only its shard (as TRL's own scripts do)."""
-    from trl import GRPOConfig
-
     kwargs = mapped_fields(cfg)
     for key, value in passthrough_fields(cfg).items():
         if key in kwargs and kwargs[key] != value:

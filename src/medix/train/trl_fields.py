@@ -1,0 +1,56 @@
+"""TRL's own names in a medix training config: the installed `GRPOConfig`'s fields, the ones medix owns, and the
+`report_to` integrations transformers knows. Used by `medix.train.config` while a config is read, so it imports
+nothing of medix's training code; building the GRPOConfig is `medix.train.trl_args`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from typing import Any
+
+# GRPOConfig fields medix derives from its own sections; setting them directly would break a run.
+MANAGED = {
+    "reward_weights": "reward.weights (one weight per reward component, derived from the composite formula)",
+    "remove_unused_columns": "medix (the reward functions read the dataset's solution / problem / images columns)",
+    "log_completions": "trainer.log_completions (medix writes completions.jsonl itself)",
+}
+# report_to names that are not transformers integrations.
+EXTRA_REPORTERS = ("json",)
+
+
+@functools.cache
+def grpo_fields() -> frozenset[str]:
+    """Names of the installed GRPOConfig's fields (TrainingArguments' included)."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    return frozenset(f.name for f in dataclasses.fields(GRPOConfig) if f.init)
+
+
+def check_passthrough(section: str, extras: dict[str, Any], own: list[str]) -> None:
+    """ValueError naming the first key of `extras` that is neither a GRPOConfig field nor allowed here."""
+    fields = grpo_fields()
+    for key in extras:
+        if key in MANAGED:
+            raise ValueError(f"{section}.{key} is set by {MANAGED[key]}; remove it")
+        if key not in fields:
+            near = list(dict.fromkeys(difflib.get_close_matches(key, [*own, *fields], n=3, cutoff=0.6)))
+            hint = f"did you mean {' or '.join(near)}?" if near else f"medix fields here: {', '.join(own)}"
+            raise ValueError(f"{section}.{key}: unknown key, neither a medix field nor a TRL GRPOConfig field; "
+                             f"{hint} (TRL's fields: https://huggingface.co/docs/trl/grpo_trainer)")
+
+
+@functools.cache
+def known_reporters() -> frozenset[str]:
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    return frozenset([*INTEGRATION_TO_CALLBACK, *EXTRA_REPORTERS, "all", "none"])
+
+
+def check_report_to(names: list[str]) -> list[str]:
+    unknown = [n for n in names if n not in known_reporters()]
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}; choose from {sorted(known_reporters())}")
+    return names
