@@ -40,9 +40,14 @@ LAUNCHER = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:])
 log = logging.getLogger("bench.data_prep")
 
 
-def benchmarks_dir(arg: str | None) -> Path:
+SAMPLE = REPO / "src" / "medix" / "eval" / "sample"  # the bundled sample set: 5 VQA-RAD / PathVQA rows each
+
+
+def benchmarks_dir(arg: str | None, smoke: bool = False) -> Path:
     path = Path(arg or os.environ.get("MEDIX_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))
     if not (path / "rad_vqa" / "test.jsonl").is_file():
+        if smoke:  # a smoke run only needs real images of the schema, not the mirrors' variety
+            return SAMPLE
         sys.exit(f"benchmark mirrors not found at {path} (give --benchmarks DIR or set MEDIX_BENCHMARKS)")
     return path
 
@@ -182,8 +187,19 @@ def measure(data: Path, impl: str, args, cache: Path) -> dict:
     return result
 
 
+def old_code_available() -> bool:
+    """A shallow clone may not hold OLD_REF; then only the current code can be measured."""
+    return subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{OLD_REF}^{{commit}}"],
+                          capture_output=True).returncode == 0
+
+
 def run_all(args) -> list[dict]:
-    items = pool(benchmarks_dir(args.benchmarks))
+    items = pool(benchmarks_dir(args.benchmarks, args.smoke))
+    if not old_code_available():
+        if not args.smoke:
+            sys.exit(f"commit {OLD_REF} (the old prepare) is not in this clone: fetch the full history to compare")
+        print(f"note: commit {OLD_REF} is not in this clone, so the old code is not run")
+        args.old_jsonl_sizes, args.old_parquet_sizes = [], []
     results = []
     for fmt in args.formats:
         old_sizes = args.old_parquet_sizes if fmt == "parquet" else args.old_jsonl_sizes
