@@ -69,3 +69,16 @@ def test_store_repairs_a_torn_line_and_never_duplicates(tmp_path):
     store.append([{"id": "c"}, {"id": "a", "dup": True}])
     assert [r["id"] for r in store.read()] == ["a", "b", "c"] and "dup" not in store.read()[0]
     assert store.drop(lambda r: r["id"] == "b") == 1 and store.ids() == {"a", "c"}
+
+
+def test_bootstrap_interval_is_95_percent_wide():
+    """400 items at 50%: a 95% interval spans ±1.96 standard errors, 2 × 1.96 × √(0.25 / 400) ≈ 0.098 (a 90%
+    interval, the 5th to 95th percentile, would span 0.082)."""
+    import numpy as np
+
+    from medix.eval.score import bootstrap_means, interval
+
+    values = np.array([1.0, 0.0] * 200)
+    low, high = interval(bootstrap_means(values, 20000, np.random.default_rng(0)))
+    assert high - low == pytest.approx(2 * 1.96 * (0.25 / 400) ** 0.5, abs=0.006)
+    assert low < 0.5 < high

@@ -19,6 +19,7 @@ COMMON = {
     "judge": "Qwen/Qwen3-4B-Instruct-2507", "embedder": "abhinand/MedEmbed-large-v0.1",
     "weights": (0.1, 0.575, 0.375, 0.05), "embed_threshold": 0.8, "judge_error": "zero",
     "think_tags": ("thinking",),
+    "advantage_scale": "group",  # EasyR1's GRPO advantage: (reward - group mean) / group std
 }
 DAPO = {"loss": "token-mean", "kl": 0.0, "clip": (0.2, 0.28), "ratio": "token", "filter": (0.01, 0.99, 20)}
 OFFICIAL = {
@@ -58,6 +59,7 @@ def medix_values(cfg) -> dict:
         "clip": (args.epsilon, args.epsilon_high), "ratio": args.importance_sampling_level,
         "filter": (ds.low, ds.high, ds.max_attempts) if ds.enabled else None,
         "rollout_tp": cfg.rollout.vllm_tensor_parallel_size,
+        "advantage_scale": args.scale_rewards,
     }
 
 
