@@ -86,3 +86,17 @@ def test_the_embedded_judge_is_flagged_on_a_fresh_clone(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
     warning = weak_judge_warning(JudgeConfig())
     assert warning is not None and "smollm2-135m" in warning and "400 labelled pairs" in warning
+
+
+def test_audit_rates_divide_by_their_own_class():
+    """TPR = true YES / positives, FPR = false YES / negatives (not / all labels): 3 positives, 5 negatives,
+    YES on 2 positives and on 1 negative → TPR 2/3, FPR 1/5, accuracy (2 + 4) / 8."""
+    import numpy as np
+
+    from medix.judge.audit import rates
+
+    labels = np.array([True, True, True, False, False, False, False, False])
+    yes = np.array([True, True, False, True, False, False, False, False])
+    r = rates(labels, yes)
+    assert r["tpr"] == pytest.approx(2 / 3) and r["fpr"] == pytest.approx(1 / 5)
+    assert r["accuracy"] == pytest.approx(6 / 8) and (r["positives"], r["negatives"]) == (3, 5)

@@ -90,3 +90,13 @@ def test_a_template_that_never_shows_the_answer_or_reference_is_refused(tmp_path
     for field in ("template", "rubric_template"):
         with pytest.raises(MedixError, match=rf"mine.jinja never uses {missing}"):
             Judge(JudgeConfig(**{field: str(path)}))
+
+
+def test_paper_parse_reads_after_the_last_think_close():
+    """The official parser splits on `</think>` and keeps the last piece: a reply that reasons in two blocks,
+    with a decoy score between them, is read from the text after the second close."""
+    from medix.judge.parse import parse_paper
+
+    reply = '<think>first pass</think>{"score": 0} <think>second look</think>\n{"score": 1}'
+    assert parse_paper("binary", reply) == 1.0
+    assert parse_paper("rubric", '<think>a</think>{"score": 1}<think>b</think>{"score": 4}') == 4.0
