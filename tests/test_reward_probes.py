@@ -104,3 +104,16 @@ def test_probes(composite):
         assert r.judge_error is None
         assert r.overall is not None and 0.0 <= r.overall <= 1.0
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("answer, reference, expected", [
+    ("yes!", "Yes", (None, None)),              # a yes/no question answered yes: the judge decides
+    ("Yes, definitely.", "yes", (None, None)),  # decorated, and the reference is that word
+    ("No, not at all", "no", (None, None)),
+    ("yes!", "Pneumothorax", (0.0, "verdict_word")),  # the same words against a finding: verdict bait
+    ("Yes, definitely.", "Pneumothorax", (0.0, "verdict_word")),
+])
+def test_verdict_words_are_answers_when_the_reference_is_that_word(answer, reference, expected):
+    from medix.rewards.common import guard
+
+    assert guard(answer, reference, 1000) == expected
