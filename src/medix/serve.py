@@ -41,7 +41,7 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise MedixError("the vllm backend needs vLLM (GPU machines): pip install 'medix[vllm]'")
-        return vllm_command(model, port, extra_args=extra)
+        return vllm_command(model, port, tensor_parallel=None, extra_args=extra)  # layout flags: `extra`
     if backend == "llamacpp":
         if importlib.util.find_spec("llama_cpp") is None:
             raise MedixError("the llamacpp backend needs llama-cpp-python: pip install 'medix[llamacpp]' (compiles ~8 min)")
@@ -60,20 +60,23 @@ def served_name(model: str) -> str:
     return zoo_entry(model).hub_id
 
 
-def vllm_command(model: str, port: int, tensor_parallel: int = 1, gpu_memory_utilization: float | None = None,
+def vllm_placement_args(tensor_parallel: int | None = None, gpu_memory_utilization: float | None = None,
+                        max_model_len: int | None = None) -> list[str]:
+    """vLLM's layout flags; a None leaves that setting at vLLM's default."""
+    flags = (("--tensor-parallel-size", tensor_parallel), ("--gpu-memory-utilization", gpu_memory_utilization),
+             ("--max-model-len", max_model_len))
+    return [part for flag, value in flags if value is not None for part in (flag, str(value))]
+
+
+def vllm_command(model: str, port: int, tensor_parallel: int | None = 1, gpu_memory_utilization: float | None = None,
                  max_model_len: int | None = None, extra_args: list[str] | tuple = ()) -> list[str]:
     """The vLLM OpenAI-server argv for `model` (any zoo name, hub id or folder), served under its hub id and
     under the name given, so a request may use either."""
     hub = served_name(model)
     names = [hub] + ([model] if model != hub else [])
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
-               "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port),
-               "--tensor-parallel-size", str(tensor_parallel)]
-    if gpu_memory_utilization is not None:
-        command += ["--gpu-memory-utilization", str(gpu_memory_utilization)]
-    if max_model_len is not None:
-        command += ["--max-model-len", str(max_model_len)]
-    return command + list(extra_args)
+               "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port)]
+    return command + vllm_placement_args(tensor_parallel, gpu_memory_utilization, max_model_len) + list(extra_args)
 
 
 class ManagedServer:

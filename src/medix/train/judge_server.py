@@ -64,11 +64,10 @@ def judge_server_args(serve: JudgeServeConfig) -> list[str]:
     """vLLM arguments from the placement fields, before the free extra_args."""
     if serve.backend != "vllm":
         return list(serve.extra_args)
-    args = ["--tensor-parallel-size", str(serve.tensor_parallel_size),
-            "--gpu-memory-utilization", str(serve.gpu_memory_utilization)]
-    if serve.max_model_len:
-        args += ["--max-model-len", str(serve.max_model_len)]
-    return [*args, *serve.extra_args]
+    from medix.serve import vllm_placement_args
+
+    return [*vllm_placement_args(serve.tensor_parallel_size, serve.gpu_memory_utilization, serve.max_model_len),
+            *serve.extra_args]
 
 
 @contextlib.contextmanager
