@@ -279,3 +279,14 @@ def test_a_trl_credential_never_reaches_config_json():
                                    "trainer.push_to_hub=true"])
     assert "hf_do_not_write" not in cfg.model_dump_json()
     assert grpo_args(cfg).hub_token == "hf_do_not_write"  # TRL still gets it
+
+
+def test_an_unreachable_judge_url_is_named_without_its_credentials():
+    from medix.train.judge_server import check_judge_reachable
+    from medix.testing.judge_server import free_port
+
+    cfg = load_train_config(None, ["data.train=x.jsonl", "reward.judge.backend=openai",
+                                   f"reward.judge.base_urls=[http://user:s3cret-pass@127.0.0.1:{free_port()}/v1]"])
+    with pytest.raises(MedixError, match=r"judge at http://127\.0\.0\.1:\d+/v1 is not reachable") as err:
+        check_judge_reachable(cfg)
+    assert "s3cret-pass" not in str(err.value)

@@ -106,11 +106,13 @@ def check_judge_reachable(cfg: TrainConfig) -> None:
         return
     import httpx
 
+    from medix.redact import display_url
+
     for url in judge.base_urls:
         try:
             httpx.get(f"{url.rstrip('/')}/models", timeout=10).raise_for_status()
         except httpx.HTTPError as err:
             raise MedixError(
-                f"judge at {url} is not reachable ({err.__class__.__name__}). Start it with `medix judge serve "
+                f"judge at {display_url(url)} is not reachable ({err.__class__.__name__}). Start it with `medix judge serve "
                 f"--model {judge.model} --backend vllm --port PORT` (on its own GPUs: CUDA_VISIBLE_DEVICES=...), "
                 "set judge_serve.enabled=true with judge_serve.gpus, or use reward.judge.backend=local.") from None

@@ -311,7 +311,10 @@ def plan_training(cfg: TrainConfig, launch: Launch, config_name: str = "config")
         problems += jproblems
         roles.append(GpuRole(f"judge GPU {', '.join(map(str, judge.gpus))}", cap, [jline]))
     if not judge and cfg.reward.judge.backend == "openai":
-        notes.append(f"judge at {', '.join(cfg.reward.judge.base_urls)}: not on this node's training GPUs")
+        from medix.redact import display_url
+
+        notes.append(f"judge at {', '.join(map(display_url, cfg.reward.judge.base_urls))}: not on this node's "
+                     "training GPUs")
     if cfg.rollout.backend == "vllm" and cfg.rollout.vllm_mode == "server":
         notes.append(f"rollouts on the vLLM server at {cfg.rollout.vllm_server_base_url}: not counted here")
     return Plan(config_name, launch, n, policy, roles, problems + rollout_problems, notes)
