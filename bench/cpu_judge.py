@@ -212,7 +212,7 @@ QUANT = {QWEN: "Q4_K_M", SMOL: "Q4_1"}
 
 def gguf_file(model: str) -> Path:
     if model == QWEN:
-        from medix import cpu_judge
+        from medix.models import cpu_judge
 
         return cpu_judge.gguf_path()  # joined and verified on first use
     from medix.models import GGUF_NAME, package_dir

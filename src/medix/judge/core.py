@@ -50,6 +50,12 @@ def judge_identity(config: JudgeConfig, method: str, template_sha256: str, proto
         identity["endpoints"] = sorted(display_url(u).rstrip("/") for u in config.base_urls)
     if rounds is not None:
         identity["rounds"] = rounds
+    if config.backend == "local":  # float32 (absent, as in older runs) and bfloat16 verdicts never mix
+        from medix.models import runtime_dtype
+
+        dtype = runtime_dtype(config.device, config.dtype)
+        if dtype != "float32":
+            identity["dtype"] = dtype
     # Absent when left at their defaults, so identities (and judgment folders) of older runs still match.
     for name, default in (("thinking", "auto"), ("threshold", 0.5), ("soft", False)):
         if getattr(config, name) != default:

@@ -2,7 +2,7 @@
 
 For each conversation the chat template is applied with the assistant turn open, and ONE batched forward
 pass gives the next-token logits. Binary: p_yes = softmax over the log-sum-exps of the one-token
-spellings of YES and NO (YES iff p_yes > 0.5). Rubric: the argmax over the one-token digits 0-5.
+spellings of YES and NO (YES iff p_yes > judge.threshold). Rubric: the argmax over the one-token digits 0-5.
 In a multi-round conversation the chosen token becomes the assistant's reply and the follow-up question
 is appended, exactly as a generating judge would see it. On CPU (with `shared_prefix`) each conversation
 keeps its key/value cache from round to round, so a round runs only its new tokens; elsewhere each round
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from typing import AsyncIterator
 
 import torch
@@ -20,7 +21,9 @@ import torch
 from medix.config import JudgeConfig
 from medix.judge.parse import combine_rounds
 from medix.judge.types import LOCAL_RESERVE_TOKENS, Conversation, Verdict
-from medix.models import load_causal_lm
+from medix.models import load_causal_lm, runtime_dtype
+
+log = logging.getLogger(__name__)
 
 
 def cache_argument(model) -> str:
@@ -64,7 +67,10 @@ class LocalBackend:
 
     def __init__(self, config: JudgeConfig):
         self.config = config
-        self.model, self.tokenizer = load_causal_lm(config.model, config.device)
+        self.dtype = runtime_dtype(config.device, config.dtype)
+        self.model, self.tokenizer = load_causal_lm(config.model, config.device, self.dtype)
+        log.info("judge %s runs in %s on %s (judge.dtype %s)", config.model, self.dtype, self.model.device,
+                 config.dtype)
         self._cache_arg = cache_argument(self.model)
         yes = single_token_ids(self.tokenizer, _YES_SPELLINGS)
         no = single_token_ids(self.tokenizer, _NO_SPELLINGS)
@@ -202,7 +208,7 @@ class LocalBackend:
             failure = _failure(err)
         for i, p in zip(todo, probs):
             out[i] = Verdict(None, error=failure, attempts=1) if p is None else \
-                Verdict(1.0 if p > 0.5 else 0.0, raw=f"p_yes={p:.4f}", attempts=1, p_yes=p)
+                Verdict(float(p > self.config.threshold), raw=f"p_yes={p:.4f}", attempts=1, p_yes=p)
         return out
 
     def _reply(self, conversation: Conversation, logits: torch.Tensor, json_score: bool) -> tuple[float, str]:
@@ -211,7 +217,7 @@ class LocalBackend:
         if conversation.kind == "rubric":
             value = float(digits.argmax())
             return value, f'{{"score": {int(value)}}}'
-        yes = digits[1] > digits[0] if json_score else self.yes_probability(logits[None])[0] > 0.5
+        yes = digits[1] > digits[0] if json_score else self.yes_probability(logits[None])[0] > self.config.threshold
         value = 1.0 if yes else 0.0
         return value, f'{{"score": {int(value)}}}' if json_score else ("YES" if value else "NO")
 

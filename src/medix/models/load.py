@@ -1,0 +1,133 @@
+"""Loading models: one dtype rule, one "text or vision" rule, one error for every load failure.
+
+Dtype: on CUDA the checkpoint's own (transformers' dtype="auto"); on CPU float32, except where asked for
+"auto" (the local judge's default), which means bfloat16 on a CPU with native bf16 matmuls (AVX-512 BF16 or
+AMX) and float32 elsewhere — emulated bf16 is several times slower than float32 (docs/cpu_judge.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from medix.errors import MedixError
+from medix.models.embedded import resolve
+from medix.models.zoo import MINILM, SMOLLM2, known
+
+log = logging.getLogger(__name__)
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def cpu_native_bf16() -> bool:
+    """The CPU runs bfloat16 matmuls natively (AVX-512 BF16 or AMX tiles), by torch's own capability query."""
+    import torch
+
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check() for check in checks if check is not None)
+
+
+def pick_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def runtime_dtype(device: str | None, dtype: str = "float32") -> str:
+    """The dtype a model runs in: "float32" / "bfloat16" as asked; "auto" → the checkpoint's on CUDA
+    ("auto"), bfloat16 on a CPU with native bf16, float32 on other CPUs."""
+    if dtype not in DTYPES:
+        raise MedixError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    if pick_device(device).startswith("cuda"):
+        return "auto"
+    return "bfloat16" if cpu_native_bf16() else "float32"
+
+
+def _torch_dtype(device: str, dtype: str | None):
+    """from_pretrained's dtype: None (float32) / "auto" / a torch dtype."""
+    import torch
+
+    if dtype is None:
+        return "auto" if device.startswith("cuda") else None
+    return "auto" if dtype == "auto" else getattr(torch, dtype)
+
+
+def hub_error(name: str, err: Exception, kind: str) -> MedixError:
+    """A load failure for a hub id: say the hub may be unreachable and name the offline profile."""
+    local = {"language model": SMOLLM2, "embedding model": MINILM}.get(kind, SMOLLM2)
+    return MedixError(
+        f"cannot load {kind} '{name}' ({err.__class__.__name__}: {str(err).splitlines()[0][:200]}). "
+        f"If the model hub is unreachable, use the embedded '{local}' (the offline `local` profile)."
+    )
+
+
+def is_vision_model(name: str) -> bool:
+    """A zoo model by its kind; any other from its config (a `vision_config` → image-text-to-text)."""
+    entry = known(name)
+    if entry is not None:
+        return entry.vision
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve(name))
+    except OSError as err:
+        raise hub_error(name, err, "model") from None
+    return getattr(config, "vision_config", None) is not None
+
+
+@lru_cache(maxsize=4)
+def load_causal_lm(name: str, device: str | None = None, dtype: str | None = None):
+    """(model, tokenizer) in eval mode; shared across callers in one process. dtype None: float32 on CPU,
+    the checkpoint's on CUDA; "float32" / "bfloat16" / "auto" as `runtime_dtype`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(device)
+    chosen = None if dtype is None else runtime_dtype(device, dtype)
+    path = resolve(name, chosen)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(device, chosen)).to(device).eval()
+    except OSError as err:
+        raise hub_error(name, err, "language model") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+@lru_cache(maxsize=4)
+def load_embedder(name: str, device: str | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolve(name), device=pick_device(device))
+    except OSError as err:
+        raise hub_error(name, err, "embedding model") from None
+
+
+def load_model(name: str, vision: bool | None = None, device: str | None = None):
+    """(model, tokenizer or processor) in eval mode: a text LM, or an image-text-to-text model for a vision
+    model (None: `is_vision_model`). Any load failure becomes one MedixError naming the model."""
+    try:
+        if vision is None:
+            vision = is_vision_model(name)
+        return _load_vision(name, device) if vision else load_causal_lm(name, device)
+    except MedixError:
+        raise
+    except Exception as err:  # a broken folder, unsupported architecture, out of memory...
+        first = str(err).splitlines()[0][:200] if str(err) else ""
+        raise MedixError(f"cannot load model '{name}' ({err.__class__.__name__}: {first})") from None
+
+
+def _load_vision(name: str, device: str | None):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device = pick_device(device)
+    try:
+        processor = AutoProcessor.from_pretrained(name)
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=_torch_dtype(device, None)).to(device).eval()
+    except OSError as err:
+        raise hub_error(name, err, "vision-language model") from None
+    return model, processor

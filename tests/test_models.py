@@ -1,0 +1,115 @@
+"""The models package: one GGUF conversion (same weights as transformers' own GGUF loader), one dtype rule
+decided from the CPU, the default judge, the shipped calibrated threshold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medix import models
+from medix.config import JudgeConfig
+from medix.errors import MedixError
+from medix.judge.core import one_turn_identity
+from medix.models import embedded, gguf, load, zoo
+
+
+@pytest.fixture
+def smollm2_gguf_path():
+    return embedded.smollm2_gguf()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_streamed_conversion_has_the_weights_transformers_loads_from_the_gguf(tmp_path, smollm2_gguf_path, dtype,
+                                                                               monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setattr(gguf, "SHARD_BYTES", 64 << 20)  # several shards, so the index is exercised
+    folder = gguf.convert(smollm2_gguf_path, tmp_path / "out", dtype)
+    ours = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
+    reference = AutoModelForCausalLM.from_pretrained(smollm2_gguf_path.parent, gguf_file=smollm2_gguf_path.name)
+    assert ours.dtype == getattr(torch, dtype)
+    theirs = reference.state_dict()
+    mine = ours.state_dict()
+    assert set(mine) == set(theirs)
+    # transformers dequantises to float32; ours is that, cast once to the target dtype
+    assert all(torch.equal(mine[k], theirs[k].to(mine[k].dtype)) for k in theirs)
+    assert len(list(folder.glob("model-*-of-*.safetensors"))) > 1
+    assert not list(tmp_path.glob(".convert-*"))  # the temporary folder is gone
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_dtype_follows_the_cpu(monkeypatch, native, expected):
+    monkeypatch.setattr(load, "cpu_native_bf16", lambda: native)
+    assert models.runtime_dtype("cpu", "auto") == expected
+    assert models.runtime_dtype("cpu", "float32") == "float32"  # an explicit choice is kept
+    assert models.runtime_dtype("cpu", "bfloat16") == "bfloat16"
+    assert models.runtime_dtype("cuda:0", "auto") == "auto"  # CUDA: the checkpoint's own dtype
+
+
+def test_a_dtype_outside_the_rule_is_named():
+    with pytest.raises(MedixError, match="float16"):
+        models.runtime_dtype("cpu", "float16")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_dtype_is_part_of_the_judge_identity(monkeypatch, native):
+    monkeypatch.setattr(load, "cpu_native_bf16", lambda: native)
+    identity = one_turn_identity(JudgeConfig(model="smollm2-135m", device="cpu"))
+    # float32 stays absent, as in identities written before the dtype existed: old judgments still match
+    assert identity.get("dtype") == ("bfloat16" if native else None)
+    forced = one_turn_identity(JudgeConfig(model="smollm2-135m", device="cpu", dtype="float32"))
+    assert "dtype" not in forced
+
+
+def test_default_judge_is_the_cpu_judge_where_installed(monkeypatch):
+    monkeypatch.delenv(zoo.DEFAULT_JUDGE_ENV, raising=False)
+    monkeypatch.setattr(zoo, "cpu_judge_installed", lambda: True)
+    assert JudgeConfig().model == models.QWEN_CODER
+    monkeypatch.setattr(zoo, "cpu_judge_installed", lambda: False)
+    assert JudgeConfig().model == models.SMOLLM2
+    monkeypatch.setenv(zoo.DEFAULT_JUDGE_ENV, "my/judge")
+    assert JudgeConfig().model == "my/judge"
+    assert JudgeConfig(model="other").model == "other"  # a configured judge is never replaced
+
+
+def test_shipped_threshold_applies_only_where_it_was_measured(monkeypatch):
+    entry = models.ZOO[models.QWEN_CODER]
+    monkeypatch.setitem(models.ZOO, models.QWEN_CODER, zoo.ZooEntry(**{**entry.__dict__, "judge_threshold": 0.3}))
+    assert JudgeConfig(model=models.QWEN_CODER).threshold == 0.3
+    assert JudgeConfig(model="Qwen/Qwen2.5-Coder-1.5B-Instruct").threshold == 0.3  # the hub alias too
+    assert JudgeConfig(model=models.QWEN_CODER, threshold=0.5).threshold == 0.5  # set: kept
+    assert JudgeConfig(model=models.QWEN_CODER, template="mine.jinja").threshold == 0.5  # another prompt
+    assert JudgeConfig(model=models.QWEN_CODER, backend="openai").threshold == 0.5  # another reader
+    assert JudgeConfig(model=models.SMOLLM2).threshold == 0.5
+
+
+def test_the_local_backend_decides_with_the_configured_threshold():
+    """Both YES cut-offs of the logit backend (one-turn verdicts and conversation rounds) use judge.threshold."""
+    import asyncio
+
+    from medix.judge.local_backend import LocalBackend
+    from medix.judge.types import Conversation
+
+    prompt = "Reference: Radial nerve\nCandidate: Ulnar nerve\nDo they match? Answer YES or NO."
+    for threshold, expected in ((0.0, 1.0), (1.0, 0.0)):  # p_yes is strictly inside (0, 1)
+        backend = LocalBackend(JudgeConfig(model="smollm2-135m", device="cpu", threshold=threshold, dtype="float32"))
+        (verdict,) = asyncio.run(backend.verdicts([prompt]))
+        assert verdict.score == expected and 0.0 < verdict.p_yes < 1.0
+        conversation = Conversation(kind="binary", first=prompt, followup="Are you sure? YES or NO.")
+        (talk,) = backend.conversation_verdicts([conversation], rounds=2)
+        assert talk.rounds == [expected, expected]
+
+
+def test_a_cpu_without_bf16_judges_in_float32(monkeypatch):
+    """Forcing the CPU check off: the judge loads float32 weights and gives the same p_yes as dtype=float32."""
+    import asyncio
+
+    from medix.judge.local_backend import LocalBackend
+
+    monkeypatch.setattr(load, "cpu_native_bf16", lambda: False)
+    prompt = "Reference: Vitamin K\nCandidate: vitamin K\nDo they match? Answer YES or NO."
+    auto = LocalBackend(JudgeConfig(model="smollm2-135m", device="cpu"))
+    assert auto.dtype == "float32" and auto.model.dtype == torch.float32
+    forced = LocalBackend(JudgeConfig(model="smollm2-135m", device="cpu", dtype="float32"))
+    (a,), (b,) = asyncio.run(auto.verdicts([prompt])), asyncio.run(forced.verdicts([prompt]))
+    assert a.p_yes == b.p_yes
