@@ -277,6 +277,7 @@ def judge_summary(config: JudgeConfig) -> dict:
     audit = _audit_of(identity)
     keep = ("pairs", "accuracy", "tpr", "fpr", "auc")
     return {"model": config.model, "backend": config.backend, "threshold": config.threshold,
+            "dtype": identity.get("dtype", "float32") if config.backend == "local" else None,
             "judge_key": identity_key(identity), "audit": {k: audit.get(k) for k in keep} if audit else None,
             "warning": _weak_message(config, audit)}
 

@@ -59,6 +59,24 @@ def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion
     ])
 
 
+def paired_change(before: list[dict], after: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
+    """{component: {"delta", "interval"}}: the mean per-question change after − before, with its 95% paired
+    bootstrap interval (the same questions scored twice: resampling questions keeps each pair together).
+    An interval that contains 0 means the change is within noise."""
+    import numpy as np
+
+    from medix.eval.score import bootstrap_means, interval
+
+    change = {}
+    for name in COMPONENTS:
+        pairs = [(b.get(name), a.get(name)) for b, a in zip(before, after)]
+        diffs = np.array([a - b for b, a in pairs if a is not None and b is not None], dtype=float)
+        if diffs.size:
+            replicates = bootstrap_means(diffs, resamples, np.random.default_rng(seed))
+            change[name] = {"delta": round(float(diffs.mean()), 6), "interval": interval(replicates), "n": int(diffs.size)}
+    return change
+
+
 def step_metrics(log_history: list[dict]) -> list[dict]:
     """One row per training step: loss, overall reward and each component's mean."""
     rows = []
@@ -167,7 +185,7 @@ def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/
     summary = {
         "steps": result.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
         "config": cfg.model_dump(mode="json"), "data": run.data_report, "judge": judge_summary(cfg.reward.judge),
-        "before": before, "after": after, "per_step": rows,
+        "before": before, "after": after, "change": paired_change(before_rows, run.validator.last), "per_step": rows,
         "held_out_examples": {"before": before_rows[:3], "after": run.validator.last[:3]},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
