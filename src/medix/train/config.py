@@ -16,7 +16,7 @@ import yaml
 from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer,
                       model_validator)
 
-from medix.config import RewardConfig, build, deep_merge, read_yaml
+from medix.config import RewardConfig, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
 from medix.redact import display_url
@@ -25,10 +25,6 @@ from medix.train.trl_fields import check_passthrough, check_report_to
 log = logging.getLogger(__name__)
 RECIPE_DIR = Path(__file__).parent / "recipes"
 RECIPES = ("dapo", "grpo", "gspo")
-
-
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class _TrlSection(BaseModel):
