@@ -121,3 +121,20 @@ def test_reward_overrides_come_last(tmp_path):
     assert cfg.judge.model == "flag-judge" and cfg.judge.timeout_s == 5  # flag over file
     assert cfg.judge.backend == "openai" and cfg.embedder.model == "abhinand/MedEmbed-large-v0.1"  # the profile's
     assert load_reward_config(path).judge.model == "file-judge"
+
+
+def test_other_accelerate_processes_resume_the_same_checkpoint_and_clear_nothing(tmp_path):
+    from medix.train.config import TrainerConfig, claim_output_dir
+
+    out = tmp_path / "run"
+    for step in (2, 4):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (out / "metrics.jsonl").write_text("{}\n")
+    trainer = TrainerConfig(output_dir=str(out))
+    claim_output_dir(trainer, overwrite=True, rank=1)  # process 0 clears; process 1 must not race it
+    assert (out / "metrics.jsonl").exists() and (out / "checkpoint-4").exists()
+    claim_output_dir(trainer, resume=True, rank=1)
+    assert trainer.resume_from_checkpoint == str(out / "checkpoint-4")
+    with pytest.raises(MedixError, match="holds a previous run"):  # process 0 decides
+        claim_output_dir(TrainerConfig(output_dir=str(out)), rank=0)

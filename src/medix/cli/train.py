@@ -39,7 +39,7 @@ def train(
                                            "(default: the accelerate config's, else none)."),
 ) -> None:
     """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
-    from medix.train.config import claim_output_dir, last_complete_checkpoint, load_train_config, previous_run
+    from medix.train.config import claim_output_dir, load_train_config
 
     if not plan and (accelerate_config or sharding):
         raise MedixError("--accelerate-config and --sharding describe the node for --plan: add --plan")
@@ -55,11 +55,7 @@ def train(
                           soft_wrap=True)
             raise typer.Exit(1)
         return
-    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate, the first process checks (and clears) alone
-        claim_output_dir(cfg.trainer, resume, overwrite)
-    elif resume or cfg.trainer.resume_from_checkpoint is True:  # every process resumes the same checkpoint
-        out = Path(cfg.trainer.output_dir)
-        cfg.trainer.resume_from_checkpoint = str(last_complete_checkpoint(out, previous_run(out)))
+    claim_output_dir(cfg.trainer, resume, overwrite, rank=int(os.environ.get("RANK", "0")))  # under accelerate
     from medix.train.trainer import run_training  # torch and TRL: after the cheap checks
 
     summary = run_training(cfg)
