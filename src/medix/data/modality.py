@@ -37,10 +37,6 @@ def normalize_tag(tag: str) -> str:
     return tag.strip().strip("<>").strip().upper()
 
 
-def is_modality_tag(tag: str) -> bool:
-    return normalize_tag(tag) in _TAG_SET
-
-
 def split_solution(solution: str) -> tuple[str | None, str, str | None]:
     """Split `"<TAG> answer"` into `(tag, answer, unknown)`.
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer,
                       model_validator)
 
-from medix.config import RewardConfig, build, deep_merge, read_yaml
+from medix.config import RewardConfig, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
 from medix.redact import display_url
@@ -25,10 +25,6 @@ from medix.train.trl_fields import check_passthrough, check_report_to
 log = logging.getLogger(__name__)
 RECIPE_DIR = Path(__file__).parent / "recipes"
 RECIPES = ("dapo", "grpo", "gspo")
-
-
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class _TrlSection(BaseModel):
@@ -292,13 +288,20 @@ def last_complete_checkpoint(out: Path, found: list[str]) -> Path:
     return out / complete[-1]
 
 
-def claim_output_dir(trainer: TrainerConfig, resume: bool = False, overwrite: bool = False) -> None:
+def claim_output_dir(trainer: TrainerConfig, resume: bool = False, overwrite: bool = False, rank: int = 0) -> None:
     """Before any model loads: refuse to mix a new run into a previous one's logs and checkpoints.
 
     resume: continue the previous run from its latest checkpoint (its logs are appended to).
-    overwrite: delete the previous run's files listed by `previous_run` (nothing else in the folder)."""
+    overwrite: delete the previous run's files listed by `previous_run` (nothing else in the folder).
+    rank: this process under accelerate (env RANK). Process 0 checks and clears alone; the others only resolve
+    the checkpoint to resume, the same one."""
     from medix.files import check_writable_dir
 
+    if rank != 0:
+        if resume or trainer.resume_from_checkpoint is True:
+            out = Path(trainer.output_dir)
+            trainer.resume_from_checkpoint = str(last_complete_checkpoint(out, previous_run(out)))
+        return
     if resume and overwrite:
         raise MedixError("--resume and --overwrite exclude each other: continue the previous run, or replace it")
     out = Path(trainer.output_dir)

@@ -162,7 +162,7 @@ def claim_demo_dir(output_dir: str | Path, overwrite: bool = False) -> None:
                          .replace("trainer.output_dir=NEW_FOLDER", "--output-dir NEW_FOLDER")) from None
 
 
-def run_demo(max_steps: int = 30, eval_limit: int = 10, output_dir: str = "runs/demo",
+def run_demo(max_steps: int = 30, eval_limit: int = 80, output_dir: str = "runs/demo",
              max_completion_tokens: int = 64, on_step: Callable[[int, dict], None] | None = None,
              judge_model: str | None = None) -> dict:
     cfg = demo_config(max_steps, eval_limit, output_dir, max_completion_tokens, judge_model)

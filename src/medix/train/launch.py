@@ -15,7 +15,6 @@ from medix.config import read_yaml
 from medix.errors import MedixError
 
 GIB = 2**30
-DEFAULT_GPU_GIB = 79.6  # what an 80 GB H100 / A100 reports: 81,559 MiB
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,20 @@
-"""`medix judge audit`: the command (the measurement itself is medix.judge.audit)."""
+"""`medix judge serve` and `medix judge audit` (the measurement itself is medix.judge.audit)."""
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
-from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress
-from rich.table import Table
 
-console = Console(stderr=True)
+from medix.cli.common import console
+
+app = typer.Typer(help="The LLM judge: serve it locally, audit it.", no_args_is_help=True)
 
 
-def _pct(value) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
-
-
+@app.command("audit")
 def judge_audit(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A reward/judge YAML (its `judge:` section)."),
     judge_backend: Optional[str] = typer.Option(None, help="'local' or 'openai' (overrides the config)."),
@@ -38,24 +34,47 @@ def judge_audit(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --json / --png / --calibrate files that exist."),
 ) -> None:
     """Measure a judge on labelled (reference, candidate, label) pairs: accuracy, TPR, FPR, AUC, thresholds."""
-    from medix.config import JudgeConfig, build, read_yaml
-    from medix.errors import MedixError
-    from medix.eval.items import TaskUnavailable, load_items
-    from medix.eval.registry import select_tasks
-    from medix.eval.runner import sample_dir
+    import yaml
+
+    from medix.config import JudgeConfig
     from medix.files import check_output_file
     from medix.judge import Judge
-    from medix.judge.audit import calibrated_config, pairs_from_file, pairs_from_items, roc_png, run_audit, save_audit
+    from medix.judge.audit import calibrated_config, roc_png, run_audit, save_audit
 
-    data = read_yaml(config) if config else {}
-    data = data.get("reward", data).get("judge", data.get("judge", data)) if data else {}
-    overrides = {"backend": judge_backend, "model": judge_model, "base_urls": [judge_url] if judge_url else None}
-    judge_cfg = build(JudgeConfig, {**data, **{k: v for k, v in overrides.items() if v is not None}},
-                      str(config or "command-line flags"))
+    judge_cfg = JudgeConfig.from_sources(config, {"backend": judge_backend, "model": judge_model,
+                                                  "base_urls": [judge_url] if judge_url else None})
     png = png or (json_out.with_suffix(".png") if json_out else None)
     for output in (json_out, png, calibrate):  # before any judge loads: never the input, never a silent replace
         if output is not None:
             check_output_file(output, overwrite, inputs=[pairs_file] if pairs_file else [])
+    pairs = _audit_pairs(pairs_file, data_dir, sample, tasks, n)
+    with Judge(judge_cfg) as judge, _phase_bars() as progress:
+        report = run_audit(judge, pairs, rounds, rounds_n, progress)
+    kept = save_audit(report)
+    console.print(_audit_table(report, judge_cfg))
+    for line in _audit_lines(report, kept):
+        console.print(line)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if png:
+        roc_png(report, png)
+    console.print(", ".join(f"{label}: {path}" for label, path in (("ROC plot", png), ("report", json_out)) if path)
+                  or "pass --json FILE / --png FILE to keep the report / the ROC plot")
+    if calibrate:
+        calibrate.write_text(yaml.safe_dump({"judge": calibrated_config(judge_cfg, report)}, sort_keys=False),
+                             encoding="utf-8")
+        console.print(f"wrote {calibrate} (use it as the reward config, or its judge section in eval / train)")
+
+
+def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, tasks: str, n: int) -> list:
+    """Your labelled pairs (the first n), else pairs built from the MCQ items of `tasks` (the bundled sample set
+    without --data-dir)."""
+    from medix.errors import MedixError
+    from medix.eval.items import TaskUnavailable, load_items
+    from medix.eval.registry import select_tasks
+    from medix.eval.runner import sample_dir
+    from medix.judge.audit import pairs_from_file, pairs_from_items
+
     if pairs_file is not None:
         pairs = pairs_from_file(pairs_file)[:n]
     else:
@@ -71,17 +90,55 @@ def judge_audit(
             console.print("no --data-dir: pairs from the bundled sample set")
     if not pairs:
         raise MedixError("no pairs to audit")
-    with Judge(judge_cfg) as judge, Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
-                                             console=console, transient=True) as bar:
-        tasks_shown: dict[str, int] = {}
+    return pairs
+
+
+@app.command("serve")
+def judge_serve(
+    model: str = typer.Option(..., "--model", "-m", help="Hub id / folder (vllm) or .gguf / 'smollm2-135m' (llamacpp)."),
+    backend: str = typer.Option("vllm", help="'vllm' (GPU) or 'llamacpp' (CPU, GGUF)."),
+    port: int = typer.Option(8000, help="Port on 127.0.0.1."),
+    startup_timeout: float = typer.Option(900.0, help="Seconds to wait for the server to become healthy."),
+    extra: list[str] = typer.Argument(None, help="Extra arguments passed to the server after '--'."),
+) -> None:
+    """Start an OpenAI-compatible judge server on 127.0.0.1 and keep it up until Ctrl-C."""
+    from medix.serve import ManagedServer, serve_forever, server_command
+
+    command = server_command(model, backend, port, extra)
+    url = f"http://127.0.0.1:{port}/v1"
+    server = ManagedServer(command, url, startup_timeout)
+    with console.status(f"starting {backend} judge server for {model} (log: {server.log_path})"):
+        server.start()
+    print(url, flush=True)
+    console.print(f"judge ready at {url} — set judge.backend=openai, judge.base_urls=[{url}], "
+                  f"judge.model={model}. Ctrl-C stops it.", markup=False)  # [url] is text, not a Rich tag
+    raise typer.Exit(serve_forever(server))
+
+
+@contextmanager
+def _phase_bars():
+    """A Rich progress bar with one line per audit phase, as the hook `progress(phase, done, total)`."""
+    from rich.progress import MofNCompleteColumn, Progress
+
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console, transient=True) as bar:
+        lines: dict[str, int] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks_shown:
-                tasks_shown[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks_shown[phase], completed=done)
+            if phase not in lines:
+                lines[phase] = bar.add_task(phase, total=total)
+            bar.update(lines[phase], completed=done)
 
-        report = run_audit(judge, pairs, rounds, rounds_n, progress)
-    kept = save_audit(report)
+        yield progress
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _audit_table(report: dict, judge_cfg):
+    """Accuracy, TPR and FPR by the source of the pairs, then over all of them."""
+    from rich.table import Table
+
     table = Table(title=f"judge audit — {judge_cfg.model} ({judge_cfg.backend}), {report['pairs']} pairs")
     for column in ("pairs from", "n", "accuracy %", "TPR %", "FPR %"):
         table.add_column(column, justify="left" if column == "pairs from" else "right")
@@ -89,7 +146,11 @@ def judge_audit(
         table.add_row(source, str(r["n"]), _pct(r["accuracy"]), _pct(r["tpr"]), _pct(r["fpr"]))
     table.add_row("all", str(report["n"]), _pct(report["accuracy"]), _pct(report["tpr"]), _pct(report["fpr"]),
                   style="bold")
-    console.print(table)
+    return table
+
+
+def _audit_lines(report: dict, kept: dict | None) -> list[str]:
+    """The threshold, the ROC summary (or why there is none), the conversation's flips, a kept larger audit."""
     lines = [f"threshold {report['threshold']}: accuracy {_pct(report['accuracy'])}%, failures {report['failures']}"]
     if "auc" in report and report["auc"] is None:
         lines.append(f"AUC undefined: the {report['n']} judged pairs are all {'positive' if report['positives'] else 'negative'}"
@@ -105,18 +166,7 @@ def judge_audit(
         r = report["rounds"]
         lines.append(f"evaluation conversation: a later round flips round 1 in {r['later_round_flips_round_1']} of "
                      f"{r['conversations']} ({_pct(r['share'])}%); final verdict differs in {r['final_differs_from_round_1']}")
-    for line in lines:
-        console.print(line)
     if kept is not None:
-        console.print(f"kept the cached audit of this judge on {kept['pairs']} pairs (this one has {report['pairs']}); "
-                      "the weak-judge warning goes on quoting the larger one")
-    if json_out:
-        json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    if png:
-        roc_png(report, png)
-    console.print(", ".join(f"{label}: {path}" for label, path in (("ROC plot", png), ("report", json_out)) if path)
-                  or "pass --json FILE / --png FILE to keep the report / the ROC plot")
-    if calibrate:
-        calibrate.write_text(yaml.safe_dump({"judge": calibrated_config(judge_cfg, report)}, sort_keys=False),
-                             encoding="utf-8")
-        console.print(f"wrote {calibrate} (use it as the reward config, or its judge section in eval / train)")
+        lines.append(f"kept the cached audit of this judge on {kept['pairs']} pairs (this one has {report['pairs']}); "
+                     "the weak-judge warning goes on quoting the larger one")
+    return lines
