@@ -14,58 +14,31 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from red_servers import reply_server, user_text
 
 from medix.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
-from medix.testing.judge_server import JudgeStub, LoopbackServer, policy_reply
+from medix.testing.judge_server import policy_reply
 
 FAIL = "FAILME"  # a question holding this word gets HTTP 500 from the policy server, every try
-
-
-def _completion(text: str) -> dict:
-    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-    return {"id": "t", "object": "chat.completion", "created": int(time.time()), "model": "stub-policy",
-            "choices": [choice], "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}}
-
-
-def _user_text(body: dict) -> str:
-    parts = [m.get("content") for m in body.get("messages", []) if m.get("role") == "user"]
-    return json.dumps(parts)  # string or multimodal list: the marker is found either way
-
-
-def _app(reply) -> Starlette:
-    """An OpenAI-compatible server: `reply(body)` → text, or None for an HTTP 500."""
-    async def completions(request: Request):
-        text = reply(await request.json())
-        return PlainTextResponse("planted failure", status_code=500) if text is None else JSONResponse(_completion(text))
-
-    async def models(request: Request):
-        return JSONResponse({"object": "list", "data": [{"id": "stub-policy", "object": "model"}]})
-
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]), Route("/v1/models", models)])
 
 
 @pytest.fixture
 def policy():
     """Answers "A. x" (option A, written as the task's reference is) in the MediX-R1 format, except HTTP 500
     for a question holding FAIL."""
-    with LoopbackServer(_app(lambda body: None if FAIL in _user_text(body) else policy_reply("A. x"))) as server:
+    with reply_server(lambda body: None if FAIL in user_text(body) else policy_reply("A. x")) as server:
         yield server
 
 
 @pytest.fixture
 def yes_judge():
     """Calls every answer correct: YES to a binary prompt, score 1 to a prompt asking for a JSON score."""
-    with LoopbackServer(_app(lambda body: '{"score": 1}' if '{\\"score\\"' in _user_text(body) else "YES")) as server:
+    with reply_server(lambda body: '{"score": 1}' if '{\\"score\\"' in user_text(body) else "YES") as server:
         yield server
 
 
