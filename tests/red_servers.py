@@ -1,11 +1,13 @@
 """Deterministic loopback OpenAI-compatible servers for the tests that go red (tests/test_red_*.py).
 
-`reply_server(reply)` answers each chat completion with `reply(body)`: a text, or None for an HTTP 500. Unlike
+`reply_server(reply)` answers each chat completion with `reply(body)` (or `await reply(body)` when it is a
+coroutine function, e.g. one that sleeps past the client's timeout): a text, or None for an HTTP 500. Unlike
 the seeded fault rates of `medix.testing.judge_server.JudgeStub`, a test chooses exactly which request fails.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from typing import Callable
@@ -33,6 +35,8 @@ def reply_server(reply: Callable[[dict], str | None]) -> LoopbackServer:
     async def completions(request: Request):
         body = await request.json()
         text = reply(body)
+        if inspect.isawaitable(text):
+            text = await text
         if text is None:
             return PlainTextResponse("planted failure", status_code=500)
         return JSONResponse(completion(text, body.get("model", "stub")))
