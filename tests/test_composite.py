@@ -87,10 +87,21 @@ def test_trl_functions_sum_to_composite_overall(stub_url):
     totals = [sum(w * v for w, v in zip(weights, row) if v is not None) for row in zip(*columns)]
     composite = CompositeReward(config)
     try:
-        expected = [r.overall for r in composite.score(RESP, SOLS, has_image=[bool(i) for i in IMAGES])]
+        results = composite.score(RESP, SOLS, has_image=[bool(i) for i in IMAGES])
+        expected = [r.overall for r in results]
     finally:
         composite.close()
     assert totals == pytest.approx(expected)
+    # and both equal the formula worked by hand (stub judge: YES iff the reference is inside the answer)
+    embed1 = results[1].accuracy_embed  # the embedder's call on "Left tension pneumothorax" (a model)
+    assert [results[i].accuracy_embed for i in (0, 2, 3, 4)] == [1.0, 0.0, 1.0, 0.0]  # exact, unrelated, exact, guarded
+    assert totals == pytest.approx([
+        1.0,  # exact match: 0.9·(0.575 + 0.375 + 0.05) + 0.1
+        0.1 + 0.9 * (0.575 + 0.375 * embed1 + 0.05),  # judge YES, modality right
+        0.1,  # "Effusion" for a CT pneumothorax: wrong tag, judge NO, embed 0 → format only
+        1.0,  # text-only exact match: 0.9·(0.575 + 0.375)/0.95 + 0.1 (modality renormalised away)
+        0.145,  # "YES": the verdict-word guard zeroes both accuracies → 0.1 + 0.9·0.05
+    ])
     assert metrics["judge_error_rate"] == 0.0
     assert columns[2][3] is None  # modality off on the text-only row
 
@@ -108,8 +119,22 @@ def test_judge_failure_is_never_a_silent_zero(tmp_path):
             exact, judged = results[0], results[1]
             assert exact.judge_error is None and exact.overall == 1.0  # exact match never needs the judge
             assert judged.accuracy_llm is None and "500" in judged.judge_error  # the record keeps the failure
-            expected = combine(sample_weights(cfg, True, True), 1, 1, None, judged.accuracy_embed)
-            assert judged.overall == (None if mode == "skip_group" else pytest.approx(expected))
+            assert (judged.format, judged.modality) == (1, 1) and judged.accuracy_embed in (0.0, 1.0)
+            expected = FAILED_VERDICT_OVERALL[mode][int(judged.accuracy_embed)]
+            assert judged.overall == (None if expected is None else pytest.approx(expected, abs=1e-9))
+
+
+# overall = 0.9 · (0.575·judge + 0.375·embed + 0.05·modality) + 0.1·format (MediX-R1), for a sample with
+# format 1, modality 1, a failed verdict and embed 0 or 1, worked by hand:
+FAILED_VERDICT_OVERALL = {
+    # judge term dropped, embed + modality scaled to the content total: 0.1 + 0.9·(0.375e + 0.05)/0.425
+    "renormalize": {0: 0.1 + 0.9 * 0.05 / 0.425,  # = 0.1 + 0.105882... = 0.205882...
+                    1: 1.0},  # 0.1 + 0.9·0.425/0.425
+    # the verdict counts 0 at full weight: 0.1 + 0.9·(0.375e + 0.05)
+    "zero": {0: 0.145,  # 0.1 + 0.9·0.05
+             1: 0.4825},  # 0.1 + 0.9·0.425 = 0.1 + 0.3825
+    "skip_group": {0: None, 1: None},  # no overall: training leaves the group out
+}
 
 
 def _recording(composite, calls):

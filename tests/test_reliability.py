@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -266,58 +268,88 @@ def test_read_only_output_folder_is_refused_before_models_load(tmp_path, monkeyp
 # --- 10: a managed server never outlives medix, never borrows a foreign port ---------------------------------------
 
 SERVER_SCRIPT = """
-import sys, threading, time
+import sys, time
 from medix.serve import ManagedServer
+
+class Reporting(ManagedServer):
+    def wait_for(self, process):  # the parent is now waiting for the engine: the guarded start has begun
+        print("child", self.process.pid, flush=True)
+        return super().wait_for(process)
 
 port, delay = sys.argv[1], sys.argv[2]
 command = [sys.executable, "-m", "medix.testing.judge_server", "--port", port, "--start-delay", delay]
-server = ManagedServer(command, f"http://127.0.0.1:{port}/v1", startup_timeout_s=60)
-
-def report_child():
-    while server.process is None:
-        time.sleep(0.01)
-    print("child", server.process.pid, flush=True)
-
-threading.Thread(target=report_child, daemon=True).start()
-with server:
+with Reporting(command, f"http://127.0.0.1:{port}/v1", startup_timeout_s=300):
     print("ready", flush=True)
-    time.sleep(60)
+    time.sleep(300)
 """
 
 
 def _alive(pid: int) -> bool:
+    """Running, not a zombie: an orphan re-parented to a PID 1 that does not reap stays a zombie forever."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
+    except OSError:  # no /proc: fall back to the signal probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _lines(stream, into: "queue.Queue[str | None]") -> None:
+    for line in stream:
+        into.put(line)
+    into.put(None)  # the process closed its stdout
+
+
+def _wait_for_line(lines: "queue.Queue[str | None]", prefix: str, timeout_s: float) -> list[str]:
+    """The lines read until one starts with `prefix`; fails (with them) after `timeout_s` or at EOF."""
+    seen, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if line.startswith(prefix):
+            return seen
+    raise AssertionError(f"no {prefix!r} line within {timeout_s:.0f} s; got {seen}")
 
 
 @pytest.mark.parametrize("delay,wait_for,sig", [
-    ("30", "child", signal.SIGINT),  # Ctrl-C while the engine is still loading
+    ("120", "child", signal.SIGINT),  # Ctrl-C while the engine is still loading (it would take 120 s)
     ("0.2", "ready", signal.SIGTERM),  # SIGTERM once it serves
 ])
 def test_managed_server_stops_its_child_on_signals(tmp_path, delay, wait_for, sig):
+    """Waits on real conditions (the parent reports it is waiting for the child / the child answers), with
+    generous bounds for a loaded machine; none of them is a speed claim."""
     script = tmp_path / "serve.py"
     script.write_text(SERVER_SCRIPT)
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(script), str(port), delay], stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     child = None
     try:
-        for line in proc.stdout:
-            if line.startswith("child"):
-                child = int(line.split()[1])
-            if line.startswith(wait_for):
-                break
-        assert child and _alive(child)
+        seen = _wait_for_line(lines, "child", 120)
+        child = int(seen[-1].split()[1])
+        if wait_for != "child":
+            _wait_for_line(lines, wait_for, 120)
+        assert _alive(child)
         proc.send_signal(sig)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 10
+        proc.wait(timeout=60)  # stop() gives the child 20 s to exit on SIGTERM, then kills its group
+        deadline = time.monotonic() + 30
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(child), "the server outlived medix"
     finally:
         proc.kill()
+        proc.wait()
         if child and _alive(child):
             os.killpg(child, signal.SIGKILL)
 

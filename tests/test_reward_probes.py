@@ -89,8 +89,29 @@ def composite(tmp_path_factory):
         reward.close()
 
 
-def test_enough_probes():
-    assert len(PROBES) >= 30
+# What docs/reward.md promises the guards do, each of which the table must exercise at least once.
+DOCUMENTED_GUARDS = {"exact_match", "no_answer_block", "empty", "too_short", "too_long", "verdict_word",
+                     None}  # None: no guard applies, the judge and the embedder decide
+DOCUMENTED_VERDICT_ONLY = ["yes", "correct", "true", "score: 1", "1", '{"verdict": "yes"}']
+
+
+def test_probes_cover_every_documented_guard_and_component_value():
+    """The table, not the code: a probe class deleted or never written (e.g. no verdict word against a
+    reference that is that word) fails here by name."""
+    assert len(PROBES) >= 30 and len({p[0] for p in PROBES}) == len(PROBES), "probe names must be unique"
+    assert {p[8] for p in PROBES} == DOCUMENTED_GUARDS
+    for column, name in ((4, "format"), (5, "modality"), (6, "accuracy_llm"), (7, "accuracy_embed")):
+        assert {0, 1} <= {p[column] for p in PROBES}, f"{name} must be seen both 0 and 1"
+    assert any(p[5] is None and not p[3] for p in PROBES), "a text-only sample (no modality reward)"
+    assert any(p[6] != p[7] for p in PROBES), "a probe where judge and embedder disagree"
+    answers = {p[0]: p[1].split("<answer>")[-1].split("</answer>")[0].strip().strip("*!").casefold()
+               for p in PROBES if "<answer>" in p[1]}
+    missing = [w for w in DOCUMENTED_VERDICT_ONLY if w not in answers.values()]
+    assert not missing, f"documented verdict-only answers with no probe: {missing}"
+    # the exemption: a verdict word is an answer when the reference is that word (right and wrong)
+    exempt = [p for p in PROBES if p[2].split()[-1].casefold() in ("yes", "no") and p[8] != "verdict_word"]
+    assert {p[6] for p in exempt} == {0, 1}, "a verdict word against a yes/no reference, right and wrong"
+    assert any(p[8] == "verdict_word" and "**" in p[1] for p in PROBES), "a decorated verdict word (**Yes!**)"
 
 
 def test_probes(composite):

@@ -2,12 +2,15 @@
 every `on_judge_error` policy, with a judge that fails 20% of requests (scripted completions, tiny model)."""
 
 import math
-import statistics
 
 import pytest
+import torch
 from scripted_run import question, record, scripted_run, train
+from trl.trainer.utils import nanstd
 
 from medix.testing.judge_server import JudgeStub
+
+NAN = float("nan")
 
 # Every answer but the exact one goes to the judge; the stub says YES when "radial nerve" is inside.
 ANSWERS = ["radial nerve palsy", "the radial nerve", "ulnar nerve", "median nerve", "Radial nerve",
@@ -19,12 +22,20 @@ def writer(prompt: str, k: int) -> str:
 
 
 def group_advantages(rewards: list[float], skipped: bool) -> list[float]:
-    """GRPO advantage with scale_rewards=group, written out: (r - mean) / (std + 1e-4), NaN rows 0."""
+    """TRL's GRPO advantage with scale_rewards=group, from TRL's own NaN-aware std (Bessel-corrected):
+    (r - nanmean) / (nanstd + 1e-4), unscorable (NaN) rows 0; a skipped group all 0."""
     if skipped:
         return [0.0] * len(rewards)
-    valid = [r for r in rewards if not math.isnan(r)]
-    mean, std = statistics.fmean(valid), statistics.stdev(valid)
-    return [0.0 if math.isnan(r) else (r - mean) / (std + 1e-4) for r in rewards]
+    r = torch.tensor(rewards, dtype=torch.float32)
+    return torch.nan_to_num((r - torch.nanmean(r)) / (nanstd(r) + 1e-4), nan=0.0).tolist()
+
+
+def test_group_advantages_match_a_hand_worked_group():
+    # 1, 1, 0, 0: mean 0.5, Bessel std sqrt(1/3) = 0.57735 → ±0.5 / 0.57745 = ±0.865875
+    assert group_advantages([1.0, 1.0, 0.0, 0.0], False) == pytest.approx([0.865875] * 2 + [-0.865875] * 2, abs=1e-5)
+    # 0.9, NaN, 0.3, 0.6: mean 0.6, std sqrt((0.09 + 0 + 0.09) / 2) = 0.3 → (±0.3, 0) / 0.3001 = ±0.99967
+    assert group_advantages([0.9, NAN, 0.3, 0.6], False) == pytest.approx([0.99967, 0.0, -0.99967, 0.0], abs=1e-5)
+    assert group_advantages([0.9, NAN, 0.3, 0.6], True) == [0.0] * 4
 
 
 @pytest.mark.parametrize("policy", ["renormalize", "zero", "skip_group"])

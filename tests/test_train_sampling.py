@@ -44,10 +44,20 @@ def writer(prompt: str, k: int) -> str:
     return EXACT if kind == HIGH else NO_ANSWER  # all 1 (mean >= 0.99) / all 0 (mean <= 0.01)
 
 
+# Whether each class passes the filter (low 0.01, high 0.99), worked by hand from its four rewards:
+# GOOD 1, 1, 0, 0: mean 0.5, std sqrt(1/3) = 0.577 → kept under both min_std values; HIGH 1, 1, 1, 1: mean 1
+# >= 0.99 → dropped; LOW 0, 0, 0, 0: mean 0 <= 0.01 → dropped; FLAT x, x, x, x with 0 < x < 1: kept by the
+# official rule, dropped by any min_std > 0 (std 0).
+KEPT = {0.0: {GOOD: True, HIGH: False, LOW: False, FLAT: True},
+        1e-6: {GOOD: True, HIGH: False, LOW: False, FLAT: False}}
+# TRL's GRPO advantage with scale_rewards=group, (r - group mean) / (group std + 1e-4) with Bessel's std, for
+# a GOOD group's rewards 1, 1, 0, 0: ±0.5 / (sqrt(1/3) + 1e-4) = ±0.5 / 0.57745 = ±0.865875
+GOOD_ADVANTAGES = [0.865875, 0.865875, -0.865875, -0.865875]
+
+
 def expected_step(rounds: list[list[str]], min_std: float, need: int = 2) -> dict:
     """The filter written out on the groups generated in one step, in generation order."""
-    passes = [i for r in rounds for i in r if CLASSES[int(i[1:])] == GOOD or
-              (CLASSES[int(i[1:])] == FLAT and min_std == 0)]
+    passes = [i for r in rounds for i in r if KEPT[min_std][CLASSES[int(i[1:])]]]
     fails = [i for r in rounds for i in r if i not in passes]
     return {"trained": (passes + fails)[:need], "kept": len(passes), "dropped": len(fails),
             "zero_std_kept": sum(CLASSES[int(i[1:])] == FLAT for i in passes),
@@ -79,6 +89,9 @@ def test_drop_and_refill_trains_exactly_the_passing_groups(tmp_path, stub, min_s
         assert batch["advantages"][8 - filled_rows:].abs().sum() == 0  # padding teaches nothing
         if expected["filled"] < 2:
             assert batch["advantages"][:8 - filled_rows].abs().sum() > 0  # a trained group has a signal
+        for g, group_id in enumerate(expected["trained"][:2 - expected["filled"]]):  # the kept groups, in order
+            if CLASSES[int(group_id[1:])] == GOOD:
+                assert batch["advantages"][4 * g:4 * g + 4].tolist() == pytest.approx(GOOD_ADVANTAGES, abs=1e-5)
         totals = {k: totals[k] + expected[k] for k in totals}
     assert next(rounds, None) is None  # every generated round was accounted for
     assert totals["dropped"] > 0 and totals["resampled"] > 0, "the scripted data must exercise the filter"
