@@ -210,3 +210,18 @@ def test_judge_benches_show_float32_and_bf16_side_by_side(script):
         vs_f32 = next(i for i, h in enumerate(header) if h.startswith(("max |ΔP(YES)| vs f32", "vs float32")))
         for r in rows:  # float32 is the reference (no difference with itself); bfloat16 has its figure
             assert r[vs_f32] == "–" if r[1].startswith("float32") else r[1].startswith("Q4") or r[vs_f32] != "–", r
+
+
+@pytest.mark.parametrize("secs, verdict", [(4.5, "not met"), (1.5, "met")])
+def test_judge_prefix_states_the_cpu_judge_target_for_the_runtime_dtype(monkeypatch, secs, verdict):
+    jp = bench_module("judge_prefix")
+    monkeypatch.setattr(jp, "runtime_dtype", lambda device, dtype: "bfloat16")
+    t = jp.Timings()
+    requests = {"grpo4": [None] * 4, "grpo5": [None] * 5}
+    for w in requests:  # float32 always too slow; the runtime dtype's shared-prefix path decides
+        t.secs[w, "float32", "shared"], t.secs[w, "bfloat16", "shared"] = [10.0], [secs, 9.0, secs]
+    note = jp.target_note(t, requests, jp.QWEN_CODER, ["float32", "bfloat16"])
+    # median of (secs, 9, secs) = secs: at 4.5 s groups of 4 give 0.89 verdict/s (short of 1) even though groups of
+    # 5 give 1.11; at 1.5 s both pass (2.67, 3.33)
+    assert note.endswith(f"— {verdict}") and "(bfloat16)" in note
+    assert jp.target_note(t, requests, "smollm2-135m", ["float32", "bfloat16"]) is None  # the target is the CPU judge's
