@@ -9,10 +9,12 @@ fails here, by name. Speed is never asserted: a smoke run's figures mean nothing
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,7 @@ def test_bench_folder_is_globbed():
     assert {"cpu_judge.py", "judge_prefix.py", "reward_throughput.py", "train_step.py"} <= set(SCRIPTS)
 
 
+@cache  # one smoke run per script, shared by the generic check and the row-shape checks
 def run_smoke(script: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
            "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -101,3 +104,124 @@ def test_bench_script_smoke(script):
         pytest.fail(f"bench/{script} --smoke exited {done.returncode}{tail}", pytrace=False)
     if not tables(done.stdout):
         pytest.fail(f"bench/{script} --smoke printed no table on stdout{tail}", pytrace=False)
+
+
+def bench_module(name: str):
+    """A bench script imported as a module (its folder first on the path, as when it is run)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def without_native_bf16(monkeypatch):
+    """An AVX2-only CPU as the dtype rule sees it (torch's capability query answers no)."""
+    import medix.models
+    import medix.models.load
+
+    monkeypatch.setattr(medix.models.load, "cpu_native_bf16", lambda: False)
+    monkeypatch.setattr(medix.models, "cpu_native_bf16", lambda: False)
+
+
+@pytest.mark.parametrize("native, forced, dtypes, labels, note", [
+    (True, None, ["float32", "bfloat16"], ["float32", "bfloat16 (runtime)"], False),
+    (False, None, ["float32"], ["float32 (runtime)"], True),  # AVX2: one row and a note saying why
+    (False, "bfloat16,float32", ["float32", "bfloat16"], ["float32 (runtime)", "bfloat16 (emulated)"], False),
+    (True, "float32", ["float32"], ["float32"], False),
+])
+def test_dtype_plan_follows_the_cpu(monkeypatch, native, forced, dtypes, labels, note):
+    hardware = bench_module("hardware")
+    if not native:
+        without_native_bf16(monkeypatch)
+    else:
+        import medix.models
+
+        if not medix.models.cpu_native_bf16():
+            pytest.skip("this CPU has no native bf16: the native case cannot be shown here")
+    got, why = hardware.plan_dtypes(forced)
+    assert got == dtypes and [hardware.dtype_label(d) for d in got] == labels
+    assert (why is not None) == note and (not note or "--dtypes float32,bfloat16" in why)
+
+
+@pytest.mark.parametrize("forced", ["bfloat16", "float32,float16", "fp32"])
+def test_dtype_plan_rejects_a_set_without_the_float32_reference(forced):
+    from medix.errors import MedixError
+
+    with pytest.raises(MedixError, match="--dtypes"):
+        bench_module("hardware").plan_dtypes(forced)
+
+
+class Recorder:
+    """A scorer that returns fixed P(YES) values and records which prompts it saw, in call order."""
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def p_yes(self, prompts):
+        self.log.append((self.name, tuple(prompts)))
+        return [0.9] * len(prompts)
+
+
+def test_interleaved_timing_rotates_and_respects_each_limit():
+    cj = bench_module("cpu_judge")
+    log: list = []
+    variants = [cj.Variant("a", Recorder("a", log)), cj.Variant("b", Recorder("b", log), limit=3)]
+    (pa, _), (pb, _) = cj.interleaved(variants, ["p0", "p1", "p2", "p3", "p4"], batch=2)
+    assert log[:2] == [("a", ("p0",)), ("b", ("p0",))]  # warm-up on one prompt each
+    # batch 0: a then b; batch 1: b then a; batch 2: a only (b stops at its limit of 3 prompts)
+    assert log[2:] == [("a", ("p0", "p1")), ("b", ("p0", "p1")), ("b", ("p2",)), ("a", ("p2", "p3")),
+                       ("a", ("p4",))]
+    assert len(pa) == 5 and len(pb) == 3
+
+
+def test_table_row_quality_at_the_judges_threshold_and_at_half():
+    cj = bench_module("cpu_judge")
+    probs, labels = [0.9, 0.6, 0.55, 0.2], [1, 1, 0, 0]
+    row = dict(zip(cj.HEADERS, cj.table_row("j", "bfloat16", probs, 2.0, labels, 0.58, [0.8, 0.5, 0.55, 0.2])))
+    # @0.58: YES for 0.9 and 0.6 -> all right; @0.5: 0.55 also YES -> one false positive
+    assert (row["acc@thr"], row["acc@0.5"], row["TPR"], row["FPR"], row["AUC"]) == ("1.000", "0.750", "1.000",
+                                                                                     "0.000", "1.000")
+    assert (row["s/pair"], row["pairs/s"], row["pos"], row["neg"]) == ("0.50", "2.00", "2", "2")
+    # float32 said 0.5 for the second pair (NO at 0.58): 3 of 4 verdicts agree, largest gap 0.1
+    assert row["max |ΔP(YES)| vs f32"] == "1.0e-01" and row["agree vs f32"] == "0.750"
+
+
+SMOKE_ROWS = {  # script -> (first cell, dtype) of each row of every dtype table in its smoke run, in order
+    "cpu_judge.py": [("smollm2-135m", "float32"), ("smollm2-135m", "bfloat16"), ("smollm2-135m", "Q4_1")],
+    "judge_prefix.py": [(w, d) for w in ("GRPO groups of 4", "GRPO groups of 5", "3-round eval")
+                        for d in ("float32", "bfloat16")],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMOKE_ROWS))
+def test_judge_benches_show_float32_and_bf16_side_by_side(script):
+    """Both dtypes (and llama.cpp, run or skipped) are rows of the same table, float32 the reference; the CPU
+    facts come first."""
+    done = run_smoke(script)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.index("torch CPU capability") < done.stdout.index("dtype")
+    found = [t for t in tables(done.stdout) if t[0][1] == "dtype"]
+    assert len(found) == {"cpu_judge.py": 2, "judge_prefix.py": 1}[script], done.stdout
+    for header, *rows in found:
+        # "GRPO groups of 4 (1 x 4, one-turn)" / "bfloat16 (runtime)" / "Q4_1 (llama.cpp)": the name before " ("
+        assert [(r[0].split(" (")[0], r[1].split(" (")[0]) for r in rows] == SMOKE_ROWS[script]
+        vs_f32 = next(i for i, h in enumerate(header) if h.startswith(("max |ΔP(YES)| vs f32", "vs float32")))
+        for r in rows:  # float32 is the reference (no difference with itself); bfloat16 has its figure
+            assert r[vs_f32] == "–" if r[1].startswith("float32") else r[1].startswith("Q4") or r[vs_f32] != "–", r
+
+
+@pytest.mark.parametrize("secs, verdict", [(4.5, "not met"), (1.5, "met")])
+def test_judge_prefix_states_the_cpu_judge_target_for_the_runtime_dtype(monkeypatch, secs, verdict):
+    jp = bench_module("judge_prefix")
+    monkeypatch.setattr(jp, "runtime_dtype", lambda device, dtype: "bfloat16")
+    t = jp.Timings()
+    requests = {"grpo4": [None] * 4, "grpo5": [None] * 5}
+    for w in requests:  # float32 always too slow; the runtime dtype's shared-prefix path decides
+        t.secs[w, "float32", "shared"], t.secs[w, "bfloat16", "shared"] = [10.0], [secs, 9.0, secs]
+    note = jp.target_note(t, requests, jp.QWEN_CODER, ["float32", "bfloat16"])
+    # median of (secs, 9, secs) = secs: at 4.5 s groups of 4 give 0.89 verdict/s (short of 1) even though groups of
+    # 5 give 1.11; at 1.5 s both pass (2.67, 3.33)
+    assert note.endswith(f"— {verdict}") and "(bfloat16)" in note
+    assert jp.target_note(t, requests, "smollm2-135m", ["float32", "bfloat16"]) is None  # the target is the CPU judge's
