@@ -15,7 +15,7 @@ PAIRS = [("Pneumothorax", "Pleural effusion"), ("Vitamin C", "Ascorbic acid"), (
 
 @pytest.fixture(scope="module")
 def local_judge(tmp_path_factory):
-    config = JudgeConfig(backend="local", batch_size=2, cache_path=str(tmp_path_factory.mktemp("c") / "v.sqlite"),
+    config = JudgeConfig(dtype="float32", backend="local", batch_size=2, cache_path=str(tmp_path_factory.mktemp("c") / "v.sqlite"),
                          shared_prefix=False)  # the plain path; shared prefixes are tested below
     with Judge(config) as judge:
         yield judge
@@ -78,8 +78,8 @@ def test_shared_prefix_verdicts_equal_the_unshared_ones():
 
     prompts = Prompts(ONE_TURN)
     texts = [prompts.render(JudgeRequest(c, r, q)) for q, r, answers in GROUPS for c in answers]
-    plain = LocalBackend(JudgeConfig(shared_prefix=False, batch_size=16))
-    shared = LocalBackend(JudgeConfig(shared_prefix=True, batch_size=5))
+    plain = LocalBackend(JudgeConfig(dtype="float32", shared_prefix=False, batch_size=16))
+    shared = LocalBackend(JudgeConfig(dtype="float32", shared_prefix=True, batch_size=5))
     calls = []
     handle = shared.model.register_forward_hook(lambda module, args, kwargs, out: calls.append(
         kwargs["input_ids"].shape), with_kwargs=True)
@@ -92,6 +92,23 @@ def test_shared_prefix_verdicts_equal_the_unshared_ones():
     assert [c[0] for c in calls] == [1, 5, 1, 5]
     prefix_len, suffix_len = calls[0][1], calls[1][1]
     assert prefix_len > 3 * suffix_len  # the candidate comes last, so most of each prompt is shared
+
+
+def test_shared_prefix_in_bfloat16_keeps_the_verdicts():
+    """The runtime dtype on a CPU with native bf16: the prefix pass and the plain batched pass round differently
+    (bf16 keeps 8 bits of mantissa), so P(YES) agrees only loosely; the float32 tests above pin the algorithm."""
+    from medix.judge.local_backend import LocalBackend
+    from medix.judge.templates import ONE_TURN, Prompts
+
+    prompts = Prompts(ONE_TURN)
+    texts = [prompts.render(JudgeRequest(c, r, q)) for q, r, answers in GROUPS for c in answers]
+    plain = LocalBackend(JudgeConfig(dtype="bfloat16", shared_prefix=False, batch_size=16))
+    shared = LocalBackend(JudgeConfig(dtype="bfloat16", shared_prefix=True, batch_size=5))
+    assert shared.model.dtype == torch.bfloat16
+    p_plain, p_shared = plain.p_yes(texts), shared.p_yes(texts)
+    assert p_shared == pytest.approx(p_plain, abs=0.05)
+    # a verdict flips only where P(YES) is within that rounding of the cut-off
+    assert all((a > 0.5) == (b > 0.5) for a, b in zip(p_shared, p_plain) if abs(b - 0.5) > 0.05)
 
 
 @pytest.mark.parametrize("protocol", ["medix", "paper", "rewritten history"])
@@ -109,7 +126,7 @@ def test_conversation_caches_across_rounds_give_the_batched_logits(protocol):
                      for kind in ("binary", "rubric") for q, r, answers in GROUPS for c in answers]
     results = {}
     for shared in (False, True):
-        backend = LocalBackend(JudgeConfig(shared_prefix=shared, batch_size=5))
+        backend = LocalBackend(JudgeConfig(dtype="float32", shared_prefix=shared, batch_size=5))
         if protocol == "rewritten history":
             render = backend.render
             backend.render = lambda convs, reply_prefix="": [
