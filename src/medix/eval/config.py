@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic import BeforeValidator, Field, InstanceOf, PlainSerializer, field_serializer, field_validator, model_validator
 
 from medix.config import JudgeConfig, _Config
+from medix.errors import MedixError
+from medix.eval.protocol import PAPER, Protocol, get_protocol
 from medix.redact import display_url
 from medix.serving import ServeConfig
 
 PHASES = ("generate", "judge", "score")
 
 
-PROTOCOL_DEFAULTS = {
-    # The published MediX-R1 evaluation: bare question, 2048 new tokens (docs/fidelity.md).
-    "paper": {"max_new_tokens": 2048, "format_prompt": False},
-    # medix's own: the training format prompt around each question.
-    "medix": {"max_new_tokens": 1024, "format_prompt": True},
-}
+def _protocol(value):
+    """A protocol name from YAML or a flag → the Protocol object (medix.eval.protocol)."""
+    try:
+        return get_protocol(value)
+    except MedixError as err:
+        raise ValueError(str(err)) from None
+
+
+# In YAML and in dumps a protocol is its name; in code it is the object.
+ProtocolField = Annotated[InstanceOf[Protocol], BeforeValidator(_protocol), PlainSerializer(lambda p: p.name)]
 
 
 # The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off, the
@@ -38,8 +44,8 @@ class EvalConfig(_Config):
         """Dumped without the credentials inside the URLs (medix.redact)."""
         return [display_url(u) for u in urls]
 
-    protocol: Literal["paper", "medix"] = Field(
-        "paper", description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
+    protocol: ProtocolField = Field(
+        PAPER, description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
         "bare prompts, JSON-score judge, failures count as 0). 'medix': format prompt, answer-only judging, "
         "YES/NO judge, failures excluded. Runs of the two never mix (the protocol is in the run identity).")
     model: str = Field(..., description="Policy under test: zoo name (MediX-R1-8B, smollm2-135m), hub id or "
@@ -117,9 +123,9 @@ class EvalConfig(_Config):
 
     @model_validator(mode="after")
     def _protocol_defaults(self) -> "EvalConfig":
-        for key, value in PROTOCOL_DEFAULTS[self.protocol].items():
+        for key in ("max_new_tokens", "format_prompt"):  # None = the protocol's
             if getattr(self, key) is None:
-                object.__setattr__(self, key, value)
+                object.__setattr__(self, key, getattr(self.protocol, key))
         return self
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ import io
 import json
 from pathlib import Path
 
+from medix.eval.protocol import PROTOCOLS
 from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
 
 DISCLAIMER = "Research use only; not for clinical decisions."
@@ -82,8 +83,10 @@ def _failures_line(scores: dict) -> str:
     tasks = scores["tasks"].values()
     judge = sum(t.get("judge_failures", 0) for t in tasks)
     generation = sum(t.get("generation_failures", 0) for t in tasks)
+    protocol = PROTOCOLS.get(scores.get("protocol"))
+    counted = "counted as " if protocol is not None and protocol.failures_count_zero else ""
     line = (f"{judge} judge failure(s) and {generation} generation failure(s), "
-            f"{'counted as ' if scores.get('protocol') == 'paper' else ''}{scores.get('failures_counted_as')}")
+            f"{counted}{scores.get('failures_counted_as')}")
     missing = sum(t.get("not_judged", 0) for t in tasks)
     if missing and not scores.get("unjudged"):  # else run_notes names them per task
         line += f"; {missing} generated item(s) not judged yet (re-run the judge phase to finish)"

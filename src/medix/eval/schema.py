@@ -87,9 +87,10 @@ class JudgmentRecord(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _old_status(cls, data):
-        """Records written before `status` existed get it from their texts (see `record_status`)."""
+        """Records written before `status` existed get it, once, as they are read (`_status_of_old_record`);
+        every reader after that uses the typed field."""
         if isinstance(data, dict) and "status" not in data:
-            data = {**data, "status": record_status(data)}
+            data = {**data, "status": _status_of_old_record(data)}
         return data
 
     @model_validator(mode="after")
@@ -107,10 +108,8 @@ class JudgmentRecord(BaseModel):
         return self
 
 
-def record_status(record: dict) -> str:
-    """A judgment record's status; records written before the field existed are read from their texts."""
-    if "status" in record:
-        return record["status"]
+def _status_of_old_record(record: dict) -> Status:
+    """The status of a record written before the field existed, from the only trace it left: its texts."""
     if (record.get("error") or "").startswith("no response"):
         return "no_response"
     if (record.get("note") or "").startswith("empty answer"):

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from medix.errors import MedixError
+from medix.eval.protocol import Protocol, get_protocol
 from medix.eval.registry import TaskSpec
 from medix.eval.schema import (GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path,
-                               read_data_checks, record_status)
+                               read_data_checks)
 
 
 def _sorted(records: list[dict]) -> list[dict]:
@@ -60,18 +61,19 @@ def image_counts(records: list[dict], meta: dict[str, dict]) -> dict:
     (`--allow-text-only`); the others are failed generations."""
     missing = [r for r in records if meta.get(r["id"], {}).get("image_missing")]
     return {"image_missing": len(missing),
-            "asked_without_image": sum(record_status(r) != "no_response" for r in missing)}
+            "asked_without_image": sum(r["status"] != "no_response" for r in missing)}
 
 
 def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
-               protocol: str = "medix") -> tuple[dict, np.ndarray]:
-    """paper: every item is in the denominator, a failed one counts 0; medix: failures are excluded."""
+               protocol: Protocol | str = "medix") -> tuple[dict, np.ndarray]:
+    """paper: every item is in the denominator, a failed one counts 0; medix: failures are excluded.
+    `records`: JudgmentRecord dicts (their `status` set)."""
     records = _sorted(records)
-    if protocol == "paper":
+    if get_protocol(protocol).failures_count_zero:
         scored = np.array([r.get("normalized") or 0.0 for r in records], dtype=float)
     else:
         scored = np.array([r["normalized"] for r in records if r.get("normalized") is not None], dtype=float)
-    statuses = [record_status(r) for r in records]
+    statuses = [r["status"] for r in records]
     judged = sum(1 for st in statuses if st in ("scored", "empty_answer"))
     entry = {
         "score": round(float(scored.mean()), 6) if scored.size and judged else None,
@@ -91,9 +93,10 @@ def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
 
 
 def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: dict[str, dict[str, dict]],
-                resamples: int = 1000, seed: int = 0, protocol: str = "medix") -> dict:
+                resamples: int = 1000, seed: int = 0, protocol: Protocol | str = "medix") -> dict:
     """The scores.json body (without run identity): tasks, overall, llm, vlm, each with a 95% interval.
     Stand-in tasks (e.g. IU X-ray for MIMIC-CXR) are scored and listed but never enter the means."""
+    protocol = get_protocol(protocol)
     rng = np.random.default_rng(seed)
     tasks, reps = {}, {}
     for spec in specs:
@@ -106,8 +109,7 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
         replicates = bootstrap_means(values, resamples, rng)
         entry["ci"] = interval(replicates)
         tasks[spec.name], reps[spec.name] = entry, replicates
-    out: dict = {"tasks": tasks, "protocol": protocol,
-                 "failures_counted_as": "0 (in the denominator)" if protocol == "paper" else "excluded"}
+    out: dict = {"tasks": tasks, "protocol": protocol.name, "failures_counted_as": protocol.failures_counted_as}
     official = [t for t in tasks if not tasks[t].get("stand_in_for") and tasks[t]["score"] is not None]
     out["unscored"] = [t for t in tasks if tasks[t]["score"] is None]
     out["asked_without_image"] = {t: e["asked_without_image"] for t, e in tasks.items() if e["asked_without_image"]}
@@ -123,7 +125,7 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
 
 
 def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict, judge_key: str,
-              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: str = "medix",
+              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: Protocol | str = "medix",
               current: dict[str, set[str]] | None = None) -> dict:
     """Score the judgments of `judge_key` found in OUT and write OUT/scores.json; returns its body. Records
     are validated as read; with `current` (task → ids of this run's task list and limit) only those items
