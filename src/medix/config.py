@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
+from medix.backends import check_backend
 from medix.errors import MedixError
 from medix.files import read_text
 from medix.models import MINILM, PAPER, SMOLLM2
@@ -34,9 +35,10 @@ class JudgeConfig(_Config):
         """Dumped (config.json, summaries, calibrated YAML) without the credentials inside the URLs."""
         return [display_url(u) for u in urls]
 
-    backend: Literal["local", "openai"] = Field(
-        "local", description="'local': in-process transformers model, YES/NO read from next-token logits. "
-        "'openai': any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter).")
+    backend: str = Field(
+        "local", description="A backend of medix.backends: 'local': in-process transformers model, YES/NO read "
+        "from next-token logits. 'openai': any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter).")
+    _known_backend = field_validator("backend")(check_backend)
     model: str = Field(SMOLLM2, description="Judge model: embedded name, hub id or local folder ('local'), "
                        "or the model name the server expects ('openai').")
     base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1,

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, InstanceOf, PlainSerializer, field_serializer, field_validator, model_validator
 
+from medix.backends import check_backend, get_backend
 from medix.config import JudgeConfig, _Config
 from medix.errors import MedixError
 from medix.eval.protocol import PAPER, Protocol, get_protocol
@@ -50,8 +51,9 @@ class EvalConfig(_Config):
         "YES/NO judge, failures excluded. Runs of the two never mix (the protocol is in the run identity).")
     model: str = Field(..., description="Policy under test: zoo name (MediX-R1-8B, smollm2-135m), hub id or "
                        "folder; with backend 'openai', the model name the server expects.")
-    backend: Literal["local", "openai"] = Field("local", description="'local': transformers on this machine "
-                                                "(batched); 'openai': an OpenAI-compatible server.")
+    backend: str = Field("local", description="A backend of medix.backends: 'local': transformers on this machine "
+                         "(batched); 'openai': an OpenAI-compatible server.")
+    _known_backend = field_validator("backend")(check_backend)
     base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1, description="Policy servers for "
                                  "backend 'openai' (one per GPU or node): each request goes to the one with the "
                                  "fewest in flight; a server that stops answering has its items retried on the others.")
@@ -130,10 +132,10 @@ class EvalConfig(_Config):
 
     @model_validator(mode="after")
     def _serve_needs_servers(self) -> "EvalConfig":
-        if self.serve and self.backend != "openai":
-            raise ValueError("serve starts vLLM servers for the policy, which backend 'local' does not use; add "
-                             "--backend openai (or drop --serve)")
-        if self.serve and self.judge_server is not None and self.judge.backend != "openai":
+        if self.serve and not get_backend(self.backend).served:
+            raise ValueError(f"serve starts vLLM servers for the policy, which backend '{self.backend}' does not use; "
+                             "add --backend openai (or drop --serve)")
+        if self.serve and self.judge_server is not None and not get_backend(self.judge.backend).served:
             raise ValueError("judge_server (--judge-serve-*) starts judge servers, which judge backend "
                              f"'{self.judge.backend}' does not use; add --judge-backend openai")
         return self

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import Callable
 
+from medix.backends import get_backend
 from medix.chat_client import ChatClient
 from medix.data.images import image_data_url, load_image
 from medix.data.prompts import build_prompt
@@ -82,7 +83,7 @@ def run_generate(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
     todo = [item for item in items if item.id not in done]
     if not todo:
         return 0
-    if cfg.backend == "openai":
+    if get_backend(cfg.backend).served:  # OpenAI-compatible servers, many requests in flight
         records = asyncio.run(_openai_all(cfg, todo, store, on_done))
     else:
         records = _local_all(cfg, todo, store, on_done)

@@ -83,7 +83,7 @@ def run_judge(spec: TaskSpec, judge: EvalJudge, generations: list[GenerationReco
 
     def write(index: int, verdict: Verdict) -> None:
         gen, candidate = to_judge[index]
-        if not verdict.ok and "circuit open:" in (verdict.error or ""):
+        if verdict.circuit_open:
             unanswered.append(verdict.error)  # not recorded: the same command judges it once the judge is back
             return
         status = "scored" if verdict.ok else "judge_failed"

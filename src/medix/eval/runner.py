@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from medix.backends import get_backend
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.generate import check_resume, generator_identity, run_generate
@@ -79,7 +80,7 @@ def _served(cfg: EvalConfig, role: str, out: Path):
     to OUT/logs/<role>-<k>.log."""
     spec = cfg.policy_server if role == "policy" else cfg.judge_server
     backend = cfg.backend if role == "policy" else cfg.judge.backend
-    if not (cfg.serve and spec is not None and backend == "openai"):
+    if not (cfg.serve and spec is not None and get_backend(backend).served):
         yield
         return
     from medix.serving import ServerGroup, plan_servers, require_vllm

@@ -37,6 +37,7 @@ class Verdict:
     raws: list[str] = field(default_factory=list)  # conversations: the judge's text per round
     parse_failures: int = 0  # replies that held no verdict (each one was retried)
     p_yes: float | None = None  # one-turn: P(YES) when the backend gives one (logits, or a server's logprobs)
+    circuit_open: bool = False  # failed without asking: the servers had stopped answering (ChatResult.circuit_open)
 
     @property
     def ok(self) -> bool:
