@@ -93,3 +93,32 @@ def test_verdicts_after_the_circuit_opened_are_typed_and_not_recorded(tmp_path):
     file = folder / "mmlu_anatomy.jsonl"
     records = [json.loads(line) for line in file.open()] if file.is_file() else []
     assert len(records) < 12 and all("circuit open" not in (r["error"] or "") for r in records)
+
+
+def test_an_eval_run_reads_each_records_file_once(tmp_path, monkeypatch):
+    """The phases hand records over in memory: a fresh run reads its generations file once (for the judge
+    and score phases and the report) and its judgments file once (score and report), nothing more."""
+    import collections
+
+    import medix.eval.schema as schema
+
+    reads = collections.Counter()
+    original = schema.iter_jsonl
+
+    def counting(path, *args, **kwargs):
+        reads[path.relative_to(tmp_path / "run").parts[0]] += 1
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(schema, "iter_jsonl", counting)
+    root = tmp_path / "data" / "path_vqa"
+    root.mkdir(parents=True)
+    root.joinpath("test.jsonl").write_text("".join(json.dumps({"image": None, "question": f"q{i}", "answer": "a",
+                                                               "answer_type": "OPEN"}) + "\n" for i in range(3)))
+    with JudgeStub(role="policy", policy_answer="a") as policy, JudgeStub() as judge:
+        cfg = EvalConfig(model="p", backend="openai", base_urls=[policy.url], data_dir=str(tmp_path / "data"),
+                         output_dir=str(tmp_path / "run"), tasks=["path_vqa"], allow_text_only=True, bootstrap=0,
+                         judge=JudgeConfig(backend="openai", model="j", base_urls=[judge.url]), protocol="medix")
+        result = run_eval(cfg)
+    assert result.scores["tasks"]["path_vqa"]["score"] == 1.0
+    assert dict(reads) == {"generations": 1, "judgments": 1}
+    assert result.report == (tmp_path / "run" / "scores.md").read_text()  # what the CLI prints, no re-read

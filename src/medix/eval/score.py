@@ -124,23 +124,35 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
     return out
 
 
+def read_judgments(out: Path, judge_key: str, specs: list[TaskSpec]) -> dict[str, list[dict]]:
+    """{task: JudgmentRecord dicts} of `judge_key` in OUT, validated as read; tasks without a file left out."""
+    paths = {spec.name: judgments_path(out, judge_key, spec.name) for spec in specs}
+    return {name: JsonlStore(path).read_as(JudgmentRecord) for name, path in paths.items() if path.is_file()}
+
+
 def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict, judge_key: str,
               skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: Protocol | str = "medix",
-              current: dict[str, set[str]] | None = None) -> dict:
+              current: dict[str, set[str]] | None = None,
+              generations: dict[str, list[GenerationRecord]] | None = None,
+              judgments: dict[str, list[dict]] | None = None) -> dict:
     """Score the judgments of `judge_key` found in OUT and write OUT/scores.json; returns its body. Records
     are validated as read; with `current` (task → ids of this run's task list and limit) only those items
-    are scored, and the ones not judged yet are counted (`unjudged`)."""
+    are scored, and the ones not judged yet are counted (`unjudged`). `generations` / `judgments`: the
+    records the caller already holds (else they are read from OUT)."""
+    found = judgments if judgments is not None else read_judgments(out, judge_key, specs)
     judgments, meta, unjudged = {}, {}, {}
     for spec in specs:
-        path = judgments_path(out, judge_key, spec.name)
-        if path.is_file():
-            records = JsonlStore(path).read_as(JudgmentRecord)
+        if spec.name in found:
+            records = found[spec.name]
             if current is not None and spec.name in current:
                 ids = current[spec.name]
                 records = [r for r in records if r["id"] in ids]
                 unjudged[spec.name] = len(ids - {r["id"] for r in records})
             judgments[spec.name] = records
-            meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read_as(GenerationRecord)}
+            gens = (generations or {}).get(spec.name)
+            if gens is None:
+                gens = JsonlStore(generations_path(out, spec.name)).read_models(GenerationRecord)
+            meta[spec.name] = {g.id: g.meta for g in gens}
     body = score_tasks(specs, judgments, meta, resamples, seed, protocol)
     for name, entry in body["tasks"].items():  # generated (for this item list) but never judged
         ids = current[name] if current is not None and name in current else set(meta[name])

@@ -167,7 +167,7 @@ class Judge:
             if self._cache is None:
                 self._cache = VerdictCache(self._cache_path)
             for key, (score, raw, p_yes) in self._cache.get_many(unique).items():
-                by_key[key] = Verdict(score, raw=raw, cached=True, p_yes=p_yes)
+                by_key[key] = Verdict(score, raw=raw or None, cached=True, p_yes=p_yes)  # "" = wrote no text
         todo = [k for k in unique if k not in by_key]
         if todo:
             prompt_of = dict(zip(keys, prompts))

@@ -202,7 +202,7 @@ class LocalBackend:
             failure = _failure(err)
         for i, p in zip(todo, probs):
             out[i] = Verdict(None, error=failure, attempts=1) if p is None else \
-                Verdict(1.0 if p > 0.5 else 0.0, raw=f"p_yes={p:.4f}", attempts=1, p_yes=p)
+                Verdict(1.0 if p > 0.5 else 0.0, attempts=1, p_yes=p)
         return out
 
     def _reply(self, conversation: Conversation, logits: torch.Tensor, json_score: bool) -> tuple[float, str]:

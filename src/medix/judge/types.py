@@ -29,7 +29,7 @@ class Verdict:
 
     score: float | None
     error: str | None = None  # why the judge failed (after all retries); None on success
-    raw: str | None = None  # the judge's last text, or "p_yes=…" for the logit backend
+    raw: str | None = None  # the judge's last text; None for one-turn logit verdicts (they write none: see p_yes)
     cached: bool = False
     attempts: int = 0  # backend calls made, retries included
     guard: str | None = None  # decided without a judge call: exact_match, empty, verdict_word, ...
