@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from medix.errors import MedixError
@@ -39,8 +40,9 @@ class EvalJudge:
     def identity(self) -> dict:
         return self.judge.conversation_identity(self.rounds, self.protocol.judge_prompts)
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Hashes the identity's settings, not its notes (`p_yes: unavailable`): fixed for the run."""
         return identity_key(self.identity)
 
 
