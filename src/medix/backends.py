@@ -20,7 +20,7 @@ from medix.errors import MedixError
 @dataclass(frozen=True)
 class Backend:
     name: str
-    served: bool  # talks to OpenAI-compatible servers: base_urls, keys, sampling settings and endpoints matter
+    served: bool  # OpenAI-compatible servers: base_urls, keys, sampling and endpoints matter; its judge has probe()
     judge_method: str  # how a judge on this backend reads a verdict: "chat" (text) or "logits" (next token)
     judge_class: str  # "module:Class" implementing medix.judge.types.JudgeBackend (imported on first use)
     description: str
