@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, InstanceOf, PlainSerializer, field_serializer, field_validator, model_validator
+from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, ValidationInfo, field_serializer, field_validator,
+                      model_validator)
 
 from medix.backends import check_backend, get_backend
 from medix.config import JudgeConfig, _Config
@@ -28,15 +29,9 @@ def _protocol(value):
 ProtocolField = Annotated[InstanceOf[Protocol], BeforeValidator(_protocol), PlainSerializer(lambda p: p.name)]
 
 
-# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off, the
-# official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more than 60 s), and a
-# judge server next to the policy's (which defaults to port 8000).
-EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0,
-                       "base_urls": ["http://127.0.0.1:8001/v1"]}
-
-
-def _eval_judge() -> JudgeConfig:
-    return JudgeConfig(**EVAL_JUDGE_DEFAULTS)
+def _eval_judge(data: dict) -> JudgeConfig:
+    """The judge of a config without a `judge:` section: its protocol's judge defaults."""
+    return JudgeConfig(**data.get("protocol", PAPER).judge_defaults)
 
 
 class EvalConfig(_Config):
@@ -119,9 +114,10 @@ class EvalConfig(_Config):
 
     @field_validator("judge", mode="before")
     @classmethod
-    def _eval_judge_defaults(cls, value):
-        """A partial `judge:` section (YAML or flags) starts from the eval judge's defaults, not the reward's."""
-        return {**EVAL_JUDGE_DEFAULTS, **value} if isinstance(value, dict) else value
+    def _eval_judge_defaults(cls, value, info: ValidationInfo):
+        """A partial `judge:` section (YAML or flags) starts from the protocol's judge defaults, not the reward's."""
+        defaults = info.data.get("protocol", PAPER).judge_defaults
+        return {**defaults, **value} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _protocol_defaults(self) -> "EvalConfig":

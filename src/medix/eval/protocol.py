@@ -57,6 +57,7 @@ class Protocol:
     failures_count_zero: bool  # True: a failed item is 0 in the denominator; False: excluded
     official_prompts: bool  # a task's `prompt` (from the official tasks file) replaces the built question
     reference_as_written: bool  # a row's answer-text column is the reference (not rebuilt from the options)
+    judge_defaults: dict  # JudgeConfig values an eval judge starts from (a `judge:` section overrides them)
 
     def __str__(self) -> str:
         return self.name
@@ -143,14 +144,18 @@ class MedixProtocol(Protocol):
         return shorten(question)
 
 
+# The paper's judge settings, kept by both protocols: 512 new tokens (a verbose or thinking judge is not cut off),
+# thinking off, the official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more
+# than 60 s), and a judge server next to the policy's (which defaults to port 8000).
+EVAL_JUDGE = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0, "base_urls": ["http://127.0.0.1:8001/v1"]}
 # The published evaluation: bare question, 2048 new tokens, JPEG at full size as the official client sends.
 PAPER = PaperProtocol("paper", max_new_tokens=2048, format_prompt=False, image_format="JPEG", image_max_side=None,
                       judge_prompts="paper", failures_count_zero=True, official_prompts=True,
-                      reference_as_written=True)
+                      reference_as_written=True, judge_defaults=EVAL_JUDGE)
 # medix's own: the training format prompt around each question, PNG downscaled to MAX_IMAGE_SIDE.
 MEDIX = MedixProtocol("medix", max_new_tokens=1024, format_prompt=True, image_format="PNG",
                       image_max_side=MAX_IMAGE_SIDE, judge_prompts="medix", failures_count_zero=False,
-                      official_prompts=False, reference_as_written=False)
+                      official_prompts=False, reference_as_written=False, judge_defaults=EVAL_JUDGE)
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PAPER, MEDIX)}
 
 
