@@ -92,7 +92,7 @@ def test_eval_config_file_values_survive_flags_left_at_default(monkeypatch, tmp_
     result, cfg = _captured_config(monkeypatch, tmp_path, yaml_text, "--model", "m")
     assert result.exit_code == 0, result.output
     assert cfg.backend == "openai" and cfg.base_urls == ["http://127.0.0.1:9/v1"] and cfg.max_new_tokens == 77
-    assert cfg.protocol == "medix" and cfg.format_prompt is True
+    assert cfg.protocol.name == "medix" and cfg.format_prompt is True
     assert cfg.judge.backend == "openai" and cfg.judge.model == "qwen/qwen3-14b" and cfg.judge.max_tokens == 512
     result, cfg = _captured_config(monkeypatch, tmp_path, yaml_text, "--model", "m", "--backend", "local",
                                    "--judge-model", "other", "--max-new-tokens", "5")
@@ -102,7 +102,7 @@ def test_eval_config_file_values_survive_flags_left_at_default(monkeypatch, tmp_
 
 def test_eval_defaults_follow_the_protocol(monkeypatch, tmp_path):
     _, paper = _captured_config(monkeypatch, tmp_path, "model: m\n", "--model", "m")
-    assert paper.protocol == "paper" and paper.max_new_tokens == 2048 and paper.format_prompt is False
+    assert paper.protocol.name == "paper" and paper.max_new_tokens == 2048 and paper.format_prompt is False
     assert paper.judge.thinking == "off"
     _, medix_cfg = _captured_config(monkeypatch, tmp_path, "model: m\n", "--model", "m", "--protocol", "medix")
     assert medix_cfg.max_new_tokens == 1024 and medix_cfg.format_prompt is True

@@ -10,9 +10,9 @@ from medix.eval.score import score_tasks
 from medix.judge.parse import combine_rounds as combine, parse_rubric
 
 
-def _j(i, normalized, score=None, error=None, note=None):
+def _j(i, normalized, score=None, error=None, note=None, status="scored"):
     return {"id": str(i), "normalized": normalized, "score": score if score is not None else normalized,
-            "error": error, "note": note, "parse_failures": 0}
+            "error": error, "note": note, "parse_failures": 0, "status": status}
 
 
 def test_scores_equal_the_hand_computed_table():
@@ -20,8 +20,8 @@ def test_scores_equal_the_hand_computed_table():
     judgments = {
         "medqa": [_j(0, 1.0), _j(1, 0.0), _j(2, 1.0), _j(3, 1.0)],                       # 3/4 = 0.75
         "iu_xray_summarization": [_j(0, 1.0, 5.0), _j(1, 0.6, 3.0),                     # (5+3)/2/5 = 0.8
-                                  {**_j(2, None), "score": None, "error": "round 1: timeout"}],
-        "rad_vqa": [_j(0, 1.0), _j(1, 0.0), {**_j(2, None), "score": None, "error": "no response: 500"}],  # 0.5
+                                  {**_j(2, None, status="judge_failed"), "score": None, "error": "round 1: timeout"}],
+        "rad_vqa": [_j(0, 1.0), _j(1, 0.0), {**_j(2, None, status="no_response"), "score": None, "error": "no response: 500"}],  # 0.5
     }
     meta = {"rad_vqa": {"0": {"answer_type": "CLOSED"}, "1": {"answer_type": "OPEN"}}}
     s = score_tasks(specs, judgments, meta, resamples=200, seed=0)

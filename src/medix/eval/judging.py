@@ -2,10 +2,9 @@
 
     medix eval run --model M --phases judge --judge-backend openai --judge-url http://127.0.0.1:8001/v1
 
-protocol paper: the judge sees the response after its last `</think>` / `</thinking>` (other tags kept) and
-the full question. protocol medix: the final answer only (reasoning stripped; without an <answer> block,
-the raw text minus any think block and modality tag) and the question cut to 1,200 characters.
-An empty answer scores 0 without a judge call. A failed generation
+What the judge sees (candidate and question) is the protocol's (`medix.eval.protocol`): paper, the
+response after its last `</think>` / `</thinking>` and the full question; medix, the final answer only and
+the question cut to 1,200 characters. An empty answer scores 0 without a judge call. A failed generation
 gets a failed judgment. Judgments live in `judgments/<judge key>/`, the key hashing the judge identity,
 so a different judge never reuses these verdicts; records are appended as each conversation finishes.
 """
@@ -13,20 +12,17 @@ so a different judge never reuses these verdicts; records are appended as each c
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from medix.errors import MedixError
+from medix.eval.protocol import PAPER, Protocol, get_protocol
 from medix.eval.registry import TaskSpec
 from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord
 from medix.judge import Judge, JudgeRequest, Verdict, identity_key
-from medix.judge.parse import THINK_CLOSE
 
 log = logging.getLogger(__name__)
-_THINK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
-_LEADING_TAG = re.compile(r"^\s*<\s*[A-Z_]+\s*>", re.IGNORECASE)
-MAX_QUESTION_CHARS = 1200  # long PubMedQA contexts: the judge needs the question, not the whole abstract
 
 
 @dataclass
@@ -35,45 +31,19 @@ class EvalJudge:
 
     judge: Judge
     rounds: int
-    protocol: str = "paper"
+    protocol: Protocol = PAPER
+
+    def __post_init__(self) -> None:
+        self.protocol = get_protocol(self.protocol)  # a name is accepted too
 
     @property
     def identity(self) -> dict:
-        return self.judge.conversation_identity(self.rounds, self.protocol)
+        return self.judge.conversation_identity(self.rounds, self.protocol.judge_prompts)
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Hashes the identity's settings, not its notes (`p_yes: unavailable`): fixed for the run."""
         return identity_key(self.identity)
-
-
-
-
-def paper_candidate(raw: str) -> str:
-    """The official rule: the text after the last `</think>` (else the last `</thinking>`), stripped; the
-    whole response when neither is there."""
-    for tag in ("think", "thinking"):
-        ends = [m for m in THINK_CLOSE.finditer(raw) if m.group(1).lower() == tag]
-        if ends:
-            return raw[ends[-1].end():].strip()
-    return raw.strip()
-
-
-def candidate_text(gen: GenerationRecord, protocol: str = "medix") -> str:
-    """What the judge sees as the candidate (see the module docstring)."""
-    if protocol == "paper":
-        return paper_candidate(gen.raw or "")
-    if gen.answer is not None:
-        return gen.answer.strip()
-    text = _THINK.sub(" ", gen.raw or "")
-    text = re.sub(r"<\s*/?\s*answer\s*>", " ", _LEADING_TAG.sub("", text), flags=re.IGNORECASE)
-    return " ".join(text.split())
-
-
-def shorten(text: str, limit: int = MAX_QUESTION_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]} … {text[-half:]}"
 
 
 def _record(gen: GenerationRecord, spec: TaskSpec, identity: dict, candidate: str, verdict: Verdict | None,
@@ -98,7 +68,7 @@ def run_judge(spec: TaskSpec, judge: EvalJudge, generations: list[GenerationReco
     done = store.ids()
     immediate, to_judge, requests = [], [], []
     for gen in (g for g in generations if g.id not in done):
-        candidate = candidate_text(gen, judge.protocol)
+        candidate = judge.protocol.candidate(gen.raw, gen.answer)
         if gen.raw is None:
             immediate.append(_record(gen, spec, identity, "", None, "no_response", error=f"no response: {gen.error}"))
         elif not candidate:
@@ -107,8 +77,7 @@ def run_judge(spec: TaskSpec, judge: EvalJudge, generations: list[GenerationReco
         else:
             to_judge.append((gen, candidate))
             requests.append(JudgeRequest(candidate=candidate, reference=gen.reference,
-                                         question=gen.question if judge.protocol == "paper" else shorten(gen.question),
-                                         kind=spec.judge))
+                                         question=judge.protocol.judge_question(gen.question), kind=spec.judge))
     store.append(immediate, sync=False)
     on_done(len(immediate))
 
@@ -116,14 +85,14 @@ def run_judge(spec: TaskSpec, judge: EvalJudge, generations: list[GenerationReco
 
     def write(index: int, verdict: Verdict) -> None:
         gen, candidate = to_judge[index]
-        if not verdict.ok and "circuit open:" in (verdict.error or ""):
+        if verdict.circuit_open:
             unanswered.append(verdict.error)  # not recorded: the same command judges it once the judge is back
             return
         status = "scored" if verdict.ok else "judge_failed"
         store.append([_record(gen, spec, identity, candidate, verdict, status)], sync=False)
         on_done(1)
 
-    verdicts = judge.judge.converse(requests, judge.rounds, on_verdict=write, protocol=judge.protocol)
+    verdicts = judge.judge.converse(requests, judge.rounds, on_verdict=write, protocol=judge.protocol.judge_prompts)
     store.sync()
     if unanswered:
         raise MedixError(f"{unanswered[0]}. Judgments of {spec.name} so far are saved in {store.path}; "

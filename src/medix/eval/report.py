@@ -12,7 +12,9 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Callable
 
+from medix.eval.protocol import PROTOCOLS
 from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
 
 DISCLAIMER = "Research use only; not for clinical decisions."
@@ -82,8 +84,10 @@ def _failures_line(scores: dict) -> str:
     tasks = scores["tasks"].values()
     judge = sum(t.get("judge_failures", 0) for t in tasks)
     generation = sum(t.get("generation_failures", 0) for t in tasks)
+    protocol = PROTOCOLS.get(scores.get("protocol"))
+    counted = "counted as " if protocol is not None and protocol.failures_count_zero else ""
     line = (f"{judge} judge failure(s) and {generation} generation failure(s), "
-            f"{'counted as ' if scores.get('protocol') == 'paper' else ''}{scores.get('failures_counted_as')}")
+            f"{counted}{scores.get('failures_counted_as')}")
     missing = sum(t.get("not_judged", 0) for t in tasks)
     if missing and not scores.get("unjudged"):  # else run_notes names them per task
         line += f"; {missing} generated item(s) not judged yet (re-run the judge phase to finish)"
@@ -116,20 +120,38 @@ def chart_png(scores: dict) -> bytes:
     return buf.getvalue()
 
 
-def _samples_html(out: Path, judge_key: str, task: str, count: int) -> str:
-    gens = {r["id"]: r for r in JsonlStore(generations_path(out, task)).read_as(GenerationRecord)}
+def _samples_html(records: "Records", task: str, count: int) -> str:
+    generations, judgments = records(task)
+    gens = {g.id: g for g in generations}
     rows = []
-    for j in JsonlStore(judgments_path(out, judge_key, task)).read_as(JudgmentRecord)[:count]:
-        raw = (gens.get(j["id"]) or {}).get("raw") or ""
+    for j in judgments[:count]:
+        gen = gens.get(j["id"])
+        raw = (gen.raw if gen else None) or ""
         verdict = j["error"] or j["note"] or f"{j['score']} (rounds {j['rounds']})"
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-            j["id"], (gens.get(j["id"]) or {}).get("question", "")[:300], j["reference"][:300],
+            j["id"], (gen.question if gen else "")[:300], j["reference"][:300],
             raw[:600], j["candidate"][:300], verdict)) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("id", "question", "reference", "response", "judged answer", "verdict"))
     return f"<details><summary>{html.escape(task)}</summary><table><tr>{head}</tr>{''.join(rows)}</table></details>"
 
 
-def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: int) -> str:
+Records = Callable[[str], "tuple[list[GenerationRecord], list[dict]]"]  # task -> (generations, judgments)
+
+
+def _records(out: Path, judge_key: str, generations: dict | None, judgments: dict | None) -> Records:
+    """The records the run already holds, else read from OUT (a report of a folder scored elsewhere)."""
+    def get(task: str):
+        gens = (generations or {}).get(task)
+        if gens is None:
+            gens = JsonlStore(generations_path(out, task)).read_models(GenerationRecord)
+        found = (judgments or {}).get(task)
+        if found is None:
+            found = JsonlStore(judgments_path(out, judge_key, task)).read_as(JudgmentRecord)
+        return gens, found
+    return get
+
+
+def report_html(scores: dict, png: bytes, records: Records, samples: int) -> str:
     paragraphs = markdown_table(scores).split("\n\n")
     table_md = paragraphs[0].splitlines()
     header, body = table_md[0], table_md[2:]
@@ -140,7 +162,7 @@ def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: in
         f"<p>{html.escape(p)}</p>" for p in extra)
     cells = lambda line, tag: "".join(f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>" for c in line.strip("|").split("|"))
     table = f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</table>"
-    sample_blocks = "".join(_samples_html(out, judge_key, t, samples) for t in scores["tasks"])
+    sample_blocks = "".join(_samples_html(records, t, samples) for t in scores["tasks"])
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top} .warn{color:#a00}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>medix eval — {html.escape(scores['model'])}</title>"
@@ -150,11 +172,15 @@ def report_html(scores: dict, png: bytes, out: Path, judge_key: str, samples: in
             f"<h2>Scores</h2>{table}{notes}<h2>Sample responses and verdicts</h2>{sample_blocks}</body></html>")
 
 
-def write_report(out: Path, scores: dict, report_samples: int) -> None:
-    """scores.md, scores.png and report.html from a scores.json body (see `medix.eval.score.run_score`)."""
-    (out / "scores.md").write_text(markdown_table(scores), encoding="utf-8")
+def write_report(out: Path, scores: dict, report_samples: int, generations: dict | None = None,
+                 judgments: dict | None = None) -> str:
+    """scores.md, scores.png and report.html from a scores.json body (see `medix.eval.score.run_score`);
+    returns scores.md's text. `generations` / `judgments`: the run's records by task (else read from OUT)."""
+    table = markdown_table(scores)
+    (out / "scores.md").write_text(table, encoding="utf-8")
     if scores["tasks"]:
         png = chart_png(scores)
         (out / "scores.png").write_bytes(png)
-        (out / "report.html").write_text(report_html(scores, png, out, scores["judge_key"], report_samples),
-                                         encoding="utf-8")
+        records = _records(out, scores["judge_key"], generations, judgments)
+        (out / "report.html").write_text(report_html(scores, png, records, report_samples), encoding="utf-8")
+    return table

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from medix.backends import get_backend
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.generate import check_resume, generator_identity, run_generate
@@ -47,6 +48,7 @@ class RunResult:
     failures: dict[str, int] = field(default_factory=dict)  # "phase/task" -> failed samples
     current: dict[str, set[str]] = field(default_factory=dict)  # task -> ids of this task list and limit
     scores: dict | None = None
+    report: str | None = None  # scores.md, as written
 
 
 def _manifest(out: Path, cfg: EvalConfig, judge: EvalJudge, new_judge: bool) -> dict:
@@ -79,7 +81,7 @@ def _served(cfg: EvalConfig, role: str, out: Path):
     to OUT/logs/<role>-<k>.log."""
     spec = cfg.policy_server if role == "policy" else cfg.judge_server
     backend = cfg.backend if role == "policy" else cfg.judge.backend
-    if not (cfg.serve and spec is not None and backend == "openai"):
+    if not (cfg.serve and spec is not None and get_backend(backend).served):
         yield
         return
     from medix.serving import ServerGroup, plan_servers, require_vllm
@@ -127,10 +129,12 @@ def _current_ids(cfg: EvalConfig, spec: TaskSpec, gens: list[GenerationRecord]) 
 
 
 def _generations(out: Path, spec: TaskSpec) -> list[GenerationRecord] | None:
+    """The task's generation records, read (and validated) once per run: the judge and score phases and
+    the report use these."""
     path = generations_path(out, spec.name)
     if not path.is_file():
         return None
-    return [GenerationRecord.model_validate(r) for r in JsonlStore(path).read_as(GenerationRecord)]
+    return JsonlStore(path).read_models(GenerationRecord)
 
 
 def run_eval(cfg: EvalConfig, progress: Progress | None = None, new_judge: bool = False) -> RunResult:
@@ -160,7 +164,7 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
     result = RunResult(out)
     if "generate" in cfg.phases:
         _generate(cfg, specs, out, result, progress)
-    available = []
+    generations: dict[str, list[GenerationRecord]] = {}
     for spec in specs:
         if spec.name in result.skipped:
             continue
@@ -168,34 +172,37 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
         if gens is None:
             result.skipped[spec.name] = "no generations yet (run the generate phase)"
             continue
-        available.append(spec)
+        generations[spec.name] = gens
         if spec.name not in result.current:
             result.current[spec.name] = _current_ids(cfg, spec, gens)
+    available = [s for s in specs if s.name in generations]
     result.tasks = [s.name for s in available]
     if "judge" in cfg.phases:
         with _served(cfg, "judge", out):
-            _judge_phase(cfg, available, out, judge, result, progress)
+            _judge_phase(cfg, available, out, judge, result, progress, generations, manifest)
     if "score" in cfg.phases:
         from medix.eval.report import write_report
-        from medix.eval.score import run_score
+        from medix.eval.score import read_judgments, run_score
 
-        noted = json.loads((out / "run.json").read_text(encoding="utf-8")).get("judges", {}).get(judge.key)
+        judgments = read_judgments(out, judge.key, available)
+        noted = manifest.get("judges", {}).get(judge.key)
         result.scores = run_score(out, available, cfg.model, noted or judge.identity, judge.key, result.skipped,
-                                  cfg.bootstrap, cfg.seed, cfg.protocol, current=result.current)
-        write_report(out, result.scores, cfg.report_samples)
+                                  cfg.bootstrap, cfg.seed, cfg.protocol, current=result.current,
+                                  generations=generations, judgments=judgments)
+        result.report = write_report(out, result.scores, cfg.report_samples, generations, judgments)
     result.failures = {k: v for k, v in result.failures.items() if v}
     return result
 
 
 def _judge_phase(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, result: RunResult,
-                 progress: Progress) -> None:
+                 progress: Progress, generations: dict[str, list[GenerationRecord]], manifest: dict) -> None:
     from medix.judge.audit import warn_if_weak
 
     warn_if_weak(cfg.judge)
     judge.judge.probe()  # so the first record's identity already says whether P(YES) is available
-    _note_identity(out, judge)
+    _note_identity(out, judge, manifest)
     for spec in specs:
-        gens = [g for g in _generations(out, spec) if g.id in result.current[spec.name]]
+        gens = [g for g in generations[spec.name] if g.id in result.current[spec.name]]
         store = JsonlStore(judgments_path(out, judge.key, spec.name))
         if cfg.retry_failed:
             store.drop(lambda r: r.get("score") is None)
@@ -203,13 +210,12 @@ def _judge_phase(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJ
         result.failures[f"judge/{spec.name}"] = run_judge(spec, judge, gens, store, progress("judge", spec.name, todo))
 
 
-def _note_identity(out: Path, judge: EvalJudge) -> None:
-    """OUT/run.json's entry for this judge, with what the probe noted (e.g. `p_yes: unavailable`)."""
-    file = out / "run.json"
-    manifest = json.loads(file.read_text(encoding="utf-8"))
+def _note_identity(out: Path, judge: EvalJudge, manifest: dict) -> None:
+    """OUT/run.json's entry for this judge (`manifest`, as this run wrote it), with what the probe noted
+    (e.g. `p_yes: unavailable`)."""
     if manifest.get("judges", {}).get(judge.key) != judge.identity:
         manifest.setdefault("judges", {})[judge.key] = judge.identity
-        file.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        (out / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
 def task_listing(data_dir: str | None = None) -> list[dict]:

@@ -87,9 +87,10 @@ class JudgmentRecord(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _old_status(cls, data):
-        """Records written before `status` existed get it from their texts (see `record_status`)."""
+        """Records written before `status` existed get it, once, as they are read (`_status_of_old_record`);
+        every reader after that uses the typed field."""
         if isinstance(data, dict) and "status" not in data:
-            data = {**data, "status": record_status(data)}
+            data = {**data, "status": _status_of_old_record(data)}
         return data
 
     @model_validator(mode="after")
@@ -107,10 +108,8 @@ class JudgmentRecord(BaseModel):
         return self
 
 
-def record_status(record: dict) -> str:
-    """A judgment record's status; records written before the field existed are read from their texts."""
-    if "status" in record:
-        return record["status"]
+def _status_of_old_record(record: dict) -> Status:
+    """The status of a record written before the field existed, from the only trace it left: its texts."""
     if (record.get("error") or "").startswith("no response"):
         return "no_response"
     if (record.get("note") or "").startswith("empty answer"):
@@ -132,6 +131,7 @@ class JsonlStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._ids: set[str] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair()
 
@@ -152,13 +152,16 @@ class JsonlStore:
         return [record for _, record in self._numbered()]
 
     def read_as(self, model: type[BaseModel]) -> list[dict]:
-        """`read()` with every record validated by `model`, the schema it was written with (types, ranges,
-        a verdict consistent with its kind): an edited record is named by file, row and field, never scored.
-        Returns the validated records as dicts (fields missing from old records get their defaults)."""
+        """`read_models` as dicts (fields missing from old records get their defaults)."""
+        return [record.model_dump() for record in self.read_models(model)]
+
+    def read_models(self, model: type[BaseModel]) -> list:
+        """Every record validated by `model`, the schema it was written with (types, ranges, a verdict
+        consistent with its kind): an edited record is named by file, row and field, never scored."""
         out = []
         for line_no, record in self._numbered():
             try:
-                out.append(model.model_validate(record).model_dump())
+                out.append(model.model_validate(record))
             except ValidationError as err:
                 first = err.errors()[0]
                 field = ".".join(str(x) for x in first["loc"]) or "record"
@@ -181,14 +184,20 @@ class JsonlStore:
         return list(seen.values())
 
     def ids(self) -> set[str]:
-        return {r["id"] for r in self.read()}
+        """The ids present; read from the file once, then kept up to date by `append` / `drop` (one run
+        writes a folder at a time: `medix.files.hold_folder`)."""
+        if self._ids is None:
+            self._ids = {r["id"] for r in self.read()}
+        return set(self._ids)
 
     def append(self, records: Iterable[BaseModel | dict], sync: bool = True) -> int:
         """Write whole lines in one call and flush (enough for SIGKILL); `sync` also fsyncs (power loss)."""
-        lines = [json.dumps(r.model_dump() if isinstance(r, BaseModel) else r, ensure_ascii=False) + "\n"
-                 for r in records]
+        dicts = [r.model_dump() if isinstance(r, BaseModel) else r for r in records]
+        lines = [json.dumps(d, ensure_ascii=False) + "\n" for d in dicts]
         if not lines:
             return 0
+        if self._ids is not None:
+            self._ids.update(d["id"] for d in dicts)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write("".join(lines))
             fh.flush()
@@ -210,6 +219,7 @@ class JsonlStore:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
         os.replace(tmp, self.path)
+        self._ids = {r["id"] for r in keep}
         return len(records) - len(keep)
 
 

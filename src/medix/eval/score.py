@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from medix.errors import MedixError
+from medix.eval.protocol import Protocol, get_protocol
 from medix.eval.registry import TaskSpec
 from medix.eval.schema import (GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path,
-                               read_data_checks, record_status)
+                               read_data_checks)
 
 
 def _sorted(records: list[dict]) -> list[dict]:
@@ -60,18 +61,19 @@ def image_counts(records: list[dict], meta: dict[str, dict]) -> dict:
     (`--allow-text-only`); the others are failed generations."""
     missing = [r for r in records if meta.get(r["id"], {}).get("image_missing")]
     return {"image_missing": len(missing),
-            "asked_without_image": sum(record_status(r) != "no_response" for r in missing)}
+            "asked_without_image": sum(r["status"] != "no_response" for r in missing)}
 
 
 def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
-               protocol: str = "medix") -> tuple[dict, np.ndarray]:
-    """paper: every item is in the denominator, a failed one counts 0; medix: failures are excluded."""
+               protocol: Protocol | str = "medix") -> tuple[dict, np.ndarray]:
+    """paper: every item is in the denominator, a failed one counts 0; medix: failures are excluded.
+    `records`: JudgmentRecord dicts (their `status` set)."""
     records = _sorted(records)
-    if protocol == "paper":
+    if get_protocol(protocol).failures_count_zero:
         scored = np.array([r.get("normalized") or 0.0 for r in records], dtype=float)
     else:
         scored = np.array([r["normalized"] for r in records if r.get("normalized") is not None], dtype=float)
-    statuses = [record_status(r) for r in records]
+    statuses = [r["status"] for r in records]
     judged = sum(1 for st in statuses if st in ("scored", "empty_answer"))
     entry = {
         "score": round(float(scored.mean()), 6) if scored.size and judged else None,
@@ -91,9 +93,10 @@ def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
 
 
 def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: dict[str, dict[str, dict]],
-                resamples: int = 1000, seed: int = 0, protocol: str = "medix") -> dict:
+                resamples: int = 1000, seed: int = 0, protocol: Protocol | str = "medix") -> dict:
     """The scores.json body (without run identity): tasks, overall, llm, vlm, each with a 95% interval.
     Stand-in tasks (e.g. IU X-ray for MIMIC-CXR) are scored and listed but never enter the means."""
+    protocol = get_protocol(protocol)
     rng = np.random.default_rng(seed)
     tasks, reps = {}, {}
     for spec in specs:
@@ -106,8 +109,7 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
         replicates = bootstrap_means(values, resamples, rng)
         entry["ci"] = interval(replicates)
         tasks[spec.name], reps[spec.name] = entry, replicates
-    out: dict = {"tasks": tasks, "protocol": protocol,
-                 "failures_counted_as": "0 (in the denominator)" if protocol == "paper" else "excluded"}
+    out: dict = {"tasks": tasks, "protocol": protocol.name, "failures_counted_as": protocol.failures_counted_as}
     official = [t for t in tasks if not tasks[t].get("stand_in_for") and tasks[t]["score"] is not None]
     out["unscored"] = [t for t in tasks if tasks[t]["score"] is None]
     out["asked_without_image"] = {t: e["asked_without_image"] for t, e in tasks.items() if e["asked_without_image"]}
@@ -122,23 +124,35 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
     return out
 
 
+def read_judgments(out: Path, judge_key: str, specs: list[TaskSpec]) -> dict[str, list[dict]]:
+    """{task: JudgmentRecord dicts} of `judge_key` in OUT, validated as read; tasks without a file left out."""
+    paths = {spec.name: judgments_path(out, judge_key, spec.name) for spec in specs}
+    return {name: JsonlStore(path).read_as(JudgmentRecord) for name, path in paths.items() if path.is_file()}
+
+
 def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict, judge_key: str,
-              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: str = "medix",
-              current: dict[str, set[str]] | None = None) -> dict:
+              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: Protocol | str = "medix",
+              current: dict[str, set[str]] | None = None,
+              generations: dict[str, list[GenerationRecord]] | None = None,
+              judgments: dict[str, list[dict]] | None = None) -> dict:
     """Score the judgments of `judge_key` found in OUT and write OUT/scores.json; returns its body. Records
     are validated as read; with `current` (task → ids of this run's task list and limit) only those items
-    are scored, and the ones not judged yet are counted (`unjudged`)."""
+    are scored, and the ones not judged yet are counted (`unjudged`). `generations` / `judgments`: the
+    records the caller already holds (else they are read from OUT)."""
+    found = judgments if judgments is not None else read_judgments(out, judge_key, specs)
     judgments, meta, unjudged = {}, {}, {}
     for spec in specs:
-        path = judgments_path(out, judge_key, spec.name)
-        if path.is_file():
-            records = JsonlStore(path).read_as(JudgmentRecord)
+        if spec.name in found:
+            records = found[spec.name]
             if current is not None and spec.name in current:
                 ids = current[spec.name]
                 records = [r for r in records if r["id"] in ids]
                 unjudged[spec.name] = len(ids - {r["id"] for r in records})
             judgments[spec.name] = records
-            meta[spec.name] = {r["id"]: r.get("meta", {}) for r in JsonlStore(generations_path(out, spec.name)).read_as(GenerationRecord)}
+            gens = (generations or {}).get(spec.name)
+            if gens is None:
+                gens = JsonlStore(generations_path(out, spec.name)).read_models(GenerationRecord)
+            meta[spec.name] = {g.id: g.meta for g in gens}
     body = score_tasks(specs, judgments, meta, resamples, seed, protocol)
     for name, entry in body["tasks"].items():  # generated (for this item list) but never judged
         ids = current[name] if current is not None and name in current else set(meta[name])

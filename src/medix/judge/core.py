@@ -25,6 +25,7 @@ import logging
 import threading
 from typing import Callable
 
+from medix.backends import get_backend
 from medix.config import JudgeConfig
 from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_key
@@ -40,13 +41,14 @@ def judge_identity(config: JudgeConfig, method: str, template_sha256: str, proto
                    rounds: int | None = None) -> dict:
     """Everything that can change a verdict; stored in every record and in the cache / resume key. A served
     judge's identity names its servers (without credentials): verdicts of two servers never mix."""
+    served = get_backend(config.backend).served  # sampling settings and servers matter only to a served judge
     identity = {
         "backend": config.backend, "model": config.model, "method": method,
         "template_sha256": template_sha256, "protocol": protocol,
-        "temperature": config.temperature if config.backend == "openai" else None,
-        "max_tokens": config.max_tokens if config.backend == "openai" else None,
+        "temperature": config.temperature if served else None,
+        "max_tokens": config.max_tokens if served else None,
     }
-    if config.backend == "openai":  # where it runs: one model name on two servers may be two judges
+    if served:  # where it runs: one model name on two servers may be two judges
         identity["endpoints"] = sorted(display_url(u).rstrip("/") for u in config.base_urls)
     if rounds is not None:
         identity["rounds"] = rounds
@@ -71,7 +73,7 @@ def identity_key(identity: dict) -> str:
 
 def backend_method(config: JudgeConfig) -> str:
     """How the backend reads a verdict: "chat" (parsed from generated text) or "logits" (next-token logits)."""
-    return "chat" if config.backend == "openai" else "logits"
+    return get_backend(config.backend).judge_method
 
 
 def one_turn_identity(config: JudgeConfig) -> dict:
@@ -81,13 +83,7 @@ def one_turn_identity(config: JudgeConfig) -> dict:
 
 
 def make_backend(config: JudgeConfig) -> JudgeBackend:
-    if config.backend == "openai":
-        from medix.judge.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(config)
-    from medix.judge.local_backend import LocalBackend
-
-    return LocalBackend(config)
+    return get_backend(config.backend).judge_backend(config)
 
 
 class Judge:
@@ -136,7 +132,7 @@ class Judge:
         """One short request before a phase (openai backend, logprobs on), so that the identity written into
         the first record already says whether the server gives P(YES). A failed probe says nothing: the
         phase's own requests report the server's error."""
-        if self.config.backend == "openai" and self.config.logprobs:
+        if get_backend(self.config.backend).served and self.config.logprobs:
             self.submit(self.backend.probe()).result()
 
     def render(self, request: JudgeRequest) -> str:
@@ -146,7 +142,7 @@ class Judge:
         """Whether `prompt` fits the judge's context. Only the local backend has a limit (a server takes the
         whole prompt, as the official code sends it); a prompt of fewer bytes than the smallest limit fits
         without loading the model (a token spans at least one byte)."""
-        if self.config.backend != "local":
+        if get_backend(self.config.backend).served:
             return True
         if len(prompt.encode("utf-8")) + LOCAL_RESERVE_TOKENS <= (self.config.max_input_tokens or MIN_CONTEXT):
             return True
@@ -177,7 +173,7 @@ class Judge:
             if self._cache is None:
                 self._cache = VerdictCache(self._cache_path)
             for key, (score, raw, p_yes) in self._cache.get_many(unique).items():
-                by_key[key] = Verdict(score, raw=raw, cached=True, p_yes=p_yes)
+                by_key[key] = Verdict(score, raw=raw or None, cached=True, p_yes=p_yes)  # "" = wrote no text
         todo = [k for k in unique if k not in by_key]
         if todo:
             prompt_of = dict(zip(keys, prompts))

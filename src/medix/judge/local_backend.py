@@ -208,7 +208,7 @@ class LocalBackend:
             failure = _failure(err)
         for i, p in zip(todo, probs):
             out[i] = Verdict(None, error=failure, attempts=1) if p is None else \
-                Verdict(float(p > self.config.threshold), raw=f"p_yes={p:.4f}", attempts=1, p_yes=p)
+                Verdict(float(p > self.config.threshold), attempts=1, p_yes=p)
         return out
 
     def _reply(self, conversation: Conversation, logits: torch.Tensor, json_score: bool) -> tuple[float, str]:

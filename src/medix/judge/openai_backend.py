@@ -112,7 +112,8 @@ class OpenAIBackend:
                                        rejected_as="unparsable verdict", **self.params)
         p_yes = self.note_logprobs(result.response, result.server)  # also noted when the verdict was unusable
         if not result.ok:
-            return Verdict(None, error=result.error, attempts=result.attempts, parse_failures=result.rejected)
+            return Verdict(None, error=result.error, attempts=result.attempts, parse_failures=result.rejected,
+                           circuit_open=result.circuit_open)
         return Verdict(result.value, raw=result.text, attempts=result.attempts, parse_failures=result.rejected,
                        p_yes=p_yes)
 
@@ -134,7 +135,7 @@ class OpenAIBackend:
                         task.cancel()
                     await asyncio.gather(*pending, return_exceptions=True)
                     for task in pending:
-                        yield tasks[task], Verdict(None, error=error)
+                        yield tasks[task], Verdict(None, error=error, circuit_open=True)
                     return
         finally:  # the phase stopped (an error, Ctrl-C): nothing keeps running on the server
             for task in tasks:
@@ -155,6 +156,7 @@ class OpenAIBackend:
             p_yes = self.note_logprobs(result.response, result.server)
             if not result.ok:
                 verdict.error = f"round {round_no + 1}: {result.error}"
+                verdict.circuit_open = result.circuit_open
                 return verdict
             server = result.server
             if round_no == 0 and conv.kind == "binary":

@@ -29,7 +29,7 @@ class Verdict:
 
     score: float | None
     error: str | None = None  # why the judge failed (after all retries); None on success
-    raw: str | None = None  # the judge's last text, or "p_yes=…" for the logit backend
+    raw: str | None = None  # the judge's last text; None for one-turn logit verdicts (they write none: see p_yes)
     cached: bool = False
     attempts: int = 0  # backend calls made, retries included
     guard: str | None = None  # decided without a judge call: exact_match, empty, verdict_word, ...
@@ -37,6 +37,7 @@ class Verdict:
     raws: list[str] = field(default_factory=list)  # conversations: the judge's text per round
     parse_failures: int = 0  # replies that held no verdict (each one was retried)
     p_yes: float | None = None  # one-turn: P(YES) when the backend gives one (logits, or a server's logprobs)
+    circuit_open: bool = False  # failed without asking: the servers had stopped answering (ChatResult.circuit_open)
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer,
                       model_validator)
 
+from medix.backends import get_backend
 from medix.config import RewardConfig, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
@@ -253,7 +254,7 @@ class TrainConfig(_Config):
             raise ValueError("trainer.eval_steps is set but data.eval is empty: give a held-out file")
         if r.backend == "vllm" and r.vllm_mode == "server" and not r.vllm_server_base_url:
             raise ValueError("rollout.vllm_mode=server needs rollout.vllm_server_base_url")
-        if self.judge_serve.enabled and self.reward.judge.backend != "openai":
+        if self.judge_serve.enabled and not get_backend(self.reward.judge.backend).served:
             raise ValueError("judge_serve.enabled needs reward.judge.backend=openai (the run talks to the server)")
         return self
 

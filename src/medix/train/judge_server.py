@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 
+from medix.backends import get_backend
 from medix.errors import MedixError
 from medix.train.config import JudgeServeConfig, TrainConfig
 
@@ -102,7 +103,7 @@ def check_judge_reachable(cfg: TrainConfig) -> None:
     """Fail before any model loads when an HTTP judge does not answer (a run with no judge would learn
     from the other components only)."""
     judge = cfg.reward.judge
-    if judge.backend != "openai" or cfg.reward.weights.judge == 0:
+    if not get_backend(judge.backend).served or cfg.reward.weights.judge == 0:
         return
     import httpx
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from medix.backends import get_backend
 from medix.train.config import TrainConfig
 from medix.train.launch import GIB, Launch, Sharding
 from medix.train.model_size import ModelSize, model_size
@@ -158,7 +159,7 @@ def embedder_line(cfg: TrainConfig) -> Line | None:
 
 def local_judge_line(cfg: TrainConfig) -> Line | None:
     judge = cfg.reward.judge
-    if judge.backend != "local" or cfg.reward.weights.judge <= 0 or (judge.device or "cuda").startswith("cpu"):
+    if get_backend(judge.backend).served or cfg.reward.weights.judge <= 0 or (judge.device or "cuda").startswith("cpu"):
         return None
     size = model_size(cfg.reward.judge.model)
     return Line(f"judge {cfg.reward.judge.model} in process (bf16)", size.params * 2, f"{size.params:,} × 2 B")
@@ -310,7 +311,7 @@ def plan_training(cfg: TrainConfig, launch: Launch, config_name: str = "config")
         jline, jproblems = judge_server_line(judge, launch.gpu_gib)
         problems += jproblems
         roles.append(GpuRole(f"judge GPU {', '.join(map(str, judge.gpus))}", cap, [jline]))
-    if not judge and cfg.reward.judge.backend == "openai":
+    if not judge and get_backend(cfg.reward.judge.backend).served:
         from medix.redact import display_url
 
         notes.append(f"judge at {', '.join(map(display_url, cfg.reward.judge.base_urls))}: not on this node's "

@@ -1,0 +1,169 @@
+"""The two evaluation protocols as objects: everything that differs between them, in one place.
+
+    from medix.eval.protocol import get_protocol
+    paper = get_protocol("paper")
+    paper.max_new_tokens, paper.image_format, paper.failures_count_zero      # 2048, 'JPEG', True
+    paper.choices_block("Which nerve?", "A. radial\\nB. ulnar")              # 'Which nerve?\\n\\nChoices:\\nA. ...'
+
+`paper` reproduces the published MediX-R1 evaluation item by item (docs/fidelity.md): bare questions with a
+`Choices:` block, the option text as reference, full-size JPEG images, the judge shown the text after the
+last think block and the whole question, JSON-score judge prompts, failed items counted as 0. `medix` is
+medix's own: the format prompt, `Options:` with `B. text` references, downscaled PNG images, the
+`<answer>` block judged against a question cut to 1,200 characters, YES/NO judge prompts, failures excluded.
+A config names a protocol by its name (`protocol: paper`); `get_protocol` turns the name into the object.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from medix.data.images import MAX_IMAGE_SIDE
+from medix.errors import MedixError
+from medix.judge.parse import THINK_CLOSE
+
+_THINK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
+_LEADING_TAG = re.compile(r"^\s*<\s*[A-Z_]+\s*>", re.IGNORECASE)
+MAX_QUESTION_CHARS = 1200  # long PubMedQA contexts: the judge needs the question, not the whole abstract
+
+
+def paper_candidate(raw: str) -> str:
+    """The official rule: the text after the last `</think>` (else the last `</thinking>`), stripped; the
+    whole response when neither is there."""
+    for tag in ("think", "thinking"):
+        ends = [m for m in THINK_CLOSE.finditer(raw) if m.group(1).lower() == tag]
+        if ends:
+            return raw[ends[-1].end():].strip()
+    return raw.strip()
+
+
+def shorten(text: str, limit: int = MAX_QUESTION_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} … {text[-half:]}"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation protocol. Fields are the settings; methods are the question layout and the
+    candidate the judge sees. The name goes into run identities and scores.json."""
+
+    name: str
+    max_new_tokens: int  # generation budget when the config leaves it unset
+    format_prompt: bool  # wrap each question in the MediX-R1 format instruction by default
+    image_format: str  # how images travel to a policy server as data URLs
+    image_max_side: int | None  # downscale images to this side before sending; None = full size
+    judge_prompts: str  # the judge's conversation prompt set (medix.judge.core.Judge.converse)
+    failures_count_zero: bool  # True: a failed item is 0 in the denominator; False: excluded
+    official_prompts: bool  # a task's `prompt` (from the official tasks file) replaces the built question
+    reference_as_written: bool  # a row's answer-text column is the reference (not rebuilt from the options)
+    judge_defaults: dict  # JudgeConfig values an eval judge starts from (a `judge:` section overrides them)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def failures_counted_as(self) -> str:
+        return "0 (in the denominator)" if self.failures_count_zero else "excluded"
+
+    # --- question layout (medix.eval.items builders) ----------------------------------------------------
+    def choices_block(self, question: str, listed: str) -> str:
+        raise NotImplementedError
+
+    def mcq_reference(self, letter: str, choices: dict[str, str], reference_text: str | None) -> str:
+        raise NotImplementedError
+
+    def pubmedqa(self, contexts, question: str, choices: dict[str, str], decision: str,
+                 long_answer: str) -> tuple[str, str]:
+        """(question, reference) of a PubMedQA row."""
+        raise NotImplementedError
+
+    def report_question(self, instruction: str, report: str) -> str:
+        raise NotImplementedError
+
+    # --- what the judge sees (medix.eval.judging) -------------------------------------------------------
+    def candidate(self, raw: str | None, answer: str | None) -> str:
+        raise NotImplementedError
+
+    def judge_question(self, question: str) -> str:
+        raise NotImplementedError
+
+
+class PaperProtocol(Protocol):
+    def choices_block(self, question: str, listed: str) -> str:
+        return f"{question}\n\nChoices:\n{listed}".strip()
+
+    def mcq_reference(self, letter: str, choices: dict[str, str], reference_text: str | None) -> str:
+        return (choices[letter] if reference_text is None else reference_text).strip()
+
+    def pubmedqa(self, contexts, question, choices, decision, long_answer):
+        """A `Contexts:` block with the FIRST context only, `Question:`, `Choices:`; the reference is the
+        decision, a newline, the long answer."""
+        first = contexts[0] if isinstance(contexts, list) and contexts else contexts
+        text = (f"Contexts:\n{first}\n\nQuestion:\n{question}\n\nChoices:\n"
+                + "\n".join(f"{k}. {v}" for k, v in choices.items()))
+        return text.strip(), f"{decision}\n{long_answer}".strip()
+
+    def report_question(self, instruction: str, report: str) -> str:
+        return f"{instruction}\n\nReport:\n{report}:"  # the trailing colon the official prompt has
+
+    def candidate(self, raw: str | None, answer: str | None) -> str:
+        return paper_candidate(raw or "")
+
+    def judge_question(self, question: str) -> str:
+        return question
+
+
+class MedixProtocol(Protocol):
+    def choices_block(self, question: str, listed: str) -> str:
+        return f"{question.strip()}\n\nOptions:\n{listed}\n\nAnswer with the letter and text of the correct option."
+
+    def mcq_reference(self, letter: str, choices: dict[str, str], reference_text: str | None) -> str:
+        return f"{letter}. {choices[letter]}".strip().rstrip(".")
+
+    def pubmedqa(self, contexts, question, choices, decision, long_answer):
+        """Every context, its own choices and an answer instruction."""
+        context = "\n".join(contexts) if isinstance(contexts, list) else str(contexts)
+        text = (f"Context:\n{context}\n\nQuestion: {question.strip()}\n\n"
+                f"Choices: {', '.join(choices.values())}. Answer with one of them, then a short justification.")
+        return text, f"{decision}. {long_answer}".strip()
+
+    def report_question(self, instruction: str, report: str) -> str:
+        return f"{instruction}\n\nFindings: {report}"
+
+    def candidate(self, raw: str | None, answer: str | None) -> str:
+        """The final answer only; without an <answer> block, the raw text minus think blocks and the
+        leading modality tag."""
+        if answer is not None:
+            return answer.strip()
+        text = _THINK.sub(" ", raw or "")
+        text = re.sub(r"<\s*/?\s*answer\s*>", " ", _LEADING_TAG.sub("", text), flags=re.IGNORECASE)
+        return " ".join(text.split())
+
+    def judge_question(self, question: str) -> str:
+        return shorten(question)
+
+
+# The paper's judge settings, kept by both protocols: 512 new tokens (a verbose or thinking judge is not cut off),
+# thinking off, the official evaluation's 180 s per request (a 14B judge writing 512 tokens under load needs more
+# than 60 s), and a judge server next to the policy's (which defaults to port 8000).
+EVAL_JUDGE = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0, "base_urls": ["http://127.0.0.1:8001/v1"]}
+# The published evaluation: bare question, 2048 new tokens, JPEG at full size as the official client sends.
+PAPER = PaperProtocol("paper", max_new_tokens=2048, format_prompt=False, image_format="JPEG", image_max_side=None,
+                      judge_prompts="paper", failures_count_zero=True, official_prompts=True,
+                      reference_as_written=True, judge_defaults=EVAL_JUDGE)
+# medix's own: the training format prompt around each question, PNG downscaled to MAX_IMAGE_SIDE.
+MEDIX = MedixProtocol("medix", max_new_tokens=1024, format_prompt=True, image_format="PNG",
+                      image_max_side=MAX_IMAGE_SIDE, judge_prompts="medix", failures_count_zero=False,
+                      official_prompts=False, reference_as_written=False, judge_defaults=EVAL_JUDGE)
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PAPER, MEDIX)}
+
+
+def get_protocol(value: "Protocol | str") -> Protocol:
+    """The protocol object for a name (config files, flags) or the object itself."""
+    if isinstance(value, Protocol):
+        return value
+    found = PROTOCOLS.get(value) if isinstance(value, str) else None
+    if found is None:
+        raise MedixError(f"protocol {value!r} is not known; use one of: {', '.join(PROTOCOLS)}")
+    return found
