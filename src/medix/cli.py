@@ -71,6 +71,7 @@ def reward_score(
     from medix.files import check_output_file
     from medix.rewards.composite import CompositeReward
     from medix.rewards.scoring import read_scoring_rows, score_file, summarize
+    from medix.rewards.scoring import table as reward_table
 
     cfg = load_reward_config(config, profile)
     if judge_model is not None:
@@ -86,20 +87,16 @@ def reward_score(
     finally:
         composite.close()
     table = Table(title=f"composite reward — {input}", caption="Research use only; not for clinical decisions.")
-    for name in ("id", "answer", "overall", "format", "modality", "llm", "embed", "note"):
+    names, cells = reward_table(rows, results, show)
+    for name in names:
         text_column = name in ("id", "answer", "note")
         table.add_column(name, justify="left" if text_column else "right", no_wrap=True, overflow="ellipsis",
                          max_width={"answer": 26, "note": 16, "id": 10}.get(name), min_width=None if text_column else 5)
-    for i, (row, r) in enumerate(zip(rows, results)):
-        if i >= show:
-            break
-        note = r.judge_error or r.guard or ""
-        table.add_row(str(row.get("id", i + 1)), (r.answer or "")[:40], _fmt(r.overall), _fmt(r.format),
-                      _fmt(r.modality), _fmt(r.accuracy_llm), _fmt(r.accuracy_embed), note[:40])
+    for cell_row in cells[:-1]:
+        table.add_row(*cell_row)
     s = summarize(results)
     table.add_section()
-    table.add_row("mean", f"{s['rows']} rows", _fmt(s["overall"]), _fmt(s["format"]), _fmt(s["modality"]),
-                  _fmt(s["accuracy_llm"]), _fmt(s["accuracy_embed"]), "")
+    table.add_row(*cells[-1])
     Console(width=None if sys.stdout.isatty() else 110).print(table)
     console.print(f"{s['judge_errors']} judge errors; {s['judge_calls_skipped']} of {s['rows']} rows decided "
                   "without the judge (exact match or trivial answer); '—' = not applicable")
