@@ -7,7 +7,8 @@ import pytest
 
 from medix.config import JudgeConfig, RewardConfig, RewardWeights, load_reward_config
 from medix.errors import MedixError
-from medix.rewards.composite import CompositeReward, combine, sample_weights
+from medix.rewards.components import combine, sample_weights
+from medix.rewards.composite import CompositeReward
 from medix.rewards.for_trl import trl_reward_functions
 from medix.testing.judge_server import JudgeStub
 
@@ -36,8 +37,9 @@ FAILED = None  # the judge's verdict failed after its retries
 ])
 def test_combine_per_judge_error_policy(policy, fmt, mod, llm, emb, expected):
     cfg = RewardConfig(on_judge_error=policy)
-    weights = sample_weights(cfg, judge_failed=llm is FAILED, modality_applies=mod is not None)
-    overall = combine(weights, fmt, mod, llm, emb)
+    values = {"accuracy_llm": llm, "accuracy_embed": emb, "modality": mod, "format": fmt}
+    weights = sample_weights(cfg, values, failed={"accuracy_llm"} if llm is FAILED else set())
+    overall = combine(weights, values)
     assert overall == (None if expected is None else pytest.approx(expected))
 
 
@@ -74,25 +76,24 @@ def _config(url, **kw):
     return RewardConfig(judge=JudgeConfig(backend="openai", model="stub", base_urls=[url], cache=False), **kw)
 
 
-def test_trl_functions_sum_to_composite_overall(stub_url):
+def test_trl_function_is_the_composite_overall(stub_url):
     config = _config(stub_url)
     funcs, weights = trl_reward_functions(config)
-    assert [f.__name__ for f in funcs] == ["accuracy_llm", "accuracy_embed", "modality", "format"]
-    assert weights == pytest.approx([0.9 * 0.575, 0.9 * 0.375, 0.9 * 0.05, 0.1])
+    assert [f.__name__ for f in funcs] == ["overall"] and weights == [1.0]
     completions = [[{"role": "assistant", "content": r}] for r in RESP]  # conversational format
     kwargs = {"solution": SOLS, "images": IMAGES, "problem": ["q"] * 5}
-    metrics = {}
-    columns = [asyncio.run(funcs[0](completions, log_metric=metrics.__setitem__, **kwargs))]
-    columns += [f(completions, **kwargs) for f in funcs[1:]]
-    totals = [sum(w * v for w, v in zip(weights, row) if v is not None) for row in zip(*columns)]
+    metrics = []
+    totals = funcs[0](completions, log_metric=lambda name, value: metrics.append((name, value)), **kwargs)
     composite = CompositeReward(config)
     try:
         expected = [r.overall for r in composite.score(RESP, SOLS, has_image=[bool(i) for i in IMAGES])]
     finally:
         composite.close()
     assert totals == pytest.approx(expected)
-    assert metrics["judge_error_rate"] == 0.0
-    assert columns[2][3] is None  # modality off on the text-only row
+    assert [v for name, v in metrics if name == "judge_error_rate"] == [0.0] * 5
+    assert len([v for name, v in metrics if name == "rewards/modality/mean"]) == 4  # off on the text-only row
+    assert funcs[0].last[3].modality is None
+    funcs[0].composite.close()
 
 
 def test_judge_failure_is_never_a_silent_zero(tmp_path):
@@ -108,7 +109,8 @@ def test_judge_failure_is_never_a_silent_zero(tmp_path):
             exact, judged = results[0], results[1]
             assert exact.judge_error is None and exact.overall == 1.0  # exact match never needs the judge
             assert judged.accuracy_llm is None and "500" in judged.judge_error  # the record keeps the failure
-            expected = combine(sample_weights(cfg, True, True), 1, 1, None, judged.accuracy_embed)
+            values = {"accuracy_llm": None, "accuracy_embed": judged.accuracy_embed, "modality": 1, "format": 1}
+            expected = combine(sample_weights(cfg, values, {"accuracy_llm"}), values)
             assert judged.overall == (None if mode == "skip_group" else pytest.approx(expected))
 
 
