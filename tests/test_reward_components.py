@@ -1,7 +1,7 @@
-"""One reward path: a component registered in the table (`rewards/components.COMPONENTS`) reaches the formula,
+"""One reward path: a component registered in the table (`rewards/composite.COMPONENTS`) reaches the formula,
 the results, the TRL metrics and completion records, the `medix reward score` table and the EasyR1 / verl
 dicts, with nothing else changed. Adding one takes three files — its scorer module, its weight field in
-`config.RewardWeights`, its table row — which the `brevity` fixture stands in for at run time (a scorer class,
+`config.RewardWeights`, its row in the table — which the `brevity` fixture stands in for at run time (a scorer class,
 a RewardWeights subclass, a row). Also: the guard is decided once per sample and the judge's loop entered
 once per batch."""
 
@@ -15,10 +15,9 @@ from scripted_run import scripted_run, train
 
 from medix.config import JudgeConfig, RewardConfig, RewardWeights
 from medix.judge import Judge
-from medix.rewards import common, components, engines, scoring
+from medix.rewards import common, composite, engines, scoring
 from medix.rewards.common import Batch, Column, Scorer
-from medix.rewards.components import Component
-from medix.rewards.composite import CompositeReward
+from medix.rewards.composite import Component, CompositeReward
 from medix.testing.judge_server import JudgeStub
 
 
@@ -38,7 +37,7 @@ class BrevityWeights(RewardWeights):  # stands in for the new field in config.Re
 @pytest.fixture
 def brevity(monkeypatch):
     row = Component("brevity", BrevityScorer, "brevity", in_bracket=True, text_only=True, label="brief")
-    monkeypatch.setattr(components, "COMPONENTS", [*components.COMPONENTS, row])
+    monkeypatch.setattr(composite, "COMPONENTS", [*composite.COMPONENTS, row])
 
 
 @pytest.fixture(scope="module")

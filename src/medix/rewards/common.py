@@ -130,7 +130,7 @@ class Batch:
 
     @classmethod
     def of(cls, responses: list[str], solutions: list[str], problems: list[str] | None = None,
-           has_image: list[bool | None] | None = None, config: RewardConfig | None = None) -> "Batch":
+           has_image: list[bool | None] | None = None, config: RewardConfig | None = None) -> Batch:
         config = config or RewardConfig()
         parsed = [parse_response(r, config.think_tags) for r in responses]
         split = [split_solution(s)[:2] for s in solutions]  # (tag, answer)
@@ -141,7 +141,7 @@ class Batch:
 
     @classmethod
     def from_trl(cls, completions: list, solution: list[str], problem: list[str] | None, columns: dict,
-                 config: RewardConfig | None = None) -> "Batch":
+                 config: RewardConfig | None = None) -> Batch:
         """From TRL's reward-function arguments: completions (strings or message lists) and the dataset columns
         (`images` / `image` say whether each sample has an image)."""
         responses = [completion_text(c) for c in completions]

@@ -1,8 +1,23 @@
-"""The composite reward of MediX-R1, computed for a whole batch at once: every component of the table
-(`components.COMPONENTS`) scores the batch, then each sample's overall follows the formula derived from it.
-Run from the shell:
+"""The composite reward of MediX-R1: THE table of components (`COMPONENTS`), the formula derived from it, and
+`CompositeReward`, which scores a whole batch at once (every component of the table, then each sample's
+overall):
+
+    overall = (1 − Σ w_outside)·Σ_inside w·value·(configured inside total / live inside total) + Σ_outside w·value
+    the paper's table: 0.9·(0.575·accuracy_llm + 0.375·accuracy_embed + 0.05·modality) + 0.1·format
 
     medix reward score --input examples/responses.jsonl --output scored.jsonl
+
+Every view reads `COMPONENTS`: the formula (`sample_weights`, `combine`), the result fields
+(`RewardResult.values`), the TRL metrics (`for_trl`: rewards/<name>/mean), the `medix reward score`
+table (`scoring.table`), the EasyR1 / verl dicts (`engines`) and the reward-hacking monitor's format share.
+Adding a component touches three files: its module (a `common.Scorer`), its weight field in
+`config.RewardWeights`, and a row here.
+
+A component whose value is None for a sample (not applicable: modality on an untagged reference or, unless
+`reward.text_only_modality`, on a text-only sample) is dropped and the other inside-bracket weights are
+scaled back to their configured total, so the best possible overall stays 1. A component that failed (the
+judge, after its retries) follows `reward.on_judge_error`: renormalize drops it the same way, zero counts it
+as 0 at its full weight (the official behaviour), skip_group leaves the sample without an overall.
 """
 
 from __future__ import annotations
@@ -11,9 +26,70 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from medix.config import RewardConfig
-from medix.rewards import components
-from medix.rewards.common import Batch, Column
+from medix.config import RewardConfig, RewardWeights
+from medix.rewards.common import Batch, Column, Scorer
+from medix.rewards.embedding import EmbeddingScorer
+from medix.rewards.format import FormatScorer
+from medix.rewards.llm_judge import LLMJudgeScorer
+from medix.rewards.modality import ModalityScorer
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # the result field, the metric rewards/<name>/mean, the adapters' key
+    scorer: type[Scorer]  # built once per CompositeReward with (RewardConfig, judge)
+    weight: str  # its field in config.RewardWeights
+    in_bracket: bool  # inside (1 − w_outside)·(…) and renormalised; False: outside, at its own weight (format)
+    text_only: bool  # applies to samples without an image (False: only with reward.text_only_modality)
+    label: str  # the column header of `medix reward score`
+
+
+# Scorers run in this order: the judge first, so its requests are in flight during the embedding pass. The
+# order is also the summation order of `combine` (the paper's formula, left to right).
+COMPONENTS: list[Component] = [
+    Component("accuracy_llm", LLMJudgeScorer, "judge", in_bracket=True, text_only=True, label="llm"),
+    Component("accuracy_embed", EmbeddingScorer, "embed", in_bracket=True, text_only=True, label="embed"),
+    Component("modality", ModalityScorer, "modality", in_bracket=True, text_only=False, label="modality"),
+    Component("format", FormatScorer, "format", in_bracket=False, text_only=True, label="format"),
+]
+
+
+def names() -> list[str]:
+    return [c.name for c in COMPONENTS]
+
+
+def effective_weights(w: RewardWeights, applies: dict[str, bool]) -> dict[str, float]:
+    """The weight each component gets in `overall` for one sample: an inside-bracket component that does not
+    apply gets 0 and the others are scaled back to the configured inside total; outside ones keep theirs."""
+    inside = [c for c in COMPONENTS if c.in_bracket]
+    outside = [c for c in COMPONENTS if not c.in_bracket]
+    content = {c.name: getattr(w, c.weight) if applies[c.name] else 0.0 for c in inside}
+    live = sum(content.values())
+    configured = sum(getattr(w, c.weight) for c in inside)
+    scale = (1 - sum(getattr(w, c.weight) for c in outside)) * configured / live if live > 0 else 0.0
+    return {**{k: v * scale for k, v in content.items()}, **{c.name: getattr(w, c.weight) for c in outside}}
+
+
+def sample_weights(cfg: RewardConfig, values: dict[str, float | None], failed: set[str]) -> dict[str, float] | None:
+    """The weights of one sample's overall under `cfg.on_judge_error`; None = the sample has no overall.
+
+    values: each component's value (None: not applicable or failed); failed: the components that failed."""
+    policy = cfg.on_judge_error
+    if policy == "skip_group" and any(getattr(cfg.weights, c.weight) > 0 for c in COMPONENTS if c.name in failed):
+        return None
+    applies = {name: value is not None or (name in failed and policy == "zero") for name, value in values.items()}
+    weights = effective_weights(cfg.weights, applies)
+    if sum(weights[c.name] for c in COMPONENTS if c.in_bracket) <= 0:
+        return None
+    return weights
+
+
+def combine(weights: dict[str, float] | None, values: dict[str, float | None]) -> float | None:
+    """overall = Σ weight·value; a component without a value (None) counts 0 — its weight is 0 unless it
+    failed under on_judge_error="zero"."""
+    if weights is None:
+        return None
+    return sum(weights[k] * (values[k] or 0.0) for k in weights)
 
 
 @dataclass
@@ -26,7 +102,7 @@ class RewardResult:
     details: dict[str, Any]  # per-component extras: judge_error (None on success), similarity (the cosine)
     guard: str | None  # why the accuracies were decided without models ("exact_match", "empty", ...)
     answer: str | None  # the parsed final answer
-    # The weight of each component in `overall` for this sample (`components.sample_weights`); None when overall
+    # The weight of each component in `overall` for this sample (`sample_weights`); None when overall
     # is None.
     weights: dict[str, float] | None = field(default=None, repr=False)
 
@@ -46,7 +122,7 @@ class CompositeReward:
 
     def __init__(self, config: RewardConfig | None = None, judge=None):
         self.config = config or RewardConfig()
-        self.scorers = {c.name: c.scorer(self.config, judge) for c in components.COMPONENTS}
+        self.scorers = {c.name: c.scorer(self.config, judge) for c in COMPONENTS}
 
     @property
     def judge(self):
@@ -70,10 +146,10 @@ class CompositeReward:
         values = {name: col.values[i] for name, col in columns.items()}
         failed = {name for name, col in columns.items() if col.errors is not None and values[name] is None}
         if batch.has_image[i] is False and not cfg.text_only_modality:
-            values.update({c.name: None for c in components.COMPONENTS if not c.text_only})
-        weights = components.sample_weights(cfg, values, failed)
+            values.update({c.name: None for c in COMPONENTS if not c.text_only})
+        weights = sample_weights(cfg, values, failed)
         details = {key: column[i] for col in columns.values() for key, column in col.details.items()}
-        return RewardResult(components.combine(weights, values), values, details, batch.guards[i][1],
+        return RewardResult(combine(weights, values), values, details, batch.guards[i][1],
                             batch.parsed[i].answer, weights)
 
     def close(self) -> None:

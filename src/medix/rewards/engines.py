@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from medix.config import load_reward_config
 from medix.errors import MedixError
-from medix.rewards import components
+from medix.rewards import composite as reward
 from medix.rewards.composite import CompositeReward, RewardResult
 
 
@@ -39,7 +39,7 @@ def _as_floats(r: RewardResult) -> dict[str, float]:
     """The composite's own overall (the same number `CompositeReward.score` and the TRL function give) and
     every table component; failed or inapplicable components are reported as 0.0 here, with `judge_error`
     flagging the failure."""
-    values = {name: float(r.values[name] if r.values[name] is not None else 0.0) for name in components.names()}
+    values = {name: float(r.values[name] if r.values[name] is not None else 0.0) for name in reward.names()}
     return {"overall": float(r.overall), **values, "judge_error": float(r.judge_error is not None)}
 
 

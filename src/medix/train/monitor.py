@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from medix.config import RewardConfig
-from medix.rewards import components
+from medix.rewards import composite as reward
 from medix.rewards.composite import RewardResult
 from medix.train.config import MonitorConfig
 
@@ -35,7 +35,7 @@ GUARDS = ("exact_match", "verdict_word", "too_long", "no_answer_block", "empty",
 
 def outside_part(r: RewardResult) -> float:
     """The part of a sample's overall paid by the outside-bracket components (the format reward)."""
-    return sum(r.weights[c.name] * (r.values[c.name] or 0.0) for c in components.COMPONENTS if not c.in_bracket)
+    return sum(r.weights[c.name] * (r.values[c.name] or 0.0) for c in reward.COMPONENTS if not c.in_bracket)
 
 
 def completion_facts(results: list[RewardResult], config: RewardConfig, count_tokens) -> list[dict]:
