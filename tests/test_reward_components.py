@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from pydantic import Field
 from scripted_run import scripted_run, train
@@ -114,6 +115,9 @@ def test_a_registered_component_is_in_the_trl_metrics_and_records(brevity, stub_
     assert 0 < history[0]["rewards/brevity/mean"] < 1  # half the scripted answers are brief
     records = [json.loads(line) for line in (tmp_path / "run" / "completions.jsonl").open()]
     assert records and {r["brevity"] for r in records} == {0.0, 1.0}
+    # What TRL trains on (and dynamic sampling filters by) is the composite overall itself, in TRL's float32.
+    tail = seen[-len(records):]
+    assert [r["overall"] for r in records] == [float(np.float32(x.overall)) for x in tail]
 
 
 def test_the_guard_runs_once_per_sample_and_the_judge_loop_is_entered_once(stub_url, monkeypatch):
