@@ -36,8 +36,9 @@ FAILED = None  # the judge's verdict failed after its retries
 ])
 def test_combine_per_judge_error_policy(policy, fmt, mod, llm, emb, expected):
     cfg = RewardConfig(on_judge_error=policy)
-    weights = sample_weights(cfg, judge_failed=llm is FAILED, modality_applies=mod is not None)
-    overall = combine(weights, fmt, mod, llm, emb)
+    values = {"accuracy_llm": llm, "accuracy_embed": emb, "modality": mod, "format": fmt}
+    weights = sample_weights(cfg, values, failed={"accuracy_llm"} if llm is FAILED else set())
+    overall = combine(weights, values)
     assert overall == (None if expected is None else pytest.approx(expected))
 
 
@@ -74,17 +75,14 @@ def _config(url, **kw):
     return RewardConfig(judge=JudgeConfig(backend="openai", model="stub", base_urls=[url], cache=False), **kw)
 
 
-def test_trl_functions_sum_to_composite_overall(stub_url):
+def test_trl_function_is_the_composite_overall(stub_url):
     config = _config(stub_url)
     funcs, weights = trl_reward_functions(config)
-    assert [f.__name__ for f in funcs] == ["accuracy_llm", "accuracy_embed", "modality", "format"]
-    assert weights == pytest.approx([0.9 * 0.575, 0.9 * 0.375, 0.9 * 0.05, 0.1])
+    assert [f.__name__ for f in funcs] == ["overall"] and weights == [1.0]
     completions = [[{"role": "assistant", "content": r}] for r in RESP]  # conversational format
     kwargs = {"solution": SOLS, "images": IMAGES, "problem": ["q"] * 5}
-    metrics = {}
-    columns = [asyncio.run(funcs[0](completions, log_metric=metrics.__setitem__, **kwargs))]
-    columns += [f(completions, **kwargs) for f in funcs[1:]]
-    totals = [sum(w * v for w, v in zip(weights, row) if v is not None) for row in zip(*columns)]
+    metrics = []
+    totals = funcs[0](completions, log_metric=lambda name, value: metrics.append((name, value)), **kwargs)
     composite = CompositeReward(config)
     try:
         results = composite.score(RESP, SOLS, has_image=[bool(i) for i in IMAGES])
@@ -93,6 +91,7 @@ def test_trl_functions_sum_to_composite_overall(stub_url):
         composite.close()
     assert totals == pytest.approx(expected)
     # and both equal the formula worked by hand (stub judge: YES iff the reference is inside the answer)
+    results = funcs[0].last
     embed1 = results[1].accuracy_embed  # the embedder's call on "Left tension pneumothorax" (a model)
     assert [results[i].accuracy_embed for i in (0, 2, 3, 4)] == [1.0, 0.0, 1.0, 0.0]  # exact, unrelated, exact, guarded
     assert totals == pytest.approx([
@@ -102,8 +101,10 @@ def test_trl_functions_sum_to_composite_overall(stub_url):
         1.0,  # text-only exact match: 0.9·(0.575 + 0.375)/0.95 + 0.1 (modality renormalised away)
         0.145,  # "YES": the verdict-word guard zeroes both accuracies → 0.1 + 0.9·0.05
     ])
-    assert metrics["judge_error_rate"] == 0.0
-    assert columns[2][3] is None  # modality off on the text-only row
+    assert [v for name, v in metrics if name == "judge_error_rate"] == [0.0] * 5
+    assert len([v for name, v in metrics if name == "rewards/modality/mean"]) == 4  # off on the text-only row
+    assert funcs[0].last[3].modality is None
+    funcs[0].composite.close()
 
 
 def test_judge_failure_is_never_a_silent_zero(tmp_path):

@@ -7,7 +7,7 @@ import torch
 
 from medix.config import JudgeConfig, RewardConfig
 from medix.judge import Judge, JudgeRequest
-from medix.rewards.embedding import EmbeddingReward
+from medix.rewards.embedding import EmbeddingScorer
 
 PAIRS = [("Pneumothorax", "Pleural effusion"), ("Vitamin C", "Ascorbic acid"), ("Radial nerve", "Ulnar nerve"),
          ("Acute appendicitis", "Inflamed appendix"), ("Left kidney", "Right kidney")]
@@ -52,7 +52,7 @@ def test_local_verdicts_are_cached(local_judge):
 
 
 def test_embedder_similarity_and_one_encode_call():
-    reward = EmbeddingReward(RewardConfig())
+    reward = EmbeddingScorer(RewardConfig())
     calls = []
     original = reward.model.encode
     reward.model.encode = lambda texts, **kw: (calls.append(len(texts)), original(texts, **kw))[1]
@@ -60,7 +60,7 @@ def test_embedder_similarity_and_one_encode_call():
                                ["pneumothorax", "Pneumonia in the right upper lobe", "Vitamin C deficiency"])
     assert len(calls) == 1 and calls[0] == 6
     assert sims[0] > 0.95 and sims[1] > 0.8 and sims[2] < 0.3
-    continuous = EmbeddingReward(RewardConfig(embed_continuous=True))
+    continuous = EmbeddingScorer(RewardConfig(embed_continuous=True))
     assert continuous.value(0.42) == 0.42 and continuous.value(-0.2) == 0.0
     assert reward.value(0.79) == 0.0 and reward.value(0.8) == 1.0
 

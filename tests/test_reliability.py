@@ -197,9 +197,12 @@ class _FailingJudgeComposite:
     def score(self, responses, solutions, problems, has_image):
         from medix.rewards.composite import RewardResult
 
-        return [RewardResult(None if i % 2 == 0 else 1.0, 1.0, None, None if i % 2 == 0 else 1.0, 1.0,
-                             "circuit open: http://127.0.0.1:9/v1 did not answer" if i % 2 == 0 else None,
-                             None, 1.0, "x") for i in range(len(responses))]
+        failed = "circuit open: http://127.0.0.1:9/v1 did not answer"
+        return [RewardResult(None if i % 2 == 0 else 1.0,
+                             {"accuracy_llm": None if i % 2 == 0 else 1.0, "accuracy_embed": 1.0, "modality": None,
+                              "format": 1.0},
+                             {"judge_error": failed if i % 2 == 0 else None, "similarity": 1.0}, None, "x")
+                for i in range(len(responses))]
 
     def close(self):
         pass

@@ -20,7 +20,8 @@ W = {"accuracy_llm": 0.6, "accuracy_embed": 0.3, "modality": 0.0, "format": 0.1}
 def result(llm, sim, guard=None, answer="x y", fmt=1.0, overall=None, weights=W):
     embed = float(sim is not None and sim >= 0.8)
     total = overall if overall is not None else W["format"] * fmt + W["accuracy_llm"] * (llm or 0) + 0.3 * embed
-    return RewardResult(total, fmt, None, llm, embed, None, guard, sim, answer, weights)
+    values = {"accuracy_llm": llm, "accuracy_embed": embed, "modality": None, "format": fmt}
+    return RewardResult(total, values, {"judge_error": None, "similarity": sim}, guard, answer, weights)
 
 
 def signals(results):
@@ -111,7 +112,8 @@ def test_scripted_hacking_triggers_its_warning(tmp_path, caplog, policy, expecte
     assert len(lines) == 3 and all("rewards/accuracy_llm/mean" in m for m in lines)
     count = run.trainer.monitor.count_tokens
     if policy == "bait":
-        w = effective_weights(RewardConfig().weights, llm_applies=True, modality_applies=False)
+        w = effective_weights(RewardConfig().weights, {"accuracy_llm": True, "accuracy_embed": True, "modality": False,
+                                                      "format": True})
         for m in lines:
             assert m["monitor/judge_accepts_embed_rejects"] == 1.0
             assert m["monitor/format_reward_share"] == pytest.approx(w["format"] / (w["format"] + w["accuracy_llm"]))

@@ -43,7 +43,7 @@ def test_trained_reward_is_the_composite_overall_with_a_failing_judge(tmp_path, 
     rounds = {"results": [], "rewards_per_func": [], "batch": []}
     with JudgeStub(fail_500=0.2, seed=11) as stub:
         run = scripted_run(tmp_path, stub.url, writer, 12, f"reward.on_judge_error={policy}")
-        record(run.trainer.reward_funcs[0].composite, "score", rounds["results"])
+        record(run.trainer.reward_funcs[0].composite, "score_batch", rounds["results"])
         record(run.trainer, "_calculate_rewards", rounds["rewards_per_func"])
         record(run.trainer, "_score_round", rounds["batch"])
         train(run)

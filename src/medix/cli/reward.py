@@ -9,13 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medix.cli.common import console, fmt, progress_bar, stdout_console
+from medix.cli.common import console, progress_bar, stdout_console
 
 app = typer.Typer(help="Score responses with the composite reward.", no_args_is_help=True)
 
-# The table's columns: the row's id and answer, the composite's values, then the judge error or guard.
-SCORE_COLUMNS = ("id", "answer", "overall", "format", "modality", "llm", "embed", "note")
-_VALUE_FIELDS = ("overall", "format", "modality", "accuracy_llm", "accuracy_embed")
 _TEXT_WIDTHS = {"answer": 26, "note": 16, "id": 10}
 
 
@@ -49,7 +46,7 @@ def reward_score(
     finally:
         composite.close()
     summary = summarize(results)
-    stdout_console(110).print(score_table(f"composite reward — {input}", rows, results, summary, show))
+    stdout_console(110).print(score_table(f"composite reward — {input}", rows, results, show))
     console.print(f"{summary['judge_errors']} judge errors; {summary['judge_calls_skipped']} of {summary['rows']} "
                   "rows decided without the judge (exact match or trivial answer); '—' = not applicable")
     console.print(f"wrote {len(results)} rows to {output}")
@@ -61,17 +58,18 @@ def reward_score(
         raise typer.Exit(1)
 
 
-def score_table(title: str, rows: list[dict], results: list, summary: dict, show: int) -> Table:
-    """The first `show` rows (id, answer, the composite's values, note), then the means of `summarize`."""
+def score_table(title: str, rows: list[dict], results: list, show: int) -> Table:
+    """The first `show` rows and the means, with the columns of `rewards.scoring.table` (one per component)."""
+    from medix.rewards.scoring import table as reward_table
+
+    columns, cells = reward_table(rows, results, max(show, 0))
     table = Table(title=title, caption="Research use only; not for clinical decisions.")
-    for name in SCORE_COLUMNS:
+    for name in columns:
         text_column = name in _TEXT_WIDTHS
         table.add_column(name, justify="left" if text_column else "right", no_wrap=True, overflow="ellipsis",
                          max_width=_TEXT_WIDTHS.get(name), min_width=None if text_column else 5)
-    for i, (row, r) in enumerate(zip(rows[:max(show, 0)], results)):
-        note = r.judge_error or r.guard or ""
-        table.add_row(str(row.get("id", i + 1)), (r.answer or "")[:40],
-                      *(fmt(getattr(r, field)) for field in _VALUE_FIELDS), note[:40])
+    for cell_row in cells[:-1]:
+        table.add_row(*cell_row)
     table.add_section()
-    table.add_row("mean", f"{summary['rows']} rows", *(fmt(summary[field]) for field in _VALUE_FIELDS), "")
+    table.add_row(*cells[-1])  # the means
     return table

@@ -158,7 +158,10 @@ class Judge:
         return self.submit(self._judge(requests)).result()
 
     async def ajudge(self, requests: list[JudgeRequest]) -> list[Verdict]:
-        """Awaitable from any event loop; the work runs on the judge's own loop."""
+        """Awaitable from any event loop; the work runs on the judge's own loop (directly when awaited there,
+        e.g. from a coroutine given to `submit`: one hand-off per call, not two)."""
+        if asyncio.get_running_loop() is self._loop:
+            return await self._judge(requests)
         return await asyncio.wrap_future(self.submit(self._judge(requests)))
 
     async def _judge(self, requests: list[JudgeRequest]) -> list[Verdict]:

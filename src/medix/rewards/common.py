@@ -1,12 +1,22 @@
-"""Shared pieces of the reward components: reading TRL inputs and the pre-model guards."""
+"""What every reward component reads: one `Batch` (each response parsed once, the pre-model guard decided once
+per sample), what it returns (`Column`), the `Scorer` base class, and the guards themselves.
+
+    batch = Batch.of(["<X_RAY> <think>r</think> <answer>Pneumothorax</answer>"], ["<X_RAY> Pneumothorax"],
+                     config=RewardConfig())
+    batch.guards[0]   # (1.0, "exact_match"): the accuracy components need no model for this sample
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
+from medix.config import RewardConfig
 from medix.data.modality import split_solution
+from medix.data.response import ParsedResponse, parse_response
 
 # Answers that are only a verdict ("YES", "correct", "score: 1", "1") try to please a judge instead of
 # answering; they earn 0 unless the reference itself is that word.
@@ -47,14 +57,6 @@ def completion_text(completion: Any) -> str:
             return "".join(part.get("text", "") for part in content if isinstance(part, dict))
         return str(content)
     return "" if completion is None else str(completion)
-
-
-def reference_answer(solution: str) -> str:
-    return split_solution(solution)[1]
-
-
-def reference_tag(solution: str) -> str | None:
-    return split_solution(solution)[0]
 
 
 def normalize(text: str) -> str:
@@ -110,3 +112,69 @@ def sample_has_image(kwargs: dict, index: int) -> bool | None:
         if key in kwargs and kwargs[key] is not None:
             return image_present(kwargs[key][index])
     return None
+
+
+@dataclass
+class Batch:
+    """One batch of completions as every scorer sees it."""
+
+    parsed: list[ParsedResponse]  # each response parsed once
+    solutions: list[str]  # "<TAG> answer"
+    tags: list[str | None]  # the reference's modality tag (None: untagged)
+    references: list[str]  # the reference answer, tag stripped
+    problems: list[str]  # the question ("" when not given)
+    has_image: list[bool | None]  # None: the input does not say
+    # The pre-model guard, decided once per sample: (1.0, "exact_match"), (0.0, reason) for a trivial or
+    # verdict-word answer, or (None, None) when the models (judge, embedder) must decide.
+    guards: list[tuple[float | None, str | None]]
+
+    @classmethod
+    def of(cls, responses: list[str], solutions: list[str], problems: list[str] | None = None,
+           has_image: list[bool | None] | None = None, config: RewardConfig | None = None) -> Batch:
+        config = config or RewardConfig()
+        parsed = [parse_response(r, config.think_tags) for r in responses]
+        split = [split_solution(s)[:2] for s in solutions]  # (tag, answer)
+        guards = [guard(p.answer, ref, config.max_answer_chars) for p, (_, ref) in zip(parsed, split)]
+        return cls(parsed, list(solutions), [t for t, _ in split], [a for _, a in split],
+                   list(problems or [""] * len(responses)),
+                   list(has_image or [None] * len(responses)), guards)
+
+    @classmethod
+    def from_trl(cls, completions: list, solution: list[str], problem: list[str] | None, columns: dict,
+                 config: RewardConfig | None = None) -> Batch:
+        """From TRL's reward-function arguments: completions (strings or message lists) and the dataset columns
+        (`images` / `image` say whether each sample has an image)."""
+        responses = [completion_text(c) for c in completions]
+        has_image = [sample_has_image(columns, i) for i in range(len(responses))]
+        return cls.of(responses, list(solution), problem, has_image, config)
+
+    @property
+    def answers(self) -> list[str | None]:
+        return [p.answer for p in self.parsed]
+
+    def unguarded(self) -> list[int]:
+        """The samples the models must decide."""
+        return [i for i, (value, _) in enumerate(self.guards) if value is None]
+
+
+@dataclass
+class Column:
+    """One component's values for a batch."""
+
+    values: list[float | None]  # None: not applicable to the sample, or failed (see errors)
+    errors: list[str | None] | None = None  # set by a component that can fail (the judge): why a value is missing
+    details: dict[str, list[Any]] = field(default_factory=dict)  # extra per-sample result fields ("similarity")
+
+
+class Scorer:
+    """A reward component: `scorer(batch)` gives its Column, or a Future of it when it waits on I/O (the
+    composite calls the scorers in table order, so a Future's waits overlap the scorers after it)."""
+
+    def __init__(self, config: RewardConfig, judge=None):
+        self.config = config
+
+    def __call__(self, batch: Batch) -> Column | Future:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the scorer holds (the judge's loop and clients)."""

@@ -1,127 +1,157 @@
-"""The composite reward of MediX-R1, computed for a whole batch at once.
+"""The composite reward of MediX-R1: THE table of components (`COMPONENTS`), the formula derived from it, and
+`CompositeReward`, which scores a whole batch at once (every component of the table, then each sample's
+overall):
 
-    overall = (1 − w_f)·(w_j·accuracy_llm + w_e·accuracy_embed + w_m·modality) + w_f·format
-
-A component that does not apply (modality on a text-only sample; the judge, when it failed and
-`on_judge_error="renormalize"`) is dropped and the remaining content weights are scaled back to their
-configured total, so the best possible overall stays 1. A failed judge verdict under `on_judge_error="zero"`
-counts as 0 with the full weights (the official behaviour); under `"skip_group"` the sample has no overall
-and the trainer leaves its prompt group out of the update. Every path (TRL functions, EasyR1 / verl,
-dynamic sampling) reads the weights from `sample_weights`. Run from the shell:
+    overall = (1 − Σ w_outside)·Σ_inside w·value·(configured inside total / live inside total) + Σ_outside w·value
+    the paper's table: 0.9·(0.575·accuracy_llm + 0.375·accuracy_embed + 0.05·modality) + 0.1·format
 
     medix reward score --input examples/responses.jsonl --output scored.jsonl
+
+Every view reads `COMPONENTS`: the formula (`sample_weights`, `combine`), the result fields
+(`RewardResult.values`), the TRL metrics (`for_trl`: rewards/<name>/mean), the `medix reward score`
+table (`scoring.table`), the EasyR1 / verl dicts (`engines`) and the reward-hacking monitor's format share.
+Adding a component touches three files: its module (a `common.Scorer`), its weight field in
+`config.RewardWeights`, and a row here.
+
+A component whose value is None for a sample (not applicable: modality on an untagged reference or, unless
+`reward.text_only_modality`, on a text-only sample) is dropped and the other inside-bracket weights are
+scaled back to their configured total, so the best possible overall stays 1. A component that failed (the
+judge, after its retries) follows `reward.on_judge_error`: renormalize drops it the same way, zero counts it
+as 0 at its full weight (the official behaviour), skip_group leaves the sample without an overall.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
 
 from medix.config import RewardConfig, RewardWeights
-from medix.data.response import parse_response
-from medix.rewards.common import reference_answer
-from medix.rewards.embedding import EmbeddingReward
-from medix.rewards.llm_judge import LLMJudgeReward
-from medix.rewards.modality import ModalityReward
+from medix.rewards.common import Batch, Column, Scorer
+from medix.rewards.embedding import EmbeddingScorer
+from medix.rewards.format import FormatScorer
+from medix.rewards.llm_judge import LLMJudgeScorer
+from medix.rewards.modality import ModalityScorer
 
 
-@dataclass
-class RewardResult:
-    overall: float | None  # None only when the judge failed and on_judge_error="skip_group"
-    format: float
-    modality: float | None  # None = not applicable (text-only sample or untagged reference)
-    accuracy_llm: float | None  # None = the judge failed (see judge_error)
-    accuracy_embed: float
-    judge_error: str | None
-    guard: str | None  # why the accuracies were decided without models ("exact_match", "empty", ...)
-    similarity: float | None  # cosine behind accuracy_embed
-    answer: str | None  # the parsed final answer
-    # The weight of each component in `overall` for this sample (`sample_weights`); None when overall is None.
-    weights: dict[str, float] | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out.pop("weights")
-        return out
+@dataclass(frozen=True)
+class Component:
+    name: str  # the result field, the metric rewards/<name>/mean, the adapters' key
+    scorer: type[Scorer]  # built once per CompositeReward with (RewardConfig, judge)
+    weight: str  # its field in config.RewardWeights
+    in_bracket: bool  # inside (1 − w_outside)·(…) and renormalised; False: outside, at its own weight (format)
+    text_only: bool  # applies to samples without an image (False: only with reward.text_only_modality)
+    label: str  # the column header of `medix reward score`
 
 
-def effective_weights(w: RewardWeights, llm_applies: bool, modality_applies: bool) -> dict[str, float]:
-    """THE formula: the weight each component gets in `overall` for one sample.
+# Scorers run in this order: the judge first, so its requests are in flight during the embedding pass. The
+# order is also the summation order of `combine` (the paper's formula, left to right).
+COMPONENTS: list[Component] = [
+    Component("accuracy_llm", LLMJudgeScorer, "judge", in_bracket=True, text_only=True, label="llm"),
+    Component("accuracy_embed", EmbeddingScorer, "embed", in_bracket=True, text_only=True, label="embed"),
+    Component("modality", ModalityScorer, "modality", in_bracket=True, text_only=False, label="modality"),
+    Component("format", FormatScorer, "format", in_bracket=False, text_only=True, label="format"),
+]
 
-    A component that does not apply (modality on a text-only sample; the judge when it failed and failures
-    are renormalised) gets 0, and the remaining content weights are scaled back to their configured total,
-    so the best possible overall stays 1. The TRL reward functions and dynamic sampling derive from this.
-    """
-    content = {"accuracy_llm": w.judge if llm_applies else 0.0, "accuracy_embed": w.embed,
-               "modality": w.modality if modality_applies else 0.0}
+
+def names() -> list[str]:
+    return [c.name for c in COMPONENTS]
+
+
+def effective_weights(w: RewardWeights, applies: dict[str, bool]) -> dict[str, float]:
+    """The weight each component gets in `overall` for one sample: an inside-bracket component that does not
+    apply gets 0 and the others are scaled back to the configured inside total; outside ones keep theirs."""
+    inside = [c for c in COMPONENTS if c.in_bracket]
+    outside = [c for c in COMPONENTS if not c.in_bracket]
+    content = {c.name: getattr(w, c.weight) if applies[c.name] else 0.0 for c in inside}
     live = sum(content.values())
-    scale = (1 - w.format) * (w.judge + w.embed + w.modality) / live if live > 0 else 0.0
-    return {**{k: v * scale for k, v in content.items()}, "format": w.format}
+    configured = sum(getattr(w, c.weight) for c in inside)
+    scale = (1 - sum(getattr(w, c.weight) for c in outside)) * configured / live if live > 0 else 0.0
+    return {**{k: v * scale for k, v in content.items()}, **{c.name: getattr(w, c.weight) for c in outside}}
 
 
-def sample_weights(cfg: RewardConfig, judge_failed: bool, modality_applies: bool) -> dict[str, float] | None:
+def sample_weights(cfg: RewardConfig, values: dict[str, float | None], failed: set[str]) -> dict[str, float] | None:
     """The weights of one sample's overall under `cfg.on_judge_error`; None = the sample has no overall.
 
-    renormalize: a failed judge is dropped (`effective_weights` scales the rest up). zero: it counts as a 0
-    verdict with the full weights. skip_group: no overall (the trainer skips the sample's prompt group).
-    """
+    values: each component's value (None: not applicable or failed); failed: the components that failed."""
     policy = cfg.on_judge_error
-    if judge_failed and policy == "skip_group" and cfg.weights.judge > 0:
+    if policy == "skip_group" and any(getattr(cfg.weights, c.weight) > 0 for c in COMPONENTS if c.name in failed):
         return None
-    weights = effective_weights(cfg.weights, not judge_failed or policy == "zero", modality_applies)
-    if weights["accuracy_llm"] + weights["accuracy_embed"] + weights["modality"] <= 0:
+    applies = {name: value is not None or (name in failed and policy == "zero") for name, value in values.items()}
+    weights = effective_weights(cfg.weights, applies)
+    if sum(weights[c.name] for c in COMPONENTS if c.in_bracket) <= 0:
         return None
     return weights
 
 
-def combine(weights: dict[str, float] | None, fmt: float, modality: float | None, llm: float | None,
-            embed: float) -> float | None:
-    """overall = Σ weight·value; a component without a value (None) counts 0 — its weight is 0 unless the
-    judge failed under on_judge_error="zero"."""
+def combine(weights: dict[str, float] | None, values: dict[str, float | None]) -> float | None:
+    """overall = Σ weight·value; a component without a value (None) counts 0 — its weight is 0 unless it
+    failed under on_judge_error="zero"."""
     if weights is None:
         return None
-    values = {"accuracy_llm": llm or 0.0, "accuracy_embed": embed, "modality": modality or 0.0, "format": fmt}
-    return sum(weights[k] * values[k] for k in weights)
+    return sum(weights[k] * (values[k] or 0.0) for k in weights)
+
+
+@dataclass
+class RewardResult:
+    """One sample's reward. The table's components are attributes too: `r.format`, `r.accuracy_llm`, and so
+    are their details: `r.judge_error`, `r.similarity`."""
+
+    overall: float | None  # None only when the judge failed and on_judge_error="skip_group"
+    values: dict[str, float | None]  # each component by table name; None = not applicable, or failed
+    details: dict[str, Any]  # per-component extras: judge_error (None on success), similarity (the cosine)
+    guard: str | None  # why the accuracies were decided without models ("exact_match", "empty", ...)
+    answer: str | None  # the parsed final answer
+    # The weight of each component in `overall` for this sample (`sample_weights`); None when overall
+    # is None.
+    weights: dict[str, float] | None = field(default=None, repr=False)
+
+    def __getattr__(self, name: str):
+        for part in ("values", "details"):  # read through __dict__: no recursion while unpickling
+            fields = self.__dict__.get(part) or {}
+            if name in fields:
+                return fields[name]
+        raise AttributeError(f"RewardResult has no field or component {name!r}")
+
+    def to_dict(self) -> dict:
+        return {"overall": self.overall, **self.values, **self.details, "guard": self.guard, "answer": self.answer}
 
 
 class CompositeReward:
-    """All four components for a batch; judge requests overlap with the embedding pass."""
+    """Every component of the table for a batch; judge requests overlap with the embedding pass."""
 
     def __init__(self, config: RewardConfig | None = None, judge=None):
         self.config = config or RewardConfig()
-        self.embedding = EmbeddingReward(self.config)
-        self.llm = LLMJudgeReward(self.config, judge=judge)
-        self.modality = ModalityReward(self.config.think_tags, self.config.text_only_modality)
+        self.scorers = {c.name: c.scorer(self.config, judge) for c in COMPONENTS}
+
+    @property
+    def judge(self):
+        return self.scorers["accuracy_llm"].judge
 
     @property
     def judge_identity(self) -> dict:
-        return self.llm.judge.identity
+        return self.judge.identity
 
-    def score(
-        self,
-        responses: list[str],
-        solutions: list[str],
-        problems: list[str] | None = None,
-        has_image: list[bool | None] | None = None,
-    ) -> list[RewardResult]:
+    def score(self, responses: list[str], solutions: list[str], problems: list[str] | None = None,
+              has_image: list[bool | None] | None = None) -> list[RewardResult]:
+        return self.score_batch(Batch.of(responses, solutions, problems, has_image, self.config))
+
+    def score_batch(self, batch: Batch) -> list[RewardResult]:
+        pending = {name: scorer(batch) for name, scorer in self.scorers.items()}  # table order: the judge first
+        columns = {name: p.result() if isinstance(p, Future) else p for name, p in pending.items()}
+        return [self._result(batch, columns, i) for i in range(len(batch.parsed))]
+
+    def _result(self, batch: Batch, columns: dict[str, Column], i: int) -> RewardResult:
         cfg = self.config
-        parsed = [parse_response(r, cfg.think_tags) for r in responses]  # each response parsed once
-        answers = [p.answer for p in parsed]
-        references = [reference_answer(s) for s in solutions]
-        has_image = has_image or [None] * len(responses)
-        # Start the judge (its own thread and loop) first, so HTTP waits overlap the embedding pass.
-        judging = self.llm.judge.submit(self.llm.score_answers(answers, references, problems))
-        embeds = self.embedding.score_answers(answers, references)
-        verdicts = judging.result()
-        results = []
-        for i, p in enumerate(parsed):
-            verdict, (embed, sim) = verdicts[i], embeds[i]
-            modality = self.modality.score_parsed(p, solutions[i], has_image[i])
-            fmt = float(p.well_formed)
-            weights = sample_weights(cfg, not verdict.ok, modality is not None)
-            overall = combine(weights, fmt, modality, verdict.score, embed)
-            results.append(RewardResult(overall, fmt, modality, verdict.score, embed, verdict.error,
-                                        verdict.guard, sim, p.answer, weights))
-        return results
+        values = {name: col.values[i] for name, col in columns.items()}
+        failed = {name for name, col in columns.items() if col.errors is not None and values[name] is None}
+        if batch.has_image[i] is False and not cfg.text_only_modality:
+            values.update({c.name: None for c in COMPONENTS if not c.text_only})
+        weights = sample_weights(cfg, values, failed)
+        details = {key: column[i] for col in columns.values() for key, column in col.details.items()}
+        return RewardResult(combine(weights, values), values, details, batch.guards[i][1],
+                            batch.parsed[i].answer, weights)
 
     def close(self) -> None:
-        self.llm.close()
+        for scorer in self.scorers.values():
+            scorer.close()

@@ -1,7 +1,8 @@
 """Embedding accuracy: cosine similarity of the predicted and the reference answer.
 
 1 iff cosine >= threshold (paper: 0.8 with MedEmbed-large-v0.1); `embed_continuous` gives max(0, cos).
-A whole batch is encoded in ONE call over its distinct texts (a GRPO group repeats its reference).
+A whole batch is encoded in ONE call over its distinct texts (a GRPO group repeats its reference); samples the
+guard decided (`Batch.guards`) take the guard's value and are not encoded.
 """
 
 from __future__ import annotations
@@ -9,16 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from medix.config import RewardConfig
-from medix.data.response import parse_response
 from medix.models import load_embedder
-from medix.rewards.common import completion_text, guard, reference_answer
+from medix.rewards.common import Batch, Column, Scorer
 
 
-class EmbeddingReward:
-    __name__ = "accuracy_embed"
-
-    def __init__(self, config: RewardConfig | None = None):
-        self.config = config or RewardConfig()
+class EmbeddingScorer(Scorer):
+    def __init__(self, config: RewardConfig, judge=None):
+        super().__init__(config)
         self._model = None
 
     @property
@@ -45,17 +43,12 @@ class EmbeddingReward:
             return max(0.0, similarity)
         return float(similarity >= self.config.embed_threshold)
 
-    def score_answers(self, answers: list[str | None], references: list[str]) -> list[tuple[float, float | None]]:
-        """(accuracy_embed, cosine or None when a guard decided) per pair."""
-        decided = [guard(a, r, self.config.max_answer_chars)[0] for a, r in zip(answers, references)]
-        todo = [i for i, d in enumerate(decided) if d is None]
-        sims = self.similarities([answers[i] for i in todo], [references[i] for i in todo])
-        out: list[tuple[float, float | None]] = [(d, None) for d in decided]
+    def __call__(self, batch: Batch) -> Column:
+        """accuracy_embed per sample, with the cosine behind it as the `similarity` detail (None: guard decided)."""
+        values = [value for value, _ in batch.guards]
+        similarity: list[float | None] = [None] * len(values)
+        todo = batch.unguarded()
+        sims = self.similarities([batch.answers[i] for i in todo], [batch.references[i] for i in todo])
         for i, sim in zip(todo, sims):
-            out[i] = (self.value(sim), sim)
-        return out
-
-    def __call__(self, completions: list, solution: list[str], **kwargs) -> list[float]:
-        tags = self.config.think_tags
-        answers = [parse_response(completion_text(c), tags).answer for c in completions]
-        return [v for v, _ in self.score_answers(answers, [reference_answer(s) for s in solution])]
+            values[i], similarity[i] = self.value(sim), sim
+        return Column(values, details={"similarity": similarity})

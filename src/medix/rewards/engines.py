@@ -8,7 +8,7 @@ verl (custom reward function; use the batch one with reward_model.reward_manager
     custom_reward_function.path=<same file>  custom_reward_function.name=verl_compute_score
 
 `on_judge_error` from the config applies (`renormalize` or `zero`; `skip_group` is refused, see `_composite`),
-so each sample's `overall` is exactly what `CompositeReward.score` and the TRL functions give it.
+so each sample's `overall` is exactly what `CompositeReward.score` and the TRL function give it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from medix.config import load_reward_config
 from medix.errors import MedixError
+from medix.rewards import composite as reward
 from medix.rewards.composite import CompositeReward, RewardResult
 
 
@@ -35,16 +36,11 @@ def _composite(format_weight: float | None = None) -> CompositeReward:
 
 
 def _as_floats(r: RewardResult) -> dict[str, float]:
-    """The composite's own overall (the same number `CompositeReward.score` and the TRL sum give); failed
-    or inapplicable components are reported as 0.0 here, with `judge_error` flagging the failure."""
-    return {
-        "overall": float(r.overall),
-        "format": r.format,
-        "modality": float(r.modality if r.modality is not None else 0.0),
-        "accuracy_llm": float(r.accuracy_llm if r.accuracy_llm is not None else 0.0),
-        "accuracy_embed": r.accuracy_embed,
-        "judge_error": float(r.judge_error is not None),
-    }
+    """The composite's own overall (the same number `CompositeReward.score` and the TRL function give) and
+    every table component; failed or inapplicable components are reported as 0.0 here, with `judge_error`
+    flagging the failure."""
+    values = {name: float(r.values[name] if r.values[name] is not None else 0.0) for name in reward.names()}
+    return {"overall": float(r.overall), **values, "judge_error": float(r.judge_error is not None)}
 
 
 def easyr1_compute_score(reward_inputs: list[dict], format_weight: float = 0.1) -> list[dict[str, float]]:

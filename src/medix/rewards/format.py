@@ -4,15 +4,9 @@ whitespace, one answer block, then only whitespace (the MediX-R1 rule). Text bef
 
 from __future__ import annotations
 
-from medix.data.response import DEFAULT_THINK_TAGS, parse_response
-from medix.rewards.common import completion_text
+from medix.rewards.common import Batch, Column, Scorer
 
 
-class FormatReward:
-    __name__ = "format"
-
-    def __init__(self, think_tags: tuple[str, ...] = DEFAULT_THINK_TAGS):
-        self.think_tags = tuple(think_tags)
-
-    def __call__(self, completions: list, **kwargs) -> list[float]:
-        return [float(parse_response(completion_text(c), self.think_tags).well_formed) for c in completions]
+class FormatScorer(Scorer):
+    def __call__(self, batch: Batch) -> Column:
+        return Column([float(p.well_formed) for p in batch.parsed])

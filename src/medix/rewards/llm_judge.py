@@ -1,23 +1,23 @@
 """LLM-judge accuracy: the judge's YES/NO on (candidate answer, reference answer).
 
-Async (TRL runs async rewards concurrently with the others). Guards run first: an exact match is 1
-and a trivial or verdict-word answer is 0 without a judge call. A judge failure gives None — TRL
-treats it as missing, never as a 0 — and is counted in `judge_error_rate`.
+Samples the guard decided (`Batch.guards`: an exact match is 1, a trivial or verdict-word answer 0) take the
+guard's value without a judge call. The rest go to the judge in ONE hop onto its event loop: the scorer
+returns a Future at once, so the judge's waits overlap the embedding pass. A failed verdict has no value
+(never a silent 0); its error is kept (`judge_error`) and `reward.on_judge_error` decides the overall.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 from medix.config import RewardConfig
-from medix.data.response import parse_response
-from medix.judge import Judge, JudgeRequest, Verdict
-from medix.rewards.common import completion_text, guard, reference_answer
+from medix.judge import Judge, JudgeRequest
+from medix.rewards.common import Batch, Column, Scorer
 
 
-class LLMJudgeReward:
-    __name__ = "accuracy_llm"
-
-    def __init__(self, config: RewardConfig | None = None, judge: Judge | None = None):
-        self.config = config or RewardConfig()
+class LLMJudgeScorer(Scorer):
+    def __init__(self, config: RewardConfig, judge: Judge | None = None):
+        super().__init__(config)
         self._judge = judge
 
     @property
@@ -26,33 +26,19 @@ class LLMJudgeReward:
             self._judge = Judge(self.config.judge)
         return self._judge
 
-    async def score_answers(
-        self, answers: list[str | None], references: list[str], questions: list[str] | None = None
-    ) -> list[Verdict]:
-        """One Verdict per pair; guarded pairs get a Verdict with `guard` set and no judge call."""
-        questions = questions or [""] * len(answers)
-        out: list[Verdict | None] = []
-        requests, positions = [], []
-        for i, (a, r) in enumerate(zip(answers, references)):
-            value, reason = guard(a, r, self.config.max_answer_chars)
-            if value is None:
-                requests.append(JudgeRequest(candidate=a, reference=r, question=questions[i] or ""))
-                positions.append(i)
-                out.append(None)
-            else:
-                out.append(Verdict(value, guard=reason))
-        for i, verdict in zip(positions, await self.judge.ajudge(requests)):
-            out[i] = verdict
-        return out
+    def __call__(self, batch: Batch) -> Future:
+        todo = batch.unguarded()
+        requests = [JudgeRequest(candidate=batch.answers[i], reference=batch.references[i],
+                                 question=batch.problems[i] or "") for i in todo]
+        return self.judge.submit(self._column(batch, todo, requests))
 
-    async def __call__(self, completions: list, solution: list[str], problem: list[str] | None = None,
-                       log_metric=None, **kwargs) -> list[float | None]:
-        tags = self.config.think_tags
-        answers = [parse_response(completion_text(c), tags).answer for c in completions]
-        verdicts = await self.score_answers(answers, [reference_answer(s) for s in solution], problem)
-        if log_metric is not None:
-            log_metric("judge_error_rate", sum(not v.ok for v in verdicts) / max(1, len(verdicts)))
-        return [v.score for v in verdicts]
+    async def _column(self, batch: Batch, todo: list[int], requests: list[JudgeRequest]) -> Column:
+        """Runs on the judge's loop, where `ajudge` judges directly (no second hand-off)."""
+        values = [value for value, _ in batch.guards]
+        errors: list[str | None] = [None] * len(values)
+        for i, verdict in zip(todo, await self.judge.ajudge(requests)):
+            values[i], errors[i] = verdict.score, verdict.error
+        return Column(values, errors=errors, details={"judge_error": errors})
 
     def close(self) -> None:
         if self._judge is not None:

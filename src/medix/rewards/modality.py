@@ -1,35 +1,16 @@
 """Modality reward: 1 iff the text before the think block is exactly the reference's tag
 (case-insensitive, whitespace inside the brackets tolerated).
 
-None (not applicable) when the reference has no tag, or the sample has no image and
-`text_only_modality` is off — the composite then renormalises the other weights.
+None (not applicable) when the reference has no tag; on a sample without an image the composite switches it
+off unless `text_only_modality` is set (its table row says it does not apply to text-only samples), and
+renormalises the other weights.
 """
 
 from __future__ import annotations
 
-from medix.data.response import DEFAULT_THINK_TAGS, ParsedResponse, parse_response
-from medix.rewards.common import completion_text, reference_tag, sample_has_image
+from medix.rewards.common import Batch, Column, Scorer
 
 
-class ModalityReward:
-    __name__ = "modality"
-
-    def __init__(self, think_tags: tuple[str, ...] = DEFAULT_THINK_TAGS, text_only_modality: bool = False):
-        self.think_tags = tuple(think_tags)
-        self.text_only_modality = text_only_modality
-
-    def applies(self, solution: str, has_image: bool | None) -> bool:
-        if reference_tag(solution) is None:
-            return False
-        return has_image is not False or self.text_only_modality
-
-    def score_parsed(self, parsed: ParsedResponse, solution: str, has_image: bool | None) -> float | None:
-        if not self.applies(solution, has_image):
-            return None
-        return float(parsed.modality == reference_tag(solution))
-
-    def __call__(self, completions: list, solution: list[str], **kwargs) -> list[float | None]:
-        return [
-            self.score_parsed(parse_response(completion_text(c), self.think_tags), s, sample_has_image(kwargs, i))
-            for i, (c, s) in enumerate(zip(completions, solution))
-        ]
+class ModalityScorer(Scorer):
+    def __call__(self, batch: Batch) -> Column:
+        return Column([None if tag is None else float(p.modality == tag) for p, tag in zip(batch.parsed, batch.tags)])

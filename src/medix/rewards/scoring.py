@@ -1,9 +1,9 @@
 """Score a JSONL file of responses with the composite reward (`medix reward score`).
 
 IN rows: `response`, `solution` ("<TAG> answer"), optional `id`, `problem`, `images`/`image`.
-OUT rows: the input row plus overall, format, modality, accuracy_llm, accuracy_embed, judge_error,
-guard, similarity, answer and the judge identity — in input order, written chunk by chunk so an
-interruption keeps what was already scored.
+OUT rows: the input row plus overall, each table component (`composite.COMPONENTS`), judge_error,
+similarity, guard, answer and the judge identity — in input order, written chunk by chunk so an
+interruption keeps what was already scored. `table` gives the terminal table's columns and rows.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Callable
 
 from medix.data.datasets import read_records
 from medix.errors import MedixError, where
+from medix.rewards import composite as reward
 from medix.rewards.common import row_has_image
 from medix.rewards.composite import CompositeReward, RewardResult
-
-RESULT_FIELDS = ("overall", "format", "modality", "accuracy_llm", "accuracy_embed", "judge_error")
 
 
 def read_scoring_rows(path: Path) -> list[dict]:
@@ -71,11 +70,30 @@ def score_file(
 
 
 def summarize(results: list[RewardResult]) -> dict[str, float | int | None]:
-    """Mean of each component over the rows where it applies, plus counts."""
+    """Mean of overall and of each component over the rows where it applies, plus counts."""
     summary: dict[str, float | int | None] = {"rows": len(results)}
-    for name in ("overall", "format", "modality", "accuracy_llm", "accuracy_embed"):
+    for name in ("overall", *reward.names()):
         values = [getattr(r, name) for r in results if getattr(r, name) is not None]
         summary[name] = sum(values) / len(values) if values else None
     summary["judge_errors"] = sum(r.judge_error is not None for r in results)
     summary["judge_calls_skipped"] = sum(r.guard is not None for r in results)
     return summary
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def table(rows: list[dict], results: list[RewardResult], show: int = 20) -> tuple[list[str], list[list[str]]]:
+    """The `medix reward score` table: (column headers, rows of cells) — id, answer, overall, one column per
+    table component, note (judge error or guard) — for the first `show` rows; the last row is the mean."""
+    columns = ["id", "answer", "overall", *(c.label for c in reward.COMPONENTS), "note"]
+    cells = []
+    for i, (row, r) in enumerate(zip(rows[:show], results)):
+        note = r.judge_error or r.guard or ""
+        cells.append([str(row.get("id", i + 1)), (r.answer or "")[:40], _cell(r.overall),
+                      *(_cell(r.values.get(name)) for name in reward.names()), note[:40]])
+    s = summarize(results)
+    cells.append(["mean", f"{s['rows']} rows", _cell(s["overall"]), *(_cell(s[name]) for name in reward.names()),
+                  ""])
+    return columns, cells

@@ -1,6 +1,6 @@
 """Reward-hacking monitor: per step, signals that the policy is learning the reward instead of the task.
 
-Read from the per-completion `RewardResult`s of the shared composite pass (`rewards/for_trl.SharedBatch`),
+Read from the per-completion `RewardResult`s of the `overall` reward function (`rewards/for_trl.OverallReward`),
 over every completion generated for the step (all dynamic-sampling rounds, all processes), and logged as
 `monitor/*` beside TRL's metrics:
 
@@ -9,7 +9,7 @@ over every completion generated for the step (all dynamic-sampling rounds, all p
     monitor/answer_tokens_mean, _p95      policy tokens in the <answer> block (completions that have one)
     monitor/answer_length_ratio           mean answer tokens / the mean of the first `baseline_steps` steps
     monitor/guard/<reason>                share of completions a guard decided (exact_match, verdict_word, ...)
-    monitor/format_reward_share           Σ format weight · format / Σ overall: the reward paid for tags alone
+    monitor/format_reward_share           Σ outside-bracket weight · value (format) / Σ overall: paid for tags alone
 
 `medix train` logs a warning (once per condition, with the step and the figures) when the first share
 passes `monitor.max_judge_embed_disagreement` after `monitor.warmup_steps`, or when the length ratio passes
@@ -24,12 +24,18 @@ import math
 import numpy as np
 
 from medix.config import RewardConfig
+from medix.rewards import composite as reward
 from medix.rewards.composite import RewardResult
 from medix.train.config import MonitorConfig
 
 log = logging.getLogger(__name__)
 
 GUARDS = ("exact_match", "verdict_word", "too_long", "no_answer_block", "empty", "too_short")
+
+
+def outside_part(r: RewardResult) -> float:
+    """The part of a sample's overall paid by the outside-bracket components (the format reward)."""
+    return sum(r.weights[c.name] * (r.values[c.name] or 0.0) for c in reward.COMPONENTS if not c.in_bracket)
 
 
 def completion_facts(results: list[RewardResult], config: RewardConfig, count_tokens) -> list[dict]:
@@ -45,7 +51,7 @@ def completion_facts(results: list[RewardResult], config: RewardConfig, count_to
             "embed_yes": embedded and r.similarity >= config.embed_threshold,
             "embed_no": embedded and r.similarity < config.embed_threshold,
             "guard": r.guard, "answer_tokens": None if r.answer is None else count_tokens(r.answer),
-            "overall": r.overall, "format_part": None if r.weights is None else r.weights["format"] * r.format,
+            "overall": r.overall, "format_part": None if r.weights is None else outside_part(r),
         })
     return facts
 
@@ -71,7 +77,7 @@ def step_signals(facts: list[dict]) -> dict[str, float]:
 class RewardMonitor:
     """Collects a step's completion facts, turns them into monitor/* metrics and warns once per condition.
 
-    source: the shared composite pass (`SharedBatch`); its `last` results are the round just scored.
+    source: the `overall` reward function (`OverallReward`); its `last` results are the round just scored.
     The trainer calls `add(gathered facts)` after each scoring round and `end_step` once the step's batch is
     complete; every process keeps the same baseline, the main process warns."""
 

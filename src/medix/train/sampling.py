@@ -111,11 +111,15 @@ def concat_batches(parts: list[dict], pad_token_id: int) -> dict:
 
 
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer plus DAPO dynamic sampling and a per-completion record of every reward component."""
+    """GRPOTrainer plus DAPO dynamic sampling and a per-completion record of every reward component.
+
+    reward_source: the `overall` reward function (`rewards/for_trl.OverallReward`); the records take each
+    component's value from its results."""
 
     def __init__(self, *args, dynamic_sampling: DynamicSamplingConfig | None = None, skip_failed_groups: bool = False,
-                 monitor: RewardMonitor | None = None, **kwargs):
+                 monitor: RewardMonitor | None = None, reward_source=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.reward_source = reward_source  # the `overall` reward function: its `last` results name each component
         self.dynamic_sampling = dynamic_sampling or DynamicSamplingConfig()
         self.skip_failed_groups = skip_failed_groups  # reward.on_judge_error == "skip_group"
         self.monitor = monitor  # reward-hacking signals (train/monitor.py), fed after every scoring round
@@ -133,10 +137,13 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         self._last_overall[torch.isnan(rewards_per_func).all(dim=1)] = float("nan")
         start = self.accelerator.process_index * len(prompts)
         local = rewards_per_func[start:start + len(prompts)].tolist()
-        for row, completion, values, total in zip(inputs, completions, local, self._last_overall[start:].tolist()):
-            record = {"step": self.state.global_step, "id": row.get("id"), "completion": completion,
-                      "overall": None if total != total else total}
+        results = self.reward_source.last if self.reward_source is not None else [None] * len(prompts)
+        for row, completion, values, total, result in zip(inputs, completions, local,
+                                                          self._last_overall[start:].tolist(), results):
+            record = {"step": self.state.global_step, "id": row.get("id"), "completion": completion}
             record.update({name: (None if v != v else v) for name, v in zip(self.reward_func_names, values)})
+            record["overall"] = None if total != total else total  # what TRL trains on (extra functions included)
+            record.update(result.values if result is not None else {})  # each component's own value
             self.completion_records.append(record)
         if self.monitor is not None and self.model.training:  # every completion of the round, all processes
             self.monitor.add(gather_object(self.monitor.facts()))

@@ -57,6 +57,7 @@ def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_fu
         model=model, reward_funcs=funcs, args=args, train_dataset=train.dataset, processing_class=processing,
         peft_config=peft_config(cfg.model), dynamic_sampling=cfg.algorithm.dynamic_sampling,
         skip_failed_groups=cfg.reward.on_judge_error == "skip_group", monitor=reward_monitor(cfg, funcs, processing),
+        reward_source=funcs[0],
     )
     out = Path(cfg.trainer.output_dir)
     trainer.add_callback(CompletionsLogger(trainer, out / "completions.jsonl", cfg.trainer.log_completions))
@@ -75,11 +76,11 @@ def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_fu
 
 
 def reward_monitor(cfg: TrainConfig, funcs: list, processing) -> RewardMonitor | None:
-    """The reward-hacking monitor over the composite's shared pass; answer lengths in policy tokens."""
+    """The reward-hacking monitor over the `overall` function's results; answer lengths in policy tokens."""
     if not cfg.monitor.enabled:
         return None
     tokenizer = getattr(processing, "tokenizer", processing)
-    return RewardMonitor(cfg.monitor, cfg.reward, funcs[0].batch,
+    return RewardMonitor(cfg.monitor, cfg.reward, funcs[0],
                          lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
 
 

@@ -58,7 +58,7 @@ def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
     """GRPOConfig keyword arguments from medix's own fields (TRL names on the left)."""
     import torch
 
-    from medix.rewards.for_trl import trl_weights
+    from medix.rewards.for_trl import REWARD_WEIGHTS
 
     a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
     cuda = torch.cuda.is_available()
@@ -84,7 +84,7 @@ def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
         vllm_importance_sampling_correction=r.vllm_importance_sampling_correction,
         loss_type=a.loss_type, beta=a.beta, epsilon=a.epsilon, epsilon_high=a.epsilon_high, delta=a.delta,
         importance_sampling_level=a.importance_sampling_level, scale_rewards=a.scale_rewards,
-        reward_weights=trl_weights(cfg.reward.weights), log_completions=False, remove_unused_columns=False,
+        reward_weights=list(REWARD_WEIGHTS), log_completions=False, remove_unused_columns=False,
     )
 
 
