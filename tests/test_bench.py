@@ -118,9 +118,9 @@ def bench_module(name: str):
 def without_native_bf16(monkeypatch):
     """An AVX2-only CPU as the dtype rule sees it (torch's capability query answers no)."""
     import medix.models
-    import medix.models.load
+    import medix.models.hardware
 
-    monkeypatch.setattr(medix.models.load, "cpu_native_bf16", lambda: False)
+    monkeypatch.setattr(medix.models.hardware, "cpu_native_bf16", lambda: False)
     monkeypatch.setattr(medix.models, "cpu_native_bf16", lambda: False)
 
 

@@ -58,6 +58,20 @@ def test_audit_against_a_known_judge(tmp_path, monkeypatch):
     assert calibrated_config(config, report)["threshold"] == pytest.approx(0.2)
 
 
+def test_calibrated_config_names_its_judge_even_when_it_is_the_default(monkeypatch):
+    """The fitted threshold belongs to one model: the written config names it, though that model is the default
+    here (a machine without the CPU judge would otherwise read the file as SmolLM2 with Qwen's threshold)."""
+    from medix.config import JudgeConfig
+    from medix.models import zoo
+
+    monkeypatch.setenv(zoo.DEFAULT_JUDGE_ENV, "qwen2.5-coder-1.5b")
+    written = calibrated_config(JudgeConfig(), {"thresholds": {"best_accuracy": {"threshold": 0.61234}}})
+    assert written["model"] == "qwen2.5-coder-1.5b" and written["backend"] == "local"
+    assert written["threshold"] == 0.6124  # rounded up: YES iff p > t keeps the fitted pair (p = 0.61234) a NO
+    monkeypatch.setenv(zoo.DEFAULT_JUDGE_ENV, "smollm2-135m")
+    assert JudgeConfig(**written).model == "qwen2.5-coder-1.5b"
+
+
 def test_rounds_on_a_balanced_subset_with_progress(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
     pairs = [Pair("pneumonia", c, False) for c in ("effusion", "edema")] + \

@@ -10,7 +10,7 @@ from medix import models
 from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.judge.core import one_turn_identity
-from medix.models import embedded, gguf, load, zoo
+from medix.models import embedded, gguf, hardware, zoo
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_streamed_conversion_has_the_weights_transformers_loads_from_the_gguf(tm
 
 @pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
 def test_auto_dtype_follows_the_cpu(monkeypatch, native, expected):
-    monkeypatch.setattr(load, "cpu_native_bf16", lambda: native)
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: native)
     assert models.runtime_dtype("cpu", "auto") == expected
     assert models.runtime_dtype("cpu", "float32") == "float32"  # an explicit choice is kept
     assert models.runtime_dtype("cpu", "bfloat16") == "bfloat16"
@@ -53,7 +53,7 @@ def test_a_dtype_outside_the_rule_is_named():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_dtype_is_part_of_the_judge_identity(monkeypatch, native):
-    monkeypatch.setattr(load, "cpu_native_bf16", lambda: native)
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: native)
     identity = one_turn_identity(JudgeConfig(model="smollm2-135m", device="cpu"))
     # float32 stays absent, as in identities written before the dtype existed: old judgments still match
     assert identity.get("dtype") == ("bfloat16" if native else None)
@@ -106,7 +106,7 @@ def test_a_cpu_without_bf16_judges_in_float32(monkeypatch):
 
     from medix.judge.local_backend import LocalBackend
 
-    monkeypatch.setattr(load, "cpu_native_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: False)
     prompt = "Reference: Vitamin K\nCandidate: vitamin K\nDo they match? Answer YES or NO."
     auto = LocalBackend(JudgeConfig(model="smollm2-135m", device="cpu"))
     assert auto.dtype == "float32" and auto.model.dtype == torch.float32

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -311,7 +312,9 @@ def calibrated_config(config: JudgeConfig, report: dict, rule: str = "best_accur
     if not chosen:
         raise MedixError("this judge gives no probabilities (text verdicts only), so there is no threshold to "
                          "calibrate; use a local judge or a server that returns logprobs")
-    return {**config.model_dump(exclude_defaults=True), "threshold": round(chosen["threshold"], 4)}
+    # backend and model always: a default judge depends on what is installed where the file is read
+    return {**config.model_dump(exclude_defaults=True), "backend": config.backend, "model": config.model,
+            "threshold": math.ceil(chosen["threshold"] * 1e4) / 1e4}  # up: the fitted P(YES) itself stays NO
 
 
 def as_dicts(pairs: list[Pair]) -> list[dict]:

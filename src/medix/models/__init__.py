@@ -1,10 +1,10 @@
 """Models: the zoo of names (zoo.py), the embedded models and their one-time conversion (embedded.py,
-gguf.py, cpu_judge.py), and loading with one dtype rule (load.py)."""
+gguf.py, cpu_judge.py), the dtype rule (hardware.py) and loading (load.py)."""
 
 from medix.files import cache_dir
 from medix.models.embedded import GGUF_NAME, minilm_folder, package_dir, resolve, smollm2_folder
-from medix.models.load import (cpu_native_bf16, hub_error, is_vision_model, load_causal_lm, load_embedder,
-                               load_model, pick_device, runtime_dtype)
+from medix.models.hardware import cpu_native_bf16, pick_device, runtime_dtype
+from medix.models.load import hub_error, is_vision_model, load_causal_lm, load_embedder, load_model
 from medix.models.zoo import (MINILM, PAPER, QWEN_CODER, SMOLLM2, ZOO, ZooEntry, canonical, cpu_judge_installed,
                               default_judge, known, zoo_entry)
 

@@ -136,7 +136,7 @@ def folder(dtype: str = "bfloat16") -> Path:
 if __name__ == "__main__":
     import sys
 
-    from medix.models.load import runtime_dtype
+    from medix.models.hardware import runtime_dtype
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     chosen = sys.argv[1] if len(sys.argv) > 1 else runtime_dtype("cpu", "auto")

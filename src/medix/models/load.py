@@ -1,8 +1,7 @@
-"""Loading models: one dtype rule, one "text or vision" rule, one error for every load failure.
+"""Loading models: one dtype rule (hardware.py), one "text or vision" rule, one error for every load failure.
 
 Dtype: on CUDA the checkpoint's own (transformers' dtype="auto"); on CPU float32, except where asked for
-"auto" (the local judge's default), which means bfloat16 on a CPU with native bf16 matmuls (AVX-512 BF16 or
-AMX) and float32 elsewhere — emulated bf16 is several times slower than float32 (docs/cpu_judge.md).
+"auto" (the local judge's default): `runtime_dtype`.
 """
 
 from __future__ import annotations
@@ -12,38 +11,10 @@ from functools import lru_cache
 
 from medix.errors import MedixError
 from medix.models.embedded import resolve
+from medix.models.hardware import pick_device, runtime_dtype
 from medix.models.zoo import MINILM, SMOLLM2, known
 
 log = logging.getLogger(__name__)
-DTYPES = ("auto", "float32", "bfloat16")
-
-
-def cpu_native_bf16() -> bool:
-    """The CPU runs bfloat16 matmuls natively (AVX-512 BF16 or AMX tiles), by torch's own capability query."""
-    import torch
-
-    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(check() for check in checks if check is not None)
-
-
-def pick_device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def runtime_dtype(device: str | None, dtype: str = "float32") -> str:
-    """The dtype a model runs in: "float32" / "bfloat16" as asked; "auto" → the checkpoint's on CUDA
-    ("auto"), bfloat16 on a CPU with native bf16, float32 on other CPUs."""
-    if dtype not in DTYPES:
-        raise MedixError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    if dtype != "auto":
-        return dtype
-    if pick_device(device).startswith("cuda"):
-        return "auto"
-    return "bfloat16" if cpu_native_bf16() else "float32"
 
 
 def _torch_dtype(device: str, dtype: str | None):

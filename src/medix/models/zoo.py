@@ -45,9 +45,9 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry(SMOLLM2, SMOLLM2, "lm", aliases=("HuggingFaceTB/SmolLM2-135M-Instruct",), embedded=True),
     ZooEntry(MINILM, MINILM, "embedder", aliases=("sentence-transformers/all-MiniLM-L6-v2",), embedded=True),
     # threshold: `medix judge audit --calibrate` (best accuracy) on 400 pairs from the mirrors' 9 text tasks, in
-    # bfloat16 (2026-12-02): 90.0% at 0.5 → 92.5% at 0.5322 (docs/judge.md).
+    # bfloat16 (2026-12-02): 90.0% at 0.5 → 92.5% at 0.5323 (docs/judge.md).
     ZooEntry(QWEN_CODER, QWEN_CODER, "lm", aliases=("Qwen/Qwen2.5-Coder-1.5B-Instruct",), embedded=True,
-             judge_threshold=0.5322),
+             judge_threshold=0.5323),
     ZooEntry("MediX-R1-2B", "MBZUAI/MediX-R1-2B", "vlm", "thinking"),
     ZooEntry("MediX-R1-8B", "MBZUAI/MediX-R1-8B", "vlm", "thinking"),
     ZooEntry("MediX-R1-30B", "MBZUAI/MediX-R1-30B", "vlm", "thinking"),
