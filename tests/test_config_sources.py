@@ -36,7 +36,7 @@ def eval_yaml(tmp_path) -> Path:
 
 def test_file_values_stand_when_no_flag_is_given(eval_yaml):
     cfg = EvalConfig.from_sources(eval_yaml, {})
-    assert (cfg.model, cfg.backend, cfg.base_urls, cfg.protocol) == ("from-file", "openai", ["http://127.0.0.1:9/v1"], "medix")
+    assert (cfg.model, cfg.backend, cfg.base_urls, cfg.protocol.name) == ("from-file", "openai", ["http://127.0.0.1:9/v1"], "medix")
     assert cfg.max_new_tokens == 77 and cfg.tasks == ["llm"] and cfg.format_prompt is True  # medix protocol's
     assert cfg.policy_server.port == 8300 and cfg.judge_server.port == 8200
     assert cfg.judge.model == "qwen/qwen3-14b" and cfg.judge.api_key_env == "FILE_KEY"
@@ -52,7 +52,7 @@ def test_given_flags_win_field_by_field(eval_yaml):
     assert cfg.base_urls == ["http://a/v1", "http://b/v1"] and cfg.format_prompt is False and cfg.limit == 3
     assert cfg.output_dir == "out/x" and cfg.judge.template == "t.jinja"
     assert cfg.judge.model == "other" and cfg.judge.backend == "openai" and cfg.judge.api_key_env == "FILE_KEY"
-    assert cfg.max_new_tokens == 77 and cfg.protocol == "medix"  # not given: the file's
+    assert cfg.max_new_tokens == 77 and cfg.protocol.name == "medix"  # not given: the file's
 
 
 def test_serve_flags_lay_out_servers(eval_yaml):
@@ -76,7 +76,7 @@ def test_serve_flags_lay_out_servers(eval_yaml):
     ({"model": "m", "judge_serve_gpus": "x"}, "--judge-serve-gpus 'x'"),
     ({"model": "m", "sample": Path("s"), "data_dir": Path("d")}, "--sample and --data-dir both choose the data"),
     ({"model": "m", "phases": ""}, "phases is empty"),
-    ({"model": "m", "backend": "bogus"}, "backend: Input should be 'local' or 'openai'"),
+    ({"model": "m", "backend": "bogus"}, "backend 'bogus' is not known; use one of: local, openai"),
 ])
 def test_bad_flags_are_named(flags, message):
     with pytest.raises(MedixError, match=message.replace("(", r"\(")):

