@@ -37,6 +37,23 @@ def test_streamed_conversion_has_the_weights_transformers_loads_from_the_gguf(tm
     assert not list(tmp_path.glob(".convert-*"))  # the temporary folder is gone
 
 
+def test_row_blocks_dequantise_to_the_whole_tensors_values(smollm2_gguf_path):
+    """The streamed path (a GGUF architecture whose tensors transformers does not transform, e.g. qwen2) gives
+    the values of one whole-tensor dequantisation, block boundaries anywhere (here 7 rows, uneven)."""
+    import numpy as np
+    from gguf import GGUFReader, dequantize
+
+    reader = GGUFReader(smollm2_gguf_path)
+    embedding = next(t for t in reader.tensors if t.name == "token_embd.weight")  # quantised, 49152 rows
+    norm = next(t for t in reader.tensors if t.name.endswith("attn_norm.weight"))  # float32, 1-D
+    for tensor in (embedding, norm):
+        whole = torch.from_numpy(np.array(dequantize(tensor.data, tensor.tensor_type)))
+        values_per_row = whole.shape[-1]
+        blocks = gguf.dequantize_rows(tensor, torch.float32, block_values=7 * values_per_row)
+        assert blocks.shape == whole.shape and torch.equal(blocks, whole)
+        assert torch.equal(gguf.dequantize_rows(tensor, torch.bfloat16), whole.to(torch.bfloat16))
+
+
 @pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
 def test_auto_dtype_follows_the_cpu(monkeypatch, native, expected):
     monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: native)

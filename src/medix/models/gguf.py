@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 SHARD_BYTES = 512 << 20  # bytes of weights per safetensors shard: bounds the conversion's memory
+BLOCK_VALUES = 16 << 20  # values dequantised at once within one tensor
 
 
 def convert(gguf: Path, target: Path, dtype: str, desc: str | None = None) -> Path:
@@ -27,6 +29,10 @@ def convert(gguf: Path, target: Path, dtype: str, desc: str | None = None) -> Pa
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from tqdm.auto import tqdm
+
+    desc = desc or f"converting {gguf.name} to {dtype}"
+    tqdm.write(f"{desc}: reading the GGUF's metadata (config, vocabulary)", file=sys.stderr)
     torch_dtype = getattr(torch, dtype)
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
     with torch.device("meta"):  # names and shapes only: no memory
@@ -38,7 +44,8 @@ def convert(gguf: Path, target: Path, dtype: str, desc: str | None = None) -> Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
-        _write_shards(tensors, tmp, torch_dtype, desc or f"converting {gguf.name} to {dtype}")
+        _write_shards(tensors, tmp, torch_dtype, desc)
+        tqdm.write(f"{desc}: writing the tokenizer", file=sys.stderr)
         config.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         if skeleton.can_generate():
@@ -63,15 +70,43 @@ class _GGUFTensors:
             if tensor.name in self.mapping:
                 yield self.mapping[tensor.name], tensor
 
-    def items(self):
-        """(transformers name, float32 numpy array) per tensor, in file order."""
+    def items(self, torch_dtype):
+        """(transformers name, tensor in `torch_dtype`) per tensor, in file order."""
+        import numpy as np
+        import torch
         from gguf import dequantize
+        from transformers.modeling_gguf_pytorch_utils import TensorProcessor
 
         for tensor in self.reader.tensors:
+            if type(self.processor) is TensorProcessor and tensor.name in self.mapping:  # it changes nothing:
+                yield self.mapping[tensor.name], dequantize_rows(tensor, torch_dtype)  # stream rows, less memory
+                continue
             result = self.processor.process(weights=dequantize(tensor.data, tensor.tensor_type), name=tensor.name,
                                             tensor_key_mapping=self.mapping, parsed_parameters=self.parsed)
             if result.name in self.mapping:
-                yield self.mapping[result.name], result.weights
+                weights = result.weights  # a float32 GGUF tensor is a view of the read-only memory map: copy it
+                array = weights if weights.flags.writeable else np.array(weights)
+                yield self.mapping[result.name], torch.from_numpy(array).to(torch_dtype)
+
+
+def dequantize_rows(tensor, torch_dtype, block_values: int = BLOCK_VALUES):
+    """One GGUF tensor dequantised block of rows by block of rows into a `torch_dtype` tensor: the float32 copy
+    of the whole tensor (the 1.5B judge's embedding: 0.9 GB, plus gguf's temporaries) is never made."""
+    import torch
+    from gguf import dequantize
+
+    data = tensor.data  # quantised: (rows, bytes per row); float: (rows, values per row); 1-D for vectors
+    if data.ndim < 2:
+        return torch.from_numpy(dequantize(data, tensor.tensor_type).copy()).to(torch_dtype)
+    rows = data.shape[0]
+    step = max(1, block_values * rows // max(int(tensor.n_elements), 1))
+    out = None
+    for start in range(0, rows, step):
+        block = torch.from_numpy(dequantize(data[start:start + step], tensor.tensor_type).copy()).to(torch_dtype)
+        if out is None:
+            out = torch.empty((rows, *block.shape[1:]), dtype=torch_dtype)
+        out[start:start + block.shape[0]] = block
+    return out
 
 
 def _tensors(gguf: Path, skeleton) -> _GGUFTensors:
@@ -89,8 +124,6 @@ def _tensors(gguf: Path, skeleton) -> _GGUFTensors:
 
 def _write_shards(tensors: _GGUFTensors, folder: Path, torch_dtype, desc: str) -> None:
     """Weights as `model-0000k-of-0000n.safetensors` + the index transformers reads (always sharded form)."""
-    import numpy as np
-    import torch
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -107,10 +140,7 @@ def _write_shards(tensors: _GGUFTensors, folder: Path, torch_dtype, desc: str) -
         shard, shard_bytes = {}, 0
 
     with tqdm(total=total, desc=desc, unit="tensor") as bar:
-        for name, weights in tensors.items():
-            # A float32 GGUF tensor "dequantises" to a view of the read-only memory map: copy that one only.
-            tensor = torch.from_numpy(weights if weights.flags.writeable else np.array(weights)).to(torch_dtype)
-            del weights
+        for name, tensor in tensors.items(torch_dtype):
             shard[name] = tensor
             size = tensor.numel() * tensor.element_size()
             shard_bytes += size
