@@ -28,6 +28,7 @@ def test_streamed_conversion_has_the_weights_transformers_loads_from_the_gguf(tm
     ours = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")
     reference = AutoModelForCausalLM.from_pretrained(smollm2_gguf_path.parent, gguf_file=smollm2_gguf_path.name)
     assert ours.dtype == getattr(torch, dtype)
+    assert ours.config.architectures == ["LlamaForCausalLM"]  # `transformers serve` loads the class named here
     theirs = reference.state_dict()
     mine = ours.state_dict()
     assert set(mine) == set(theirs)

@@ -41,6 +41,7 @@ def convert(gguf: Path, target: Path, dtype: str, desc: str | None = None) -> Pa
     # The GGUF carries its own output.weight (lm_head) or none (tied to the embedding): keep what it has.
     config.tie_word_embeddings = "lm_head.weight" not in {name for name, _ in tensors.names()}
     config.dtype = torch_dtype
+    config.architectures = [type(skeleton).__name__]  # servers (transformers serve, vLLM) pick the class from it
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
