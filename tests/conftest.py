@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A shell's background job (`cmd &`) starts with SIGINT ignored, and children inherit that: the Ctrl-C tests'
+# subprocesses would never see their SIGINT. Python's own handler here is reset to the default at their exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Tests judge with the fast SmolLM2-135M unless they ask for another, also where the CPU judge is installed
 # (the product's default there); tests of the default itself remove this.
 os.environ.setdefault("MEDIX_DEFAULT_JUDGE", "smollm2-135m")
