@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 SMOLLM2 = "smollm2-135m"
@@ -77,8 +78,10 @@ def canonical(name: str) -> str:
     return entry.name if entry is not None and entry.embedded else name
 
 
+@lru_cache(maxsize=1)
 def cpu_judge_installed() -> bool:
-    """All 22 parts of the CPU judge are installed (found without importing them)."""
+    """All 22 parts of the CPU judge are installed (found without importing them); looked up once per process,
+    as every JudgeConfig() asks."""
     from medix.models.cpu_judge import PARTS, locate
 
     return all(locate(i) is not None for i in range(1, PARTS + 1))
