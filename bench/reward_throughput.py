@@ -276,11 +276,12 @@ def generate_verdicts(backend, prompts: list[str], k: int) -> tuple[list[str], i
     return out, steps
 
 
-def run_local(samples: list[Sample], k: int, repeats: int) -> dict:
-    """(b) p_yes vs Judge(local), interleaved, and (c) p_yes vs generate + parse_verdict, same prompts."""
+def run_local(samples: list[Sample], k: int, repeats: int, model: str | None = None) -> dict:
+    """(b) p_yes vs Judge(local), interleaved, and (c) p_yes vs generate + parse_verdict, same prompts.
+    `model`: the local judge (None: medix's default judge, as `medix demo` uses it)."""
     from medix.judge.local_backend import LocalBackend
 
-    config = JudgeConfig(backend="local", cache=False)
+    config = JudgeConfig(backend="local", cache=False, **({"model": model} if model else {}))
     backend, judge = LocalBackend(config), Judge(config)  # Judge builds its own backend over the same cached model
     requests = [s.request for s in samples]
     prompts = [judge.render(r) for r in requests]
@@ -299,7 +300,8 @@ def run_local(samples: list[Sample], k: int, repeats: int) -> dict:
     both = [(a, b) for a, b in zip(logit_verdicts, parsed) if b is not None]
     log.info("first generated verdict texts: %s", texts[:3])
     # Best of the runs: on a shared 2-core machine noise only ever adds time to a CPU-bound run.
-    return {"t_logits": min(t_logits), "t_judge": min(t_judge), "t_generate": t_generate,
+    return {"model": f"{config.model} ({str(backend.dtype).removeprefix('torch.')}), threshold {config.threshold}",
+            "batch_size": config.batch_size, "threshold": config.threshold, "t_logits": min(t_logits), "t_judge": min(t_judge), "t_generate": t_generate,
             "runs": (t_logits, t_judge), "steps": steps, "batches": -(-len(prompts) // config.batch_size),
             "unparsable": sum(p is None for p in parsed), "agree": sum(a == b for a, b in both), "comparable": len(both),
             "judge_errors": sum(not v.ok for v in verdicts),
@@ -375,7 +377,7 @@ def table_b(args, jo: dict, loc: dict) -> Table:
              f"{direct / medix:.0%}", str(jo["errors"][1])]]
     m, direct, medix = args.local_n, loc["t_logits"], loc["t_judge"]
     checks.append(f"local {direct / medix:.0%} ({met(direct / medix >= 0.9)})")
-    rows += [["local smollm2-135m, CPU", "direct: LocalBackend.p_yes", str(m), f"{direct:.2f}", f"{m / direct:.2f}",
+    rows += [[f"local {loc['model']}, CPU", "direct: LocalBackend.p_yes", str(m), f"{direct:.2f}", f"{m / direct:.2f}",
               "", "0"],
              ["", "medix: Judge.judge, backend=local", str(m), f"{medix:.2f}", f"{m / medix:.2f}",
               f"{direct / medix:.0%}", str(loc["judge_errors"])]]
@@ -384,7 +386,7 @@ def table_b(args, jo: dict, loc: dict) -> Table:
              f"Simulated server: median of {args.repeats} runs per side; local: best of "
              f"{args.local_repeats} per side (p_yes {', '.join(f'{t:.2f}' for t in loc['runs'][0])}; Judge "
              f"{', '.join(f'{t:.2f}' for t in loc['runs'][1])}); the two sides alternate who goes first.",
-             f"Judge(local) verdicts equal p_yes > threshold ({JUDGE_DEFAULTS.threshold}) on {loc['judge_same']} of {m}."]
+             f"Judge(local) verdicts equal p_yes > threshold ({loc['threshold']}) on {loc['judge_same']} of {m}."]
     return Table("(b) medix Judge vs the backend's own saturated throughput", ["Backend", "Client", "Requests",
                  "Seconds", "Requests/s", "medix / direct", "Errors"], rows, notes)
 
@@ -396,7 +398,8 @@ def table_c(args, loc: dict) -> Table:
             [f"generate verdict text (greedy, K={k}) + parse_verdict", str(m), str(k), f"{loc['t_generate']:.2f}",
              f"{m / loc['t_generate']:.2f}", f"{ratio:.2f}x"]]
     notes = [f"Generation takes {ratio:.2f}x the time of the logit verdict (target >= 5x: {met(ratio >= 5)}).",
-             "Same model (smollm2-135m on CPU), prompts, batch size 16, length-sorted batches, left padding; the logits "
+             f"Same model ({loc['model']} on CPU), prompts, batch size {loc['batch_size']}, length-sorted batches, "
+             "left padding; the logits "
              f"row is the best p_yes run of table (b); generation ran once. Decode steps: {loc['steps']} over {loc['batches']} batches "
              "(a batch stops early once every row has emitted EOS).",
              f"Generated text unparsable by parse_verdict: {loc['unparsable']} of {m}; where parsable, it agrees with "
@@ -415,6 +418,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="runs per side against the simulated server (median)")
     p.add_argument("--local-repeats", type=int, default=2, help="runs per side for the local judge (best)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSONL with question and answer columns")
+    p.add_argument("--judge-model", default=None, help="the local judge of (b) and (c); default: medix's default "
+                   "judge (the CPU judge where its parts are installed, else smollm2-135m)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     p.add_argument("--smoke", action="store_true", help=f"toy sizes {SMOKE} (seconds): every row runs, the "
@@ -447,7 +452,7 @@ def main(argv=None) -> None:
         jo = run_judge_openai(root, samples[:args.n], args.repeats)
     marks.append(("(a) and simulated-server (b)", time.monotonic(), *cpu_seconds()))  # server reaped: its CPU is ours
     log.info("(b, c) local judge on %d prompts", args.local_n)  # after the server is gone: nothing else on the CPU
-    loc = run_local(samples[:args.local_n], args.max_new_tokens, args.local_repeats)
+    loc = run_local(samples[:args.local_n], args.max_new_tokens, args.local_repeats, args.judge_model)
     marks.append(("local (b) and (c)", time.monotonic(), *cpu_seconds()))
     foreign = "; ".join(f"{b[0]}: {(b[2] - a[2]) - (b[3] - a[3]):.1f} CPU-s in {b[1] - a[1]:.0f} s"
                         for a, b in zip(marks, marks[1:]))

@@ -8,7 +8,7 @@ import pytest
 from medix.config import JudgeConfig, RewardConfig, RewardWeights, load_reward_config
 from medix.errors import MedixError
 from medix.rewards.composite import CompositeReward, combine, sample_weights
-from medix.rewards.for_trl import trl_reward_functions
+from medix.rewards.composite import trl_reward_functions
 from medix.testing.judge_server import JudgeStub
 
 RESP = ["<X_RAY><think>r</think><answer>{}</answer>".format(a) for a in

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from medix.data.datasets import load_samples
-from medix.data.modality import MODALITY_TAGS, split_solution
+from medix.data.response import MODALITY_TAGS, split_solution
 from medix.data.prompts import build_prompt
 from medix.errors import MedixError
 

@@ -9,7 +9,7 @@ predicted first, and may write 4 tokens).
 import pytest
 from conftest import REPO
 
-from medix.data.modality import MODALITY_TAGS
+from medix.data.response import MODALITY_TAGS
 from medix.judge import Judge, JudgeRequest
 from medix.train.config import load_train_config
 from medix.train.dataset import messages

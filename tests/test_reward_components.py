@@ -1,6 +1,6 @@
 """One reward path: a component registered in the table (`rewards/composite.COMPONENTS`) reaches the formula,
 the results, the TRL metrics and completion records, the `medix reward score` table and the EasyR1 / verl
-dicts, with nothing else changed. Adding one takes three files — its scorer module, its weight field in
+dicts, with nothing else changed. Adding one takes three files — its scorer (in `rewards/components.py`), its weight field in
 `config.RewardWeights`, its row in the table — which the `brevity` fixture stands in for at run time (a scorer class,
 a RewardWeights subclass, a row). Also: the guard is decided once per sample and the judge's loop entered
 once per batch."""
@@ -16,8 +16,8 @@ from scripted_run import scripted_run, train
 
 from medix.config import JudgeConfig, RewardConfig, RewardWeights
 from medix.judge import Judge
-from medix.rewards import common, composite, engines, scoring
-from medix.rewards.common import Batch, Column, Scorer
+from medix.rewards import components, composite, engines, scoring
+from medix.rewards.components import Batch, Column, Scorer
 from medix.rewards.composite import Component, CompositeReward
 from medix.testing.judge_server import JudgeStub
 
@@ -122,8 +122,8 @@ def test_a_registered_component_is_in_the_trl_metrics_and_records(brevity, stub_
 
 def test_the_guard_runs_once_per_sample_and_the_judge_loop_is_entered_once(stub_url, monkeypatch):
     guards, submits = [], []
-    guard, submit = common.guard, Judge.submit
-    monkeypatch.setattr(common, "guard", lambda *a: guards.append(a) or guard(*a))
+    guard, submit = components.guard, Judge.submit
+    monkeypatch.setattr(components, "guard", lambda *a: guards.append(a) or guard(*a))
     monkeypatch.setattr(Judge, "submit", lambda self, coro: submits.append(coro) or submit(self, coro))
     composite = CompositeReward(RewardConfig(judge=judge_config(stub_url)))
     responses = [f"<X_RAY> <think>r</think> <answer>{a}</answer>" for a in ("small pneumothorax", "YES", "effusion")]

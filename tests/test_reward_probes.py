@@ -135,6 +135,6 @@ def test_probes(composite):
     ("Yes, definitely.", "Pneumothorax", (0.0, "verdict_word")),
 ])
 def test_verdict_words_are_answers_when_the_reference_is_that_word(answer, reference, expected):
-    from medix.rewards.common import guard
+    from medix.rewards.components import guard
 
     assert guard(answer, reference, 1000) == expected

@@ -12,9 +12,10 @@ import time
 import pytest
 from pydantic import ValidationError
 
+from medix.config import ServeConfig
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
-from medix.serving import ServeConfig, ServerGroup, ServerLaunch, plan_servers
+from medix.serving import ServerGroup, ServerLaunch, plan_servers
 from medix.testing.judge_server import free_port
 
 PY = sys.executable

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from medix.errors import MedixError
-from medix.models import SMOLLM2, GGUF_NAME, package_dir, canonical, resolve, zoo_entry
+from medix.models import SMOLLM2, GGUF_NAME, package_dir, canonical, resolve, served_name
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
         return [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", model,
                 "--host", "127.0.0.1", "--port", str(port), *extra]
     raise MedixError(f"unknown server backend {backend!r} (choose vllm or llamacpp)")
-
-
-def served_name(model: str) -> str:
-    """The name a request asks a served model by: a zoo name's hub id, anything else as given."""
-    return zoo_entry(model).hub_id
 
 
 def vllm_placement_args(tensor_parallel: int | None = None, gpu_memory_utilization: float | None = None,

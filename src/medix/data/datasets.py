@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from PIL import Image
 
-from medix.data.modality import MODALITY_TAGS, split_solution
+from medix.data.response import MODALITY_TAGS, split_solution
 from medix.errors import MedixError, where
 from medix.files import iter_jsonl, read_json
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from medix.data.modality import MODALITY_TAGS
+from medix.data.response import MODALITY_TAGS
 from medix.errors import MedixError
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"

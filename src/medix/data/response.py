@@ -1,9 +1,11 @@
-"""Parse a model response into modality, reasoning and answer.
+"""The MediX-R1 response format: the 16 image-modality tags, a response parsed into modality, reasoning and
+answer, and a reference `"<TAG> answer"` split into its tag and answer.
 
 Expected shape (MediX-R1):  `<CT_SCAN> <think> ...reasoning... </think> <answer> ...final... </answer>`
 
-The released checkpoints write `<thinking>` instead of `<think>`; both are accepted unless the caller
-narrows `think_tags`. Whitespace inside tag brackets (`< answer >`, `</ think>`) and tag case are
+The model is asked to start its response with the tag of the image's modality; a solution is written
+`"<TAG> answer"`. The released checkpoints write `<thinking>` instead of `<think>`; both are accepted unless the
+caller narrows `think_tags`. Whitespace inside tag brackets (`< answer >`, `</ think>`) and tag case are
 tolerated, because small policies produce them and they carry the same meaning.
 """
 
@@ -13,7 +15,52 @@ import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from medix.data.modality import MODALITY_TAGS
+MODALITY_TAGS: tuple[str, ...] = (
+    "X_RAY",
+    "MICROSCOPY",
+    "CLINICAL_PHOTOGRAPHY",
+    "CT_SCAN",
+    "GRAPHICS",
+    "ANGIOGRAPHY",
+    "PET_SCAN",
+    "ULTRASOUND",
+    "MRI_SCAN",
+    "FUNDUS_PHOTOGRAPHY",
+    "OCT_SCAN",
+    "ENDOSCOPY",
+    "MAMMOGRAPHY",
+    "FLUOROSCOPY",
+    "OTHER",
+    "SPECT",
+)
+_TAG_SET = frozenset(MODALITY_TAGS)
+
+# A leading `<TAG>` (spaces inside the brackets tolerated); the tag text is validated separately so an
+# unknown tag can be reported by name.
+_LEADING_TAG = re.compile(r"^\s*<\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*>\s*", re.DOTALL)
+
+
+def normalize_tag(tag: str) -> str:
+    """`' x_ray '` / `'<X_RAY>'` → `'X_RAY'` (no validation)."""
+    return tag.strip().strip("<>").strip().upper()
+
+
+def split_solution(solution: str) -> tuple[str | None, str, str | None]:
+    """Split `"<TAG> answer"` into `(tag, answer, unknown)`.
+
+    `tag` is the normalised tag when it is one of the 16, else None. `unknown` holds a leading
+    bracketed word that is not a modality tag (so a loader can report it); it is None otherwise.
+    Reasoning tags such as `<think>` or `<answer>` are not treated as a modality.
+    """
+    match = _LEADING_TAG.match(solution)
+    if not match:
+        return None, solution.strip(), None
+    word = normalize_tag(match.group(1))
+    if word in _TAG_SET:
+        return word, solution[match.end():].strip(), None
+    if word.lower() in {"think", "thinking", "answer"}:
+        return None, solution.strip(), None
+    return None, solution[match.end():].strip(), word
 
 DEFAULT_THINK_TAGS: tuple[str, ...] = ("think", "thinking")
 

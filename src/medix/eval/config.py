@@ -9,11 +9,12 @@ from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, Valid
                       model_validator)
 
 from medix.backends import check_backend, get_backend
-from medix.config import JudgeConfig, _Config, build, deep_merge, read_yaml
+from medix.config import JudgeConfig, ServeConfig, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.eval.protocol import PAPER, Protocol, get_protocol
-from medix.redact import display_url
-from medix.serving import ServeConfig
+from medix.eval.schema import sha256
+from medix.models import zoo_entry
+from medix.files import display_url
 
 PHASES = ("generate", "judge", "score")
 
@@ -43,7 +44,7 @@ def _eval_judge(data: dict) -> JudgeConfig:
 class EvalConfig(_Config):
     @field_serializer("base_urls")
     def _public_urls(self, urls: list[str]) -> list[str]:
-        """Dumped without the credentials inside the URLs (medix.redact)."""
+        """Dumped without the credentials inside the URLs (`medix.files.display_url`)."""
         return [display_url(u) for u in urls]
 
     protocol: ProtocolField = Field(
@@ -152,6 +153,20 @@ class EvalConfig(_Config):
         if ordered != list(self.phases):
             object.__setattr__(self, "phases", ordered)
         return self
+
+    def generator_identity(self) -> dict:
+        """Everything on the policy's side that can change a generation; stored in every generation record and
+        in run.json, so a resumed run never mixes generations of two set-ups."""
+        identity = {"model": self.model, "protocol": self.protocol.name, "backend": self.backend,
+                    "temperature": self.temperature, "max_new_tokens": self.max_new_tokens,
+                    "format_prompt": self.format_prompt, "think_tag": self.think_tag or zoo_entry(self.model).think_tag,
+                    "system_prompt_sha256": sha256(self.system_prompt)}
+        # Each key below is absent when off, so the identities of earlier runs still match.
+        if self.official_tasks:
+            identity["prompts"] = "official tasks file"
+        if self.allow_text_only:
+            identity["allow_text_only"] = True
+        return identity
 
     @classmethod
     def from_sources(cls, yaml_path: str | Path | None, flags: dict[str, Any]) -> "EvalConfig":

@@ -24,23 +24,9 @@ from medix.data.response import parse_response
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, sha256
-from medix.models import zoo_entry
-from medix.serving import served_name
+from medix.models import served_name, zoo_entry
 
 log = logging.getLogger(__name__)
-
-
-def generator_identity(cfg: EvalConfig) -> dict:
-    entry = zoo_entry(cfg.model)
-    identity = {"model": cfg.model, "protocol": cfg.protocol.name, "backend": cfg.backend, "temperature": cfg.temperature,
-                "max_new_tokens": cfg.max_new_tokens, "format_prompt": cfg.format_prompt,
-                "think_tag": cfg.think_tag or entry.think_tag, "system_prompt_sha256": sha256(cfg.system_prompt)}
-    # Each key below is absent when off, so the identities of earlier runs still match.
-    if cfg.official_tasks:
-        identity["prompts"] = "official tasks file"
-    if cfg.allow_text_only:
-        identity["allow_text_only"] = True
-    return identity
 
 
 def user_prompt(cfg: EvalConfig, item: EvalItem) -> str:
@@ -53,7 +39,7 @@ def make_record(cfg: EvalConfig, item: EvalItem, raw: str | None, error: str | N
     parsed = parse_response(raw) if raw is not None else None
     return GenerationRecord(
         id=item.id, task=item.task, prompt_sha256=prompt_hash(cfg, item),
-        generator=generator_identity(cfg), question=item.question, reference=item.reference, meta=item.meta,
+        generator=cfg.generator_identity(), question=item.question, reference=item.reference, meta=item.meta,
         index=item.index, answer_idx=item.answer_idx, raw=raw, error=error, attempts=attempts,
         modality=parsed.modality if parsed else None, reasoning=parsed.reasoning if parsed else None,
         answer=parsed.answer if parsed else None, well_formed=parsed.well_formed if parsed else False)

@@ -21,7 +21,7 @@ from typing import Callable
 from medix.backends import get_backend
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
-from medix.eval.generate import check_resume, generator_identity, run_generate
+from medix.eval.generate import check_resume, run_generate
 from medix.eval.items import TaskUnavailable, load_items, load_task
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
@@ -54,7 +54,7 @@ class RunResult:
 def _manifest(out: Path, cfg: EvalConfig, judge: EvalJudge, new_judge: bool) -> dict:
     """Check OUT/run.json against this run; refuse a different model / judge with what to do."""
     file = out / "run.json"
-    current = {"model": cfg.model, "generator": generator_identity(cfg), "judges": {judge.key: judge.identity}}
+    current = {"model": cfg.model, "generator": cfg.generator_identity(), "judges": {judge.key: judge.identity}}
     if not file.is_file():
         return current
     try:

@@ -72,6 +72,12 @@ def zoo_entry(model: str) -> ZooEntry:
     return known(model) or ZooEntry(model, model, "vlm")
 
 
+def served_name(model: str) -> str:
+    """The name a request asks a served model by (vLLM serves a hub id): a zoo name's hub id, anything else as
+    given."""
+    return zoo_entry(model).hub_id
+
+
 def canonical(name: str) -> str:
     """An embedded model's name for any of its spellings; other names unchanged."""
     entry = known(name)

@@ -1,10 +1,11 @@
 """Rewards: one table of components (`composite.COMPONENTS`: name, scorer, weight, inside or outside the format
-bracket, text-only or not), one module per component, the composite, and adapters for TRL / EasyR1 / verl.
+bracket, text-only or not), the scorers (`components.py`), the composite with its one TRL reward function
+(`composite.py`), `medix reward score` (`scoring.py`) and the EasyR1 / verl adapters (`engines.py`).
 
-Each component is a `common.Scorer` over one `common.Batch`; only the composite calls them. TRL gets the
-composite as one reward function, `overall` (`for_trl.py`), and logs each component as a metric.
+Each component is a `components.Scorer` over one `components.Batch`; only the composite calls them. TRL gets
+the composite as one reward function, `overall` (`trl_reward_functions`), and logs each component as a metric.
 """
 
-from medix.rewards.composite import CompositeReward, RewardResult
+from medix.rewards.composite import CompositeReward, RewardResult, trl_reward_functions
 
-__all__ = ["CompositeReward", "RewardResult"]
+__all__ = ["CompositeReward", "RewardResult", "trl_reward_functions"]

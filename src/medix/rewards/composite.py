@@ -1,16 +1,19 @@
 """The composite reward of MediX-R1: THE table of components (`COMPONENTS`), the formula derived from it, and
 `CompositeReward`, which scores a whole batch at once (every component of the table, then each sample's
-overall):
+overall), and its face for TRL: ONE reward function, `overall` (`trl_reward_functions`), plus a metric per
+component:
 
     overall = (1 − Σ w_outside)·Σ_inside w·value·(configured inside total / live inside total) + Σ_outside w·value
     the paper's table: 0.9·(0.575·accuracy_llm + 0.375·accuracy_embed + 0.05·modality) + 0.1·format
 
     medix reward score --input examples/responses.jsonl --output scored.jsonl
+    funcs, weights = trl_reward_functions(load_reward_config())   # [overall], [1.0]
+    GRPOConfig(..., reward_weights=weights); GRPOTrainer(..., reward_funcs=funcs)
 
 Every view reads `COMPONENTS`: the formula (`sample_weights`, `combine`), the result fields
-(`RewardResult.values`), the TRL metrics (`for_trl`: rewards/<name>/mean), the `medix reward score`
+(`RewardResult.values`), the TRL metrics (`component_metrics`: rewards/<name>/mean), the `medix reward score`
 table (`scoring.table`), the EasyR1 / verl dicts (`engines`) and the reward-hacking monitor's format share.
-Adding a component touches three files: its module (a `common.Scorer`), its weight field in
+Adding a component touches three files: its scorer (a `components.Scorer`), its weight field in
 `config.RewardWeights`, and a row here.
 
 A component whose value is None for a sample (not applicable: modality on an untagged reference or, unless
@@ -27,11 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medix.config import RewardConfig, RewardWeights
-from medix.rewards.common import Batch, Column, Scorer
-from medix.rewards.embedding import EmbeddingScorer
-from medix.rewards.format import FormatScorer
-from medix.rewards.llm_judge import LLMJudgeScorer
-from medix.rewards.modality import ModalityScorer
+from medix.rewards.components import (Batch, Column, EmbeddingScorer, FormatScorer, LLMJudgeScorer, ModalityScorer,
+                                     Scorer)
 
 
 @dataclass(frozen=True)
@@ -155,3 +155,48 @@ class CompositeReward:
     def close(self) -> None:
         for scorer in self.scorers.values():
             scorer.close()
+
+
+# TRL's face. TRL trains on `overall` itself and logs it as `reward` and `rewards/overall/mean`. A sample without an
+# overall (on_judge_error=skip_group and a failed verdict) returns None: TRL marks it unscorable and the medix
+# trainer leaves its whole group out (`train/sampling.py`). Each table component is logged through TRL's
+# `log_metric` as `rewards/<name>/mean` (the mean over the completions it applies to, as EasyR1 logs every key
+# of its score dict), and judge failures as `judge_error_rate`, under every policy. The function is
+# synchronous: the composite's one hand-off onto the judge's loop is where it waits, and TRL calls it on its
+# own thread.
+
+REWARD_WEIGHTS = [1.0]  # TRL's reward_weights for [overall]: the component weights are inside overall
+
+
+class OverallReward:
+    """TRL reward function: the composite overall of each completion (None: no overall, see skip_group)."""
+
+    __name__ = "overall"
+
+    def __init__(self, composite: CompositeReward):
+        self.composite = composite
+        self.last: list[RewardResult] = []  # this process's results of the batch scored last (trainer, monitor)
+
+    def __call__(self, completions: list, solution: list[str], problem: list[str] | None = None, log_metric=None,
+                 **columns) -> list[float | None]:
+        batch = Batch.from_trl(completions, solution, problem, columns, self.composite.config)
+        self.last = self.composite.score_batch(batch)
+        if log_metric is not None:
+            for name, value in component_metrics(self.last):
+                log_metric(name, value)
+        return [r.overall for r in self.last]
+
+
+def component_metrics(results: list[RewardResult]) -> list[tuple[str, float]]:
+    """(metric, value) per completion and component where it has a value, and per completion for
+    judge_error_rate. One value per completion, so TRL's average of a metric (sum / count over every process)
+    is the mean over the global batch, as for TRL's own per-function metrics."""
+    out = [(f"rewards/{name}/mean", r.values[name]) for name in names() for r in results
+           if r.values.get(name) is not None]
+    return out + [("judge_error_rate", float(r.judge_error is not None)) for r in results]
+
+
+def trl_reward_functions(config: RewardConfig | None = None, judge=None) -> tuple[list, list[float]]:
+    """([overall], [1.0]); `funcs[0].composite` is the CompositeReward (its judge can be reused, and must be
+    closed)."""
+    return [OverallReward(CompositeReward(config or RewardConfig(), judge=judge))], list(REWARD_WEIGHTS)

@@ -15,7 +15,7 @@ from typing import Callable
 from medix.data.datasets import read_records
 from medix.errors import MedixError, where
 from medix.rewards import composite as reward
-from medix.rewards.common import row_has_image
+from medix.rewards.components import row_has_image
 from medix.rewards.composite import CompositeReward, RewardResult
 
 

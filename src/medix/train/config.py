@@ -20,7 +20,7 @@ from medix.backends import get_backend
 from medix.config import RewardConfig, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
-from medix.redact import display_url
+from medix.files import display_url
 from medix.train.trl_fields import check_passthrough, check_report_to
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class RolloutConfig(_TrlSection):
 
     @field_serializer("vllm_server_base_url")
     def _public_url(self, url: str | None) -> str | None:
-        """Dumped without the credentials inside the URL (medix.redact)."""
+        """Dumped without the credentials inside the URL (`medix.files.display_url`)."""
         return None if url is None else display_url(url)
 
     num_generations: int = Field(5, ge=2, description="Group size G (paper: 5).")

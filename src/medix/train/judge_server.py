@@ -107,7 +107,7 @@ def check_judge_reachable(cfg: TrainConfig) -> None:
         return
     import httpx
 
-    from medix.redact import display_url
+    from medix.files import display_url
 
     for url in judge.base_urls:
         try:

@@ -1,6 +1,6 @@
 """Reward-hacking monitor: per step, signals that the policy is learning the reward instead of the task.
 
-Read from the per-completion `RewardResult`s of the `overall` reward function (`rewards/for_trl.OverallReward`),
+Read from the per-completion `RewardResult`s of the `overall` reward function (`rewards/composite.OverallReward`),
 over every completion generated for the step (all dynamic-sampling rounds, all processes), and logged as
 `monitor/*` beside TRL's metrics:
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -36,6 +37,13 @@ GUARDS = ("exact_match", "verdict_word", "too_long", "no_answer_block", "empty",
 def outside_part(r: RewardResult) -> float:
     """The part of a sample's overall paid by the outside-bracket components (the format reward)."""
     return sum(r.weights[c.name] * (r.values[c.name] or 0.0) for c in reward.COMPONENTS if not c.in_bracket)
+
+
+def policy_tokens(processing) -> Callable[[str], int]:
+    """answer text → its number of policy tokens (`processing`: the policy's tokenizer, or a processor holding
+    one)."""
+    tokenizer = getattr(processing, "tokenizer", processing)
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
 
 
 def completion_facts(results: list[RewardResult], config: RewardConfig, count_tokens) -> list[dict]:

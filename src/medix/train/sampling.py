@@ -113,7 +113,7 @@ def concat_batches(parts: list[dict], pad_token_id: int) -> dict:
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
     """GRPOTrainer plus DAPO dynamic sampling and a per-completion record of every reward component.
 
-    reward_source: the `overall` reward function (`rewards/for_trl.OverallReward`); the records take each
+    reward_source: the `overall` reward function (`rewards/composite.OverallReward`); the records take each
     component's value from its results."""
 
     def __init__(self, *args, dynamic_sampling: DynamicSamplingConfig | None = None, skip_failed_groups: bool = False,

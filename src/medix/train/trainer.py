@@ -14,12 +14,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medix.rewards.for_trl import trl_reward_functions
+from medix.rewards.composite import trl_reward_functions
 from medix.train.callbacks import CompletionsLogger, JsonMetricsLogger, ValidationCallback
 from medix.train.config import TrainConfig
 from medix.train.dataset import prepare
 from medix.train.judge_server import check_judge_reachable, managed_judge
-from medix.train.monitor import RewardMonitor
+from medix.train.monitor import RewardMonitor, policy_tokens
 from medix.train.policy import is_vision_model, load_policy, peft_config, prepare_policy
 from medix.train.sampling import DynamicSamplingGRPOTrainer
 from medix.train.trl_args import check_installed, grpo_args
@@ -79,9 +79,7 @@ def reward_monitor(cfg: TrainConfig, funcs: list, processing) -> RewardMonitor |
     """The reward-hacking monitor over the `overall` function's results; answer lengths in policy tokens."""
     if not cfg.monitor.enabled:
         return None
-    tokenizer = getattr(processing, "tokenizer", processing)
-    return RewardMonitor(cfg.monitor, cfg.reward, funcs[0],
-                         lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
+    return RewardMonitor(cfg.monitor, cfg.reward, funcs[0], policy_tokens(processing))
 
 
 def save_final(trainer, path: Path) -> None:

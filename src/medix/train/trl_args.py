@@ -58,7 +58,7 @@ def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
     """GRPOConfig keyword arguments from medix's own fields (TRL names on the left)."""
     import torch
 
-    from medix.rewards.for_trl import REWARD_WEIGHTS
+    from medix.rewards.composite import REWARD_WEIGHTS
 
     a, r, t = cfg.algorithm, cfg.rollout, cfg.trainer
     cuda = torch.cuda.is_available()

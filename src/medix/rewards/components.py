@@ -1,9 +1,18 @@
-"""What every reward component reads: one `Batch` (each response parsed once, the pre-model guard decided once
-per sample), what it returns (`Column`), the `Scorer` base class, and the guards themselves.
+"""The reward components and what they share: one `Batch` (each response parsed once, the pre-model guard
+decided once per sample), what a component returns (`Column`), the `Scorer` contract, the guards, and the four
+scorers of the MediX-R1 reward (the table that names them is `composite.COMPONENTS`):
 
     batch = Batch.of(["<X_RAY> <think>r</think> <answer>Pneumothorax</answer>"], ["<X_RAY> Pneumothorax"],
                      config=RewardConfig())
     batch.guards[0]   # (1.0, "exact_match"): the accuracy components need no model for this sample
+    FormatScorer(RewardConfig())(batch).values   # [1.0]
+
+- `LLMJudgeScorer` (accuracy_llm): the judge's YES/NO on (candidate answer, reference answer).
+- `EmbeddingScorer` (accuracy_embed): 1 iff the cosine of the predicted and the reference answer >= threshold.
+- `ModalityScorer` (modality): 1 iff the text before the think block is the reference's tag.
+- `FormatScorer` (format): 1 iff the response is one think block then one answer block.
+
+A new component is a `Scorer` here, a weight field in `config.RewardWeights` and a row in the table.
 """
 
 from __future__ import annotations
@@ -14,9 +23,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from medix.config import RewardConfig
-from medix.data.modality import split_solution
-from medix.data.response import ParsedResponse, parse_response
+from medix.data.response import ParsedResponse, parse_response, split_solution
+from medix.judge import Judge, JudgeRequest
+from medix.models import load_embedder
 
 # Answers that are only a verdict ("YES", "correct", "score: 1", "1") try to please a judge instead of
 # answering; they earn 0 unless the reference itself is that word.
@@ -178,3 +190,106 @@ class Scorer:
 
     def close(self) -> None:
         """Release what the scorer holds (the judge's loop and clients)."""
+
+
+# The four components of MediX-R1. Samples the guard decided (`Batch.guards`: an exact match is 1, a trivial or
+# verdict-word answer 0) take the guard's value in both accuracy components without any model.
+
+
+class LLMJudgeScorer(Scorer):
+    """accuracy_llm: the judge's YES/NO on (candidate answer, reference answer).
+
+    The unguarded samples go to the judge in ONE hop onto its event loop: the scorer returns a Future at once,
+    so the judge's waits overlap the embedding pass. A failed verdict has no value (never a silent 0); its
+    error is kept (`judge_error`) and `reward.on_judge_error` decides the overall."""
+
+    def __init__(self, config: RewardConfig, judge: Judge | None = None):
+        super().__init__(config)
+        self._judge = judge
+
+    @property
+    def judge(self) -> Judge:
+        if self._judge is None:
+            self._judge = Judge(self.config.judge)
+        return self._judge
+
+    def __call__(self, batch: Batch) -> Future:
+        todo = batch.unguarded()
+        requests = [JudgeRequest(candidate=batch.answers[i], reference=batch.references[i],
+                                 question=batch.problems[i] or "") for i in todo]
+        return self.judge.submit(self._column(batch, todo, requests))
+
+    async def _column(self, batch: Batch, todo: list[int], requests: list[JudgeRequest]) -> Column:
+        """Runs on the judge's loop, where `ajudge` judges directly (no second hand-off)."""
+        values = [value for value, _ in batch.guards]
+        errors: list[str | None] = [None] * len(values)
+        for i, verdict in zip(todo, await self.judge.ajudge(requests)):
+            values[i], errors[i] = verdict.score, verdict.error
+        return Column(values, errors=errors, details={"judge_error": errors})
+
+    def close(self) -> None:
+        if self._judge is not None:
+            self._judge.close()
+
+
+class EmbeddingScorer(Scorer):
+    """accuracy_embed: 1 iff cosine(predicted, reference) >= threshold (paper: 0.8 with MedEmbed-large-v0.1);
+    `embed_continuous` gives max(0, cos). A whole batch is encoded in ONE call over its distinct texts (a GRPO
+    group repeats its reference); samples the guard decided are not encoded."""
+
+    def __init__(self, config: RewardConfig, judge=None):
+        super().__init__(config)
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            cfg = self.config.embedder
+            self._model = load_embedder(cfg.model, cfg.device)
+        return self._model
+
+    def similarities(self, answers: list[str], references: list[str]) -> list[float]:
+        """Cosine similarity per pair, from one encode call."""
+        if not answers:
+            return []
+        texts = list(dict.fromkeys([*answers, *references]))
+        index = {t: i for i, t in enumerate(texts)}
+        vectors = self.model.encode(texts, batch_size=self.config.embedder.batch_size,
+                                    normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        a = vectors[[index[t] for t in answers]]  # (n, dim), unit length
+        b = vectors[[index[t] for t in references]]
+        return np.einsum("nd,nd->n", a, b).astype(float).tolist()
+
+    def value(self, similarity: float) -> float:
+        if self.config.embed_continuous:
+            return max(0.0, similarity)
+        return float(similarity >= self.config.embed_threshold)
+
+    def __call__(self, batch: Batch) -> Column:
+        """accuracy_embed per sample, with the cosine behind it as the `similarity` detail (None: guard decided)."""
+        values = [value for value, _ in batch.guards]
+        similarity: list[float | None] = [None] * len(values)
+        todo = batch.unguarded()
+        sims = self.similarities([batch.answers[i] for i in todo], [batch.references[i] for i in todo])
+        for i, sim in zip(todo, sims):
+            values[i], similarity[i] = self.value(sim), sim
+        return Column(values, details={"similarity": similarity})
+
+
+class ModalityScorer(Scorer):
+    """modality: 1 iff the text before the think block is exactly the reference's tag (case-insensitive,
+    whitespace inside the brackets tolerated). None (not applicable) when the reference has no tag; on a sample
+    without an image the composite switches it off unless `text_only_modality` is set (its table row says it
+    does not apply to text-only samples), and renormalises the other weights."""
+
+    def __call__(self, batch: Batch) -> Column:
+        return Column([None if tag is None else float(p.modality == tag) for p, tag in zip(batch.parsed, batch.tags)])
+
+
+class FormatScorer(Scorer):
+    """format: 1 iff, from the first think tag on, the response is one think block, optional whitespace, one
+    answer block, then only whitespace (the MediX-R1 rule). Text before the think block (the modality tag) is
+    judged by the modality reward, not here."""
+
+    def __call__(self, batch: Batch) -> Column:
+        return Column([float(p.well_formed) for p in batch.parsed])
