@@ -4,8 +4,9 @@
     python bench/train_step.py --steps 10 --markdown
     python bench/train_step.py --smoke         # 1 step, a group of 2, 8-token answers: every row (CI)
 
-The policy is the embedded SmolLM2-135M-Instruct, the judge the same model in-process, the embedder
-all-MiniLM-L6-v2 — the `medix demo` configuration with dynamic sampling off (one generation round per
+The policy is the embedded SmolLM2-135M-Instruct, the judge `medix demo`'s (the CPU judge in-process where its
+parts are installed, else SmolLM2; `--judge` picks one), the embedder all-MiniLM-L6-v2 — the `medix demo`
+configuration with dynamic sampling off (one generation round per
 step). Timers wrap TRL's own methods:
 
     rollout  GRPOTrainer._generate (sampling the group of answers)
@@ -28,6 +29,9 @@ from collections import defaultdict
 
 from transformers import TrainerCallback
 
+from hardware import show as show_hardware  # bench/hardware.py (this script's folder is first on sys.path)
+
+from medix.models import runtime_dtype
 from medix.train.demo import demo_config
 from medix.train.trainer import build_trainer
 
@@ -76,16 +80,20 @@ class StepClock(TrainerCallback):
         self.timers.steps.append(step)
 
 
-def measure(steps: int, max_tokens: int, group: int | None = None) -> list[dict[str, float]]:
-    """Per-step timings of `steps` demo steps; `group` replaces the demo's group size (and batch) when given."""
+def measure(steps: int, max_tokens: int, group: int | None = None,
+            judge: str | None = None) -> tuple[list[dict[str, float]], str]:
+    """(per-step timings of `steps` demo steps, the judge's name); `group` replaces the demo's group size (and
+    batch) when given, `judge` the demo's judge."""
     with tempfile.TemporaryDirectory(prefix="medix-bench-train-") as out:  # the final save lands here, then goes
-        cfg = demo_config(steps, 2, out, max_tokens)
+        cfg = demo_config(steps, 2, out, max_tokens, judge_model=judge)
         cfg.algorithm.dynamic_sampling.enabled = False
         cfg.trainer.save_steps = 10_000
         cfg.data.eval = None
         if group:
             cfg.rollout.num_generations = cfg.trainer.per_device_train_batch_size = group
-        return timed_steps(build_trainer(cfg))
+        judge_cfg = cfg.reward.judge
+        name = f"{judge_cfg.model} ({judge_cfg.backend}, {runtime_dtype(judge_cfg.device, judge_cfg.dtype)})"
+        return timed_steps(build_trainer(cfg)), name
 
 
 def timed_steps(run) -> list[dict[str, float]]:
@@ -125,6 +133,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=64, help="answer length cap (as in medix demo)")
     parser.add_argument("--group", type=int, default=None, help="group size and batch (default: the demo's 4)")
+    parser.add_argument("--judge", default=None, help="the reward's judge (default: medix demo's)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--smoke", action="store_true", help=f"toy sizes {SMOKE} (seconds), every row; the CI "
                         "check that this script still runs (tests/test_bench.py)")
@@ -135,7 +144,10 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.smoke:
         print("SMOKE RUN (--smoke): toy sizes, the figures below are not measurements.\n")
-    print(table(measure(args.steps, args.max_tokens, args.group), args.markdown))
+    steps, judge = measure(args.steps, args.max_tokens, args.group, args.judge)
+    show_hardware(args.markdown)
+    print(f"\njudge: {judge}\n")
+    print(table(steps, args.markdown))
 
 
 if __name__ == "__main__":
