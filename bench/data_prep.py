@@ -107,6 +107,8 @@ def old_prepare(workdir: Path):
         text = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_REF}:{source}"], check=True,
                               capture_output=True, text=True).stdout
         text = text.replace("from medix.data.datasets import", "from old_datasets import")
+        # The modality tags moved into data/response.py since; same names, same values.
+        text = text.replace("from medix.data.modality import", "from medix.data.response import")
         (folder / f"{module}.py").write_text(text)
     sys.path.insert(0, str(folder))
     import old_dataset
