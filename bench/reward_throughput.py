@@ -300,7 +300,7 @@ def run_local(samples: list[Sample], k: int, repeats: int, model: str | None = N
     both = [(a, b) for a, b in zip(logit_verdicts, parsed) if b is not None]
     log.info("first generated verdict texts: %s", texts[:3])
     # Best of the runs: on a shared 2-core machine noise only ever adds time to a CPU-bound run.
-    return {"model": f"{config.model} ({str(backend.dtype).removeprefix('torch.')}), threshold {config.threshold}",
+    return {"model": f"{config.model} ({backend.dtype}), threshold {config.threshold}",
             "batch_size": config.batch_size, "threshold": config.threshold, "t_logits": min(t_logits), "t_judge": min(t_judge), "t_generate": t_generate,
             "runs": (t_logits, t_judge), "steps": steps, "batches": -(-len(prompts) // config.batch_size),
             "unparsable": sum(p is None for p in parsed), "agree": sum(a == b for a, b in both), "comparable": len(both),

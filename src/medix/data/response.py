@@ -62,10 +62,10 @@ def split_solution(solution: str) -> tuple[str | None, str, str | None]:
         return None, solution.strip(), None
     return None, solution[match.end():].strip(), word
 
+
 DEFAULT_THINK_TAGS: tuple[str, ...] = ("think", "thinking")
 
 _MODALITY_ONLY = re.compile(r"^<\s*([A-Za-z_]+)\s*>$")
-_KNOWN = frozenset(MODALITY_TAGS)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def parse_response(text: str, think_tags: tuple[str, ...] = DEFAULT_THINK_TAGS) 
     answer = p["answer_block"].search(answer_region)
 
     only_tag = _MODALITY_ONLY.match(prefix.strip())
-    modality = only_tag.group(1).upper() if only_tag and only_tag.group(1).upper() in _KNOWN else None
+    modality = only_tag.group(1).upper() if only_tag and only_tag.group(1).upper() in _TAG_SET else None
     return ParsedResponse(
         modality=modality,
         reasoning=think.group(1).strip() if think else None,

@@ -35,11 +35,13 @@ def user_prompt(cfg: EvalConfig, item: EvalItem) -> str:
     return build_prompt(item.question, cfg.think_tag or zoo_entry(cfg.model).think_tag)
 
 
-def make_record(cfg: EvalConfig, item: EvalItem, raw: str | None, error: str | None, attempts: int) -> GenerationRecord:
+def make_record(cfg: EvalConfig, generator: dict, item: EvalItem, raw: str | None, error: str | None,
+                attempts: int) -> GenerationRecord:
+    """`generator`: `cfg.generator_identity()`, computed once per phase (the same for every record)."""
     parsed = parse_response(raw) if raw is not None else None
     return GenerationRecord(
         id=item.id, task=item.task, prompt_sha256=prompt_hash(cfg, item),
-        generator=cfg.generator_identity(), question=item.question, reference=item.reference, meta=item.meta,
+        generator=generator, question=item.question, reference=item.reference, meta=item.meta,
         index=item.index, answer_idx=item.answer_idx, raw=raw, error=error, attempts=attempts,
         modality=parsed.modality if parsed else None, reasoning=parsed.reasoning if parsed else None,
         answer=parsed.answer if parsed else None, well_formed=parsed.well_formed if parsed else False)
@@ -69,19 +71,21 @@ def run_generate(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
     todo = [item for item in items if item.id not in done]
     if not todo:
         return 0
+    generator = cfg.generator_identity()
     if get_backend(cfg.backend).served:  # OpenAI-compatible servers, many requests in flight
-        records = asyncio.run(_openai_all(cfg, todo, store, on_done))
+        records = asyncio.run(_openai_all(cfg, generator, todo, store, on_done))
     else:
-        records = _local_all(cfg, todo, store, on_done)
+        records = _local_all(cfg, generator, todo, store, on_done)
     store.sync()
     return sum(r.error is not None for r in records)
 
 
-async def _openai_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_done) -> list[GenerationRecord]:
+async def _openai_all(cfg: EvalConfig, generator: dict, items: list[EvalItem], store: JsonlStore,
+                      on_done) -> list[GenerationRecord]:
     client = ChatClient(cfg.base_urls, cfg.api_key_env, cfg.timeout_s, cfg.max_retries,
                         max_concurrency=cfg.max_concurrency, max_consecutive_failures=cfg.max_consecutive_failures)
     out = []
-    tasks = [asyncio.ensure_future(_openai_one(cfg, client, item)) for item in items]
+    tasks = [asyncio.ensure_future(_openai_one(cfg, generator, client, item)) for item in items]
     pending = set(tasks)
     try:
         while pending and not client.circuit_error:
@@ -115,7 +119,8 @@ def _messages(cfg: EvalConfig, item: EvalItem) -> list[dict]:
     return system + [{"role": "user", "content": content if item.images else content[-1]["text"]}]
 
 
-async def _openai_one(cfg: EvalConfig, client: ChatClient, item: EvalItem) -> tuple[GenerationRecord, bool]:
+async def _openai_one(cfg: EvalConfig, generator: dict, client: ChatClient,
+                      item: EvalItem) -> tuple[GenerationRecord, bool]:
     """(record, whether the circuit was open so nothing was asked)."""
     try:
         problem = missing_image(cfg, item)
@@ -123,26 +128,27 @@ async def _openai_one(cfg: EvalConfig, client: ChatClient, item: EvalItem) -> tu
             raise MedixError(problem)
         messages = _messages(cfg, item)
     except MedixError as err:  # a missing or unreadable image fails this item, not the run
-        return make_record(cfg, item, None, str(err), 0), False
+        return make_record(cfg, generator, item, None, str(err), 0), False
     result = await client.chat(messages, model=served_name(cfg.model), temperature=cfg.temperature,
                                max_tokens=cfg.max_new_tokens, deadline_s=cfg.item_timeout_s or 2 * cfg.timeout_s)
-    return make_record(cfg, item, result.text if result.ok else None, result.error, result.attempts), \
+    return make_record(cfg, generator, item, result.text if result.ok else None, result.error, result.attempts), \
         result.circuit_open
 
 
-def _local_all(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, on_done) -> list[GenerationRecord]:
+def _local_all(cfg: EvalConfig, generator: dict, items: list[EvalItem], store: JsonlStore,
+               on_done) -> list[GenerationRecord]:
     generate = local_generator(cfg)
     out = []
     for start in range(0, len(items), cfg.batch_size):
         batch = items[start:start + cfg.batch_size]
         broken = {item.id: missing_image(cfg, item) or image_problem(item) for item in batch}
-        records = [make_record(cfg, item, None, broken[item.id], 0) for item in batch if broken[item.id]]
+        records = [make_record(cfg, generator, item, None, broken[item.id], 0) for item in batch if broken[item.id]]
         batch = [item for item in batch if not broken[item.id]]
         try:
             texts = generate(batch) if batch else []
-            records += [make_record(cfg, item, text, None, 1) for item, text in zip(batch, texts)]
+            records += [make_record(cfg, generator, item, text, None, 1) for item, text in zip(batch, texts)]
         except (RuntimeError, ValueError) as err:  # e.g. out of memory: this batch fails visibly, the run goes on
-            records += [make_record(cfg, item, None, f"{err.__class__.__name__}: {str(err)[:200]}", 1)
+            records += [make_record(cfg, generator, item, None, f"{err.__class__.__name__}: {str(err)[:200]}", 1)
                         for item in batch]
         store.append(records, sync=False)
         out.extend(records)
