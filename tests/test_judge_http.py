@@ -166,7 +166,11 @@ def test_probabilities_from_server_logprobs_threshold_and_soft(stub, tmp_path):
         assert [v.score for v in strict.judge(requests)] == [0.0, 0.0, 0.0, 0.0]  # 0.8 is not above 0.9
         assert [v.score for v in soft.judge(requests)] == pytest.approx([0.2, 0.8, 0.2, 0.8])
         assert strict.identity["threshold"] == 0.9 and "threshold" not in Judge(base).identity
-    assert stub.counts["requests"] == asked + 8  # a new threshold is a new identity: asked again, not reused
+    # A new threshold is a new identity (its own judgments folder), but the cached P(YES) serves it: not asked again
+    assert stub.counts["requests"] == asked
+    with Judge(base.model_copy(update={"threshold": 0.1, "cache": False})) as uncached:
+        assert [v.score for v in uncached.judge(requests)] == [1.0, 1.0, 1.0, 1.0]  # 0.2 is above 0.1
+    assert stub.counts["requests"] == asked + 4
     with Judge(base.model_copy(update={"logprobs": False, "cache": False})) as plain:
         (v,) = plain.judge(requests[:1])
     assert v.p_yes is None and v.score == 0.0 and "logprobs" not in stub.settings.bodies[-1]

@@ -1,7 +1,9 @@
 """Verdict cache: SQLite, keyed by sha256 of (judge identity, rendered prompt).
 
 The identity holds the model, backend, sampling parameters and the template hash, so changing any of
-them never reuses an old verdict. Only successful verdicts are stored; failures are retried next time.
+them never reuses an old verdict. The decision settings (`threshold`, `soft`) are left out of the key: they
+act on the stored P(YES) after the verdict (`Judge.decide`), so a new threshold re-decides cached verdicts
+without asking the judge again. Only successful verdicts are stored; failures are retried next time.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from pathlib import Path
 from medix.judge.types import IDENTITY_NOTES
 
 
+DECISIONS = ("threshold", "soft")  # applied to the cached P(YES), not to what the judge is asked
+
+
 def cache_key(identity: dict, prompt: str) -> str:
-    """The identity's settings (not its notes, e.g. `p_yes: unavailable`) and the prompt, hashed."""
-    settings = {k: v for k, v in identity.items() if k not in IDENTITY_NOTES}
+    """The identity's settings (not its notes, e.g. `p_yes: unavailable`, nor its decision settings) and the
+    prompt, hashed."""
+    settings = {k: v for k, v in identity.items() if k not in IDENTITY_NOTES and k not in DECISIONS}
     blob = json.dumps([settings, prompt], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -28,7 +34,7 @@ class VerdictCache:
         # One connection, used only from the judge's own event-loop thread.
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # v2 adds P(YES), so a new threshold re-decides cached verdicts without asking the judge again.
+        # v2 adds P(YES), from which `Judge.decide` reads the verdict at any threshold.
         self._db.execute("CREATE TABLE IF NOT EXISTS verdicts_v2 (key TEXT PRIMARY KEY, score REAL, raw TEXT, p_yes REAL)")
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[float, str, float | None]]:
