@@ -1,5 +1,6 @@
 """ManagedServer: start a real server process on loopback, wait for health, stop it cleanly."""
 
+import signal
 import sys
 
 import pytest
@@ -27,6 +28,21 @@ def test_early_exit_reports_the_log():
     command = [sys.executable, "-c", "import sys; print('CUDA out of memory'); sys.exit(3)"]
     with pytest.raises(MedixError, match="(?s)exited with code 3.*CUDA out of memory"):
         ManagedServer(command, f"http://127.0.0.1:{free_port()}/v1", startup_timeout_s=30).start()
+
+
+def test_ctrl_c_while_launching_puts_sigterm_back(monkeypatch):
+    """Ctrl-C inside Popen (the child not started yet): the SIGTERM handler start() installed is put back."""
+    import medix.serve
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(medix.serve.subprocess, "Popen", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    server = ManagedServer([sys.executable, "-c", "pass"], f"http://127.0.0.1:{free_port()}/v1")
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    assert signal.getsignal(signal.SIGTERM) is before and server.process is None
 
 
 def test_startup_timeout_stops_the_process():

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 from medix.backends import check_backend
 from medix.errors import MedixError
 from medix.files import read_text
-from medix.models import MINILM, PAPER, SMOLLM2, default_judge, known
+from medix.models import MINILM, PAPER, default_judge, known
 from medix.files import display_url
 
 

@@ -97,10 +97,10 @@ class ManagedServer:
 
     def start(self) -> "ManagedServer":
         self.refuse_busy_port()
-        self.launch()
-        try:
+        try:  # launch inside: Ctrl-C during Popen still restores SIGTERM and stops a child already started
+            self.launch()
             return self.wait_for(self.process)
-        except BaseException:  # a failed start, Ctrl-C or SIGTERM while waiting
+        except BaseException:  # a failed start, Ctrl-C or SIGTERM while launching or waiting
             self.stop()
             raise
 

@@ -23,7 +23,7 @@ import logging
 import math
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -316,6 +316,3 @@ def calibrated_config(config: JudgeConfig, report: dict, rule: str = "best_accur
     return {**config.model_dump(exclude_defaults=True), "backend": config.backend, "model": config.model,
             "threshold": math.ceil(chosen["threshold"] * 1e4) / 1e4}  # up: the fitted P(YES) itself stays NO
 
-
-def as_dicts(pairs: list[Pair]) -> list[dict]:
-    return [asdict(p) for p in pairs]

@@ -3,7 +3,7 @@ conversations) and both backends; `JudgeBackend` is the interface a backend impl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Literal, Protocol
 
 Kind = Literal["binary", "rubric"]
@@ -32,7 +32,6 @@ class Verdict:
     raw: str | None = None  # the judge's last text; None for one-turn logit verdicts (they write none: see p_yes)
     cached: bool = False
     attempts: int = 0  # backend calls made, retries included
-    guard: str | None = None  # decided without a judge call: exact_match, empty, verdict_word, ...
     rounds: list[float] = field(default_factory=list)  # conversations: the parsed verdict of each finished round
     raws: list[str] = field(default_factory=list)  # conversations: the judge's text per round
     parse_failures: int = 0  # replies that held no verdict (each one was retried)
@@ -42,9 +41,6 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.score is not None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
