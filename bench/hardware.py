@@ -22,18 +22,21 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def cpuinfo() -> tuple[str, set[str]]:
-    """(model name, flags) of the first processor in /proc/cpuinfo; ("unknown", {}) where there is none."""
+    """(model name with its family and model numbers, flags) of the first processor in /proc/cpuinfo;
+    (platform.processor(), {}) where there is none. The numbers tell apart CPU generations that a masked
+    model name ("AMD EPYC") does not."""
     path = Path("/proc/cpuinfo")
     if not path.is_file():
         return platform.processor() or "unknown", set()
-    name, flags = "unknown", set()
+    fields: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and name == "unknown":
-            name = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return name, flags
+        if not key.strip():
+            break  # the first processor only
+        fields.setdefault(key.strip(), value.strip())
+    numbers = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields)
+    name = fields.get("model name", "unknown") + (f" ({numbers})" if numbers else "")
+    return name, set(fields.get("flags", "").split())
 
 
 def facts() -> list[tuple[str, str]]:

@@ -51,6 +51,8 @@ from medix.judge import Judge, JudgeRequest
 from medix.judge.parse import parse_verdict
 from medix.testing.judge_server import free_port
 
+from hardware import cpuinfo  # bench/hardware.py (this script's folder is first on sys.path)
+
 log = logging.getLogger("bench.reward_throughput")
 # Real VQA-RAD rows when the benchmark mirrors sit next to the repo (or MEDIX_BENCHMARKS points at them);
 # otherwise a small built-in list of medical Q/A pairs is used.
@@ -335,11 +337,6 @@ def show(tables: list[Table], markdown: bool) -> None:
         console.print()
 
 
-def cpu_model() -> str:
-    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
-    return next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
-
-
 def cpu_seconds() -> tuple[float, float]:
     """(busy CPU-s of the whole machine, CPU-s of this process and its reaped children): their difference
     over a window is what OTHER processes used, so a noisy neighbour on a shared machine shows in the output."""
@@ -460,7 +457,7 @@ def main(argv=None) -> None:
     # On 2 cores one busy neighbour stalls torch's thread pool and the event loops: say so next to the figures.
     if args.smoke:
         print("SMOKE RUN (--smoke): toy sizes, the figures below are not measurements.\n")
-    print(f"n={args.n}; data: {source}; {os.cpu_count()} CPUs ({cpu_model()}); Python {platform.python_version()}\n"
+    print(f"n={args.n}; data: {source}; {os.cpu_count()} CPUs ({cpuinfo()[0]}); Python {platform.python_version()}\n"
           f"CPU used by other processes during the run ({foreign}); well above 0 means that window's timings are "
           "inflated.\n")
     show(tables, args.markdown)
