@@ -74,6 +74,23 @@ def test_a_new_backend_is_one_registration(tmp_path):
         BACKENDS.pop("toy")
 
 
+def test_an_in_process_backend_gets_the_dtype_and_the_shipped_threshold(monkeypatch):
+    """What the local backend gets for running in this process comes from its trait, not its name."""
+    import medix.models
+    from medix.models import QWEN_CODER, known
+
+    monkeypatch.setattr(medix.models, "runtime_dtype", lambda device, dtype: "bfloat16")
+    register(Backend("toy-inproc", served=False, judge_method="logits", judge_class=f"{__name__}:ToyBackend",
+                     description="test backend", in_process=True))
+    try:
+        config = JudgeConfig(backend="toy-inproc", model=QWEN_CODER, cache=False)
+        assert config.threshold == known(QWEN_CODER).judge_threshold != 0.5
+        with Judge(config) as judge:
+            assert judge.identity["dtype"] == "bfloat16"
+    finally:
+        BACKENDS.pop("toy-inproc")
+
+
 def test_verdicts_after_the_circuit_opened_are_typed_and_not_recorded(tmp_path):
     """The breaker opens on a judge that stopped answering: the conversations it never asked carry `circuit_open` and are
     left out of the judgments (the same command judges them once the judge is back), never stored failed."""

@@ -24,6 +24,9 @@ class Backend:
     judge_method: str  # how a judge on this backend reads a verdict: "chat" (text) or "logits" (next token)
     judge_class: str  # "module:Class" implementing medix.judge.types.JudgeBackend (imported on first use)
     description: str
+    # The model runs in this process (torch): `judge.dtype` applies and its runtime dtype enters the judge
+    # identity, and a zoo judge's shipped threshold (calibrated on in-process P(YES)) applies.
+    in_process: bool = False
 
     def judge_backend(self, config):
         """The judge backend for `config` (a JudgeConfig); its module is imported only now."""
@@ -55,6 +58,7 @@ def check_backend(name: str) -> str:
 
 
 register(Backend("local", served=False, judge_method="logits", judge_class="medix.judge.local_backend:LocalBackend",
-                 description="in-process transformers model; a judge reads YES/NO from next-token logits"))
+                 description="in-process transformers model; a judge reads YES/NO from next-token logits",
+                 in_process=True))
 register(Backend("openai", served=True, judge_method="chat", judge_class="medix.judge.openai_backend:OpenAIBackend",
                  description="any OpenAI-compatible server (vLLM, SGLang, llama.cpp server, OpenRouter)"))

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
-from medix.backends import check_backend
+from medix.backends import check_backend, get_backend
 from medix.errors import MedixError
 from medix.files import read_text
 from medix.models import MINILM, PAPER, default_judge, known
@@ -102,7 +102,7 @@ class JudgeConfig(_Config):
     def _shipped_threshold(self) -> "JudgeConfig":
         """A local embedded judge with the packaged binary template, threshold unset: its calibrated one."""
         entry = known(self.model)
-        if ("threshold" not in self.model_fields_set and self.backend == "local" and self.template is None
+        if ("threshold" not in self.model_fields_set and get_backend(self.backend).in_process and self.template is None
                 and entry is not None and entry.judge_threshold is not None):
             object.__setattr__(self, "threshold", entry.judge_threshold)
         return self

@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from medix.backends import get_backend
 from medix.config import JudgeConfig
 from medix.data.datasets import read_records
 from medix.errors import MedixError, where
@@ -278,7 +279,7 @@ def judge_summary(config: JudgeConfig) -> dict:
     audit = _audit_of(identity)
     keep = ("pairs", "accuracy", "tpr", "fpr", "auc")
     return {"model": config.model, "backend": config.backend, "threshold": config.threshold,
-            "dtype": identity.get("dtype", "float32") if config.backend == "local" else None,
+            "dtype": identity.get("dtype", "float32") if get_backend(config.backend).in_process else None,
             "judge_key": identity_key(identity), "audit": {k: audit.get(k) for k in keep} if audit else None,
             "warning": _weak_message(config, audit)}
 

@@ -152,7 +152,8 @@ def judge_identity(config: JudgeConfig, method: str, template_sha256: str, proto
                    rounds: int | None = None) -> dict:
     """Everything that can change a verdict; stored in every record and in the cache / resume key. A served
     judge's identity names its servers (without credentials): verdicts of two servers never mix."""
-    served = get_backend(config.backend).served  # sampling settings and servers matter only to a served judge
+    backend = get_backend(config.backend)
+    served = backend.served  # sampling settings and servers matter only to a served judge
     identity = {
         "backend": config.backend, "model": config.model, "method": method,
         "template_sha256": template_sha256, "protocol": protocol,
@@ -163,7 +164,7 @@ def judge_identity(config: JudgeConfig, method: str, template_sha256: str, proto
         identity["endpoints"] = sorted(display_url(u).rstrip("/") for u in config.base_urls)
     if rounds is not None:
         identity["rounds"] = rounds
-    if config.backend == "local":  # float32 (absent, as in older runs) and bfloat16 verdicts never mix
+    if backend.in_process:  # float32 (absent, as in older runs) and bfloat16 verdicts never mix
         from medix.models import runtime_dtype
 
         dtype = runtime_dtype(config.device, config.dtype)
