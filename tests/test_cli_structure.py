@@ -75,3 +75,23 @@ def test_judge_serve_port_flag_default_is_the_configs():
 
     default = inspect.signature(eval_run).parameters["judge_serve_port"].default.default
     assert default == JUDGE_SERVER_PORT == 8100
+
+
+def test_every_flag_has_a_help_text_and_only_flag_names():
+    """A misplaced comment or string in a typer.Option turns a help text into a bogus option name."""
+    from typer.main import get_command
+
+    from medix.cli import app
+
+    def walk(command, path):
+        for param in command.params:
+            if param.param_type_name == "option":  # typer's own Option class is not click's
+                yield f"{path} {param.opts[0]}", param
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    options = dict(walk(get_command(app), "medix"))
+    assert "medix train --gpu-memory" in options
+    stray = {name: p.opts for name, p in options.items() if not all(o.startswith("-") for o in p.opts + p.secondary_opts)}
+    missing = sorted(name for name, p in options.items() if not p.help and name.split()[-1] != "--help")
+    assert not stray and not missing, f"option names that are not flags: {stray}; flags without help: {missing}"

@@ -171,8 +171,7 @@ def test_engine_adapters_return_the_composite_overall_with_a_failing_judge(monke
                 engines.easyr1_compute_score([{"response": responses[0], "ground_truth": solutions[0]}])
             return
         calls = []
-        _recording(engines._composite(0.1), calls)
-        _recording(engines._composite(), calls)
+        _recording(engines._composite(None), calls)  # EasyR1 without format_weight and verl: one composite
         easy = engines.easyr1_compute_score([{"response": r, "ground_truth": s} for r, s in zip(responses, solutions)])
         verl = engines.verl_compute_score_batch(["medix"] * len(responses), responses, solutions)
         one = engines.verl_compute_score("medix", responses[0], solutions[0])
@@ -203,6 +202,26 @@ def test_engine_adapters(monkeypatch, tmp_path, stub_url):
     one = engines.verl_compute_score("medix", RESP[1], SOLS[1], extra_info={"split": "train"})
     assert one["score"] == one["overall"] and one["accuracy_llm"] == 1.0
     engines._composite.cache_clear()
+
+
+def test_easyr1_keeps_the_configs_format_weight_unless_given(monkeypatch, tmp_path, stub_url):
+    """EasyR1 passes `format_weight` only when its reward_function_kwargs name it: otherwise the config's."""
+    from medix.rewards import engines
+
+    cfg = tmp_path / "reward.yaml"
+    cfg.write_text(f"weights: {{format: 0.3}}\njudge: {{backend: openai, model: stub, cache: false, "
+                   f"base_urls: ['{stub_url}']}}\n")
+    monkeypatch.setenv("MEDIX_REWARD_CONFIG", str(cfg))
+    engines._composite.cache_clear()
+    try:
+        inputs = [{"response": RESP[4], "ground_truth": SOLS[4]}]  # well formed, right modality, wrong answer
+        (kept,) = engines.easyr1_compute_score(inputs)
+        (given,) = engines.easyr1_compute_score(inputs, format_weight=0.2)
+    finally:
+        engines._composite.cache_clear()
+    assert kept["accuracy_llm"] == 0.0 and kept["modality"] == 1.0
+    assert kept["overall"] == pytest.approx(0.3 + 0.7 * 0.05)  # format 0.3; modality 0.05 of the content 0.7
+    assert given["overall"] == pytest.approx(0.2 + 0.8 * 0.05)
 
 
 def test_shipped_example_config_loads():

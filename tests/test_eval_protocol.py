@@ -48,8 +48,6 @@ def test_an_unknown_protocol_or_backend_is_named_with_the_choices():
 class ToyBackend:
     """A judge backend that says YES when candidate text is in the prompt twice (a stand-in implementation)."""
 
-    method = "logits"
-
     def __init__(self, config):
         self.config = config
 

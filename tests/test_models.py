@@ -131,3 +131,45 @@ def test_a_cpu_without_bf16_judges_in_float32(monkeypatch):
     forced = LocalBackend(JudgeConfig(model="smollm2-135m", device="cpu", dtype="float32"))
     (a,), (b,) = asyncio.run(auto.verdicts([prompt])), asyncio.run(forced.verdicts([prompt]))
     assert a.p_yes == b.p_yes
+
+
+@pytest.fixture(scope="module")
+def text_lm_folder(tmp_path_factory):
+    """A model outside the zoo: a folder holding a (tiny, random) text LM, as a trained `runs/.../final` is."""
+    from medix.testing.tiny import tiny_text_lm
+
+    model, tokenizer = tiny_text_lm()
+    folder = tmp_path_factory.mktemp("text-lm")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_model_outside_the_zoo_is_text_or_vision_by_its_config(text_lm_folder):
+    """Every path decides "text or vision" the same way: a zoo model by its kind, any other by its config."""
+    import medix
+    from medix.eval.config import EvalConfig
+    from medix.eval.generate import local_generator
+
+    assert models.is_vision_model(text_lm_folder) is False and models.is_vision_model("MediX-R1-2B") is True
+    assert medix.Assistant(text_lm_folder).vision is False  # was taken for a vision model (any unknown name)
+    assert medix.Assistant("MediX-R1-2B").vision is True
+    generate = local_generator(EvalConfig(model=text_lm_folder, backend="local", tasks=["llm"],
+                                          max_new_tokens=4))
+    assert callable(generate)  # loaded as a causal LM (AutoModelForImageTextToText refuses a Llama config)
+    model, tokenizer = models.load_for_training(text_lm_folder)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert model.dtype == getattr(torch, models.training_dtype("auto")) == torch.float32  # CPU: float32 to train
+
+
+def test_a_zoo_name_of_a_hub_model_resolves_to_its_hub_id():
+    assert models.resolve("MediX-R1-8B") == "MBZUAI/MediX-R1-8B"
+    assert models.resolve("mbzuai/medix-r1-8b") == "MBZUAI/MediX-R1-8B"
+    assert models.resolve("org/any-model") == "org/any-model" and models.resolve("/a/folder") == "/a/folder"
+
+
+@pytest.mark.parametrize("asked,cuda,expected", [("auto", False, "float32"), ("auto", True, "bfloat16"),
+                                                 ("float16", False, "float16"), ("bfloat16", False, "bfloat16")])
+def test_a_policy_trains_in_float32_on_cpu_and_bfloat16_on_cuda(monkeypatch, asked, cuda, expected):
+    monkeypatch.setattr(hardware, "pick_device", lambda device: device or ("cuda" if cuda else "cpu"))
+    assert hardware.training_dtype(asked) == expected

@@ -23,7 +23,7 @@ from medix.data.images import MAX_IMAGE_SIDE, image_data_url, load_image  # noqa
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
-from medix.models import SMOLLM2, zoo_entry
+from medix.models import SMOLLM2, is_vision_model, served_name, zoo_entry
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,12 @@ class Assistant:
         if timeout_s <= 0:
             raise MedixError(f"the server timeout must be positive (got {timeout_s} s)")
         self.model = model or DEFAULT_MODEL
-        entry = zoo_entry(self.model)
-        self.hub_id, self.vision = entry.hub_id, entry.vision
-        self.think_tag = think_tag or entry.think_tag
+        self.hub_id = served_name(self.model)
+        self.vision = True if server else is_vision_model(self.model)  # a server decides; we always send the image
+        self.think_tag = think_tag or zoo_entry(self.model).think_tag
         self.max_new_tokens = max_new_tokens
         self.backend = (ServerBackend(self.hub_id, server, timeout_s) if server
-                        else LocalBackend(self.hub_id, entry.vision, device))
-        if server:
-            self.vision = True  # the server decides; we always send the image
+                        else LocalBackend(self.hub_id, self.vision, device))
 
     def ask(self, question: str, image=None) -> Reply:
         """Run the model on `question` (and `image`: a path, bytes or PIL image); never returns silently empty."""

@@ -35,8 +35,8 @@ def train(
     accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config", help="--plan: the accelerate "
                                                      "config of the launch (sharding, processes)."),
     gpus: int = typer.Option(8, "--gpus", help="--plan: GPUs per node."),
-    gpu_memory: float = typer.Option(79.6, "--gpu-memory",  # an 80 GB card reports 81,559 MiB = 79.6 GiB help="--plan: GiB per GPU as the driver reports it "
-                                     "(an 80 GB H100 / A100: 79.6)."),
+    gpu_memory: float = typer.Option(79.6, "--gpu-memory", help="--plan: GiB per GPU as the driver reports it "
+                                     "(an 80 GB H100 / A100: 79.6)."),  # 81,559 MiB = 79.6 GiB
     sharding: Optional[str] = typer.Option(None, "--sharding", help="--plan: zero3, zero2, zero1, fsdp or none "
                                            "(default: the accelerate config's, else none)."),
 ) -> None:

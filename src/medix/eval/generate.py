@@ -182,18 +182,19 @@ def local_generator(cfg: EvalConfig) -> Callable[[list[EvalItem]], list[str]]:
     decode `batch_size` questions per call, left-padded; vision models one question at a time, since their
     processors batch images of different sizes unevenly."""
     from medix.generation import generate, user_turn
-    from medix.models import load_model
+    from medix.models import is_vision_model, load_model
 
-    entry = zoo_entry(cfg.model)
-    if entry.vision and cfg.system_prompt:
+    vision = is_vision_model(cfg.model)  # a zoo model by its kind, any other by its config
+    if vision and cfg.system_prompt:
         raise MedixError("--system-prompt is not supported for local vision models; use --backend openai")
-    model, processing = load_model(entry.hub_id, entry.vision)
+    model, processing = load_model(cfg.model, vision)
 
     def run(items: list[EvalItem]) -> list[str]:
-        images = [[load_image(p) for p in item.images] if entry.vision else [] for item in items]
+        images = [[load_image(p, max_side=cfg.protocol.image_max_side) for p in item.images] if vision else []
+                  for item in items]  # the protocol's image size, as sent to a server
         conversations = [user_turn(user_prompt(cfg, item), len(imgs), cfg.system_prompt)
                          for item, imgs in zip(items, images)]
-        return generate(model, processing, conversations, images if entry.vision else None, cfg.max_new_tokens,
-                        cfg.temperature, batch_size=1 if entry.vision else cfg.batch_size)
+        return generate(model, processing, conversations, images if vision else None, cfg.max_new_tokens,
+                        cfg.temperature, batch_size=1 if vision else cfg.batch_size)
 
     return run

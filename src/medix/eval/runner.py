@@ -187,7 +187,7 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
         judgments = read_judgments(out, judge.key, available)
         noted = manifest.get("judges", {}).get(judge.key)
         result.scores = run_score(out, available, cfg.model, noted or judge.identity, judge.key, result.skipped,
-                                  cfg.bootstrap, cfg.seed, cfg.protocol, current=result.current,
+                                  cfg.bootstrap, cfg.seed, protocol=cfg.protocol, current=result.current,
                                   generations=generations, judgments=judgments)
         result.report = write_report(out, result.scores, cfg.report_samples, generations, judgments)
     result.failures = {k: v for k, v in result.failures.items() if v}

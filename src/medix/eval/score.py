@@ -2,8 +2,9 @@
 
     medix eval run --model M --phases score -o runs/eval     # writes scores.json (+ the report files)
 
-Task score = mean of the normalised verdicts (binary accuracy, or rubric mean / 5) over the samples the
-judge could score; judge failures and failed generations are counted, not scored as 0. Overall = mean
+Task score = mean of the normalised verdicts (binary accuracy, or rubric mean / 5); judge failures and
+failed generations are counted, and the protocol decides the rest (every caller names it): paper scores them
+0 with every item in the denominator, as the official code does; medix leaves them out. Overall = mean
 over tasks; `llm` and `vlm` = means over the text and image tasks, as in the paper's table. Intervals:
 percentile bootstrap over items (within each task; the group means resample every task together).
 Records are sorted by id first, so a resumed run (different completion order) gives identical figures.
@@ -65,7 +66,7 @@ def image_counts(records: list[dict], meta: dict[str, dict]) -> dict:
 
 
 def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
-               protocol: Protocol | str = "medix") -> tuple[dict, np.ndarray]:
+               protocol: Protocol | str) -> tuple[dict, np.ndarray]:
     """paper: every item is in the denominator, a failed one counts 0; medix: failures are excluded.
     `records`: JudgmentRecord dicts (their `status` set)."""
     records = _sorted(records)
@@ -93,7 +94,7 @@ def task_score(spec: TaskSpec, records: list[dict], meta: dict[str, dict],
 
 
 def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: dict[str, dict[str, dict]],
-                resamples: int = 1000, seed: int = 0, protocol: Protocol | str = "medix") -> dict:
+                resamples: int = 1000, seed: int = 0, *, protocol: Protocol | str) -> dict:
     """The scores.json body (without run identity): tasks, overall, llm, vlm, each with a 95% interval.
     Stand-in tasks (e.g. IU X-ray for MIMIC-CXR) are scored and listed but never enter the means."""
     protocol = get_protocol(protocol)
@@ -131,7 +132,7 @@ def read_judgments(out: Path, judge_key: str, specs: list[TaskSpec]) -> dict[str
 
 
 def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict, judge_key: str,
-              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, protocol: Protocol | str = "medix",
+              skipped: dict[str, str], resamples: int = 1000, seed: int = 0, *, protocol: Protocol | str,
               current: dict[str, set[str]] | None = None,
               generations: dict[str, list[GenerationRecord]] | None = None,
               judgments: dict[str, list[dict]] | None = None) -> dict:
@@ -153,7 +154,7 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
             if gens is None:
                 gens = JsonlStore(generations_path(out, spec.name)).read_models(GenerationRecord)
             meta[spec.name] = {g.id: g.meta for g in gens}
-    body = score_tasks(specs, judgments, meta, resamples, seed, protocol)
+    body = score_tasks(specs, judgments, meta, resamples, seed, protocol=protocol)
     for name, entry in body["tasks"].items():  # generated (for this item list) but never judged
         ids = current[name] if current is not None and name in current else set(meta[name])
         entry["not_judged"] = len((set(meta[name]) & ids) - {r["id"] for r in judgments[name]})

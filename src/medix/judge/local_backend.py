@@ -63,8 +63,6 @@ def _failure(err: Exception, prefix: str = "") -> str:
 
 
 class LocalBackend:
-    method = "logits"
-
     def __init__(self, config: JudgeConfig):
         self.config = config
         self.dtype = runtime_dtype(config.device, config.dtype)

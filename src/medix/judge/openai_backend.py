@@ -57,8 +57,6 @@ def verdict_probability(response) -> float | None:
 
 
 class OpenAIBackend:
-    method = "chat"
-
     def __init__(self, config: JudgeConfig):
         self.config = config
         self.logprobs_available: bool | None = None  # None: no reply yet (or logprobs not requested)

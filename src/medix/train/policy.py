@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from medix.errors import MedixError
-from medix.models import hub_error, resolve
+from medix.models import has_vision_config, load_for_training
 from medix.train.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
 
-def is_vision_model(model) -> bool:
-    return getattr(model.config, "vision_config", None) is not None
-
-
-def torch_dtype(name: str):
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return getattr(torch, name)
+def has_vision_tower(model) -> bool:
+    return has_vision_config(model.config)
 
 
 # Attention kernels that need a package (or a GPU) besides torch, and how to tell they are usable.
@@ -43,22 +35,8 @@ def attention(name: str) -> str:
 
 def load_policy(cfg: ModelConfig):
     """(model, processing_class). VLMs get an AutoProcessor, text LMs a tokenizer with a pad token."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
-
-    path = resolve(cfg.name)
-    kwargs = {"dtype": torch_dtype(cfg.dtype)}
-    if cfg.attn_implementation:
-        kwargs["attn_implementation"] = attention(cfg.attn_implementation)
-    try:
-        config = AutoConfig.from_pretrained(path)
-        if getattr(config, "vision_config", None) is not None:
-            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-            processing = AutoProcessor.from_pretrained(path)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-            processing = AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise hub_error(cfg.name, err, "language model") from None
+    attn = attention(cfg.attn_implementation) if cfg.attn_implementation else None
+    model, processing = load_for_training(cfg.name, cfg.dtype, attn)
     prepare_policy(model, processing, cfg)
     return model, processing
 

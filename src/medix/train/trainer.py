@@ -20,7 +20,7 @@ from medix.train.config import TrainConfig
 from medix.train.dataset import prepare
 from medix.train.judge_server import check_judge_reachable, managed_judge
 from medix.train.monitor import RewardMonitor, policy_tokens
-from medix.train.policy import is_vision_model, load_policy, peft_config, prepare_policy
+from medix.train.policy import has_vision_tower, load_policy, peft_config, prepare_policy
 from medix.train.sampling import DynamicSamplingGRPOTrainer
 from medix.train.trl_args import check_installed, grpo_args
 from medix.train.validate import Validator
@@ -42,7 +42,7 @@ def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_fu
         model, processing = load_policy(cfg.model)
     else:
         prepare_policy(model, processing, cfg.model)
-    vision = is_vision_model(model)
+    vision = has_vision_tower(model)
     if cfg.algorithm.beta and not model.config._name_or_path:
         # TRL builds the KL reference policy from the model's path; an in-memory policy gets one here.
         initial = Path(cfg.trainer.output_dir) / "initial_policy"
