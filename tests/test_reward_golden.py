@@ -72,7 +72,7 @@ class PlantedFailures:
     """The embedded judge's backend, failing on every prompt whose CRC-32 is divisible by 3 (a fixed third)."""
 
     def __init__(self, inner):
-        self.inner, self.method = inner, inner.method
+        self.inner = inner
 
     async def verdicts(self, prompts: list[str]) -> list[Verdict]:
         fail = [zlib.crc32(p.encode()) % 3 == 0 for p in prompts]

@@ -7,7 +7,9 @@ Dtype: on CUDA the checkpoint's own (transformers' dtype="auto"); on CPU float32
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from functools import lru_cache
 
 from medix.errors import MedixError
@@ -16,6 +18,19 @@ from medix.models.hardware import pick_device, runtime_dtype, training_dtype
 from medix.models.zoo import MINILM, SMOLLM2, known
 
 log = logging.getLogger(__name__)
+
+
+# One load at a time in a process: transformers' lazy imports are not thread-safe, and the judge loads its model
+# on its own thread while the embedder loads on the trainer's ("cannot import name 'AutoModelForCausalLM'").
+_LOADING = threading.RLock()
+
+
+def _one_at_a_time(load):
+    @functools.wraps(load)
+    def serialized(*args, **kwargs):
+        with _LOADING:
+            return load(*args, **kwargs)
+    return serialized
 
 
 def _torch_dtype(device: str, dtype: str | None):
@@ -59,6 +74,7 @@ def has_vision_config(config) -> bool:
 
 
 @lru_cache(maxsize=4)
+@_one_at_a_time
 def load_causal_lm(name: str, device: str | None = None, dtype: str | None = None):
     """(model, tokenizer) in eval mode; shared across callers in one process. dtype None: float32 on CPU,
     the checkpoint's on CUDA; "float32" / "bfloat16" / "auto" as `runtime_dtype`."""
@@ -78,6 +94,7 @@ def load_causal_lm(name: str, device: str | None = None, dtype: str | None = Non
 
 
 @lru_cache(maxsize=4)
+@_one_at_a_time
 def load_embedder(name: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 
@@ -87,6 +104,7 @@ def load_embedder(name: str, device: str | None = None):
         raise hub_error(name, err, "embedding model") from None
 
 
+@_one_at_a_time
 def load_model(name: str, vision: bool | None = None, device: str | None = None):
     """(model, tokenizer or processor) in eval mode: a text LM, or an image-text-to-text model for a vision
     model (None: `is_vision_model`). Any load failure becomes one MedixError naming the model."""
@@ -101,6 +119,7 @@ def load_model(name: str, vision: bool | None = None, device: str | None = None)
         raise MedixError(f"cannot load model '{name}' ({err.__class__.__name__}: {first})") from None
 
 
+@_one_at_a_time
 def load_for_training(name: str, dtype: str = "auto", attn_implementation: str | None = None):
     """(model, tokenizer or processor) of a policy to train: image-text-to-text when its config has a vision
     config, else a causal LM; in `training_dtype(dtype)`; left where it loads (the trainer / accelerate places
