@@ -161,6 +161,10 @@ def test_paper_protocol_on_the_real_mirrors(benchmarks_dir):
     ("<think>a</think> draft <think>b</think> final", "final"),
     ("<think>a</think> x </thinking> y", "x </thinking> y"),  # </think> first, as the official rule orders it
     ("no reasoning at all", "no reasoning at all"),
+    # exact tags, as the official `'</think>' in response`: other spellings are no tag, the judge sees it all
+    ("<think>a</Think> B", "<think>a</Think> B"),
+    ("<think>a</ think> B", "<think>a</ think> B"),
+    ("<think>a</THINKING> B", "<think>a</THINKING> B"),
 ])
 def test_paper_judge_sees_the_response_after_the_last_think_tag(raw, seen):
     from medix.eval.protocol import paper_candidate

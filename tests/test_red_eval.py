@@ -112,6 +112,10 @@ def test_the_protocol_decides_how_a_failed_item_is_scored(tmp_path, policy, yes_
     assert (scores["protocol"], scores["failures_counted_as"]) == (protocol, counted_as)
     assert (entry["score"], entry["n"], entry["generation_failures"]) == (score, 4 if protocol == "paper" else 3, 1)
     assert scores["overall"] == score
+    from medix.eval.compare import compare_runs  # `eval compare` counts items as the task score does
+
+    same = compare_runs(tmp_path / "run", tmp_path / "run")["tasks"]["mmlu_anatomy"]
+    assert (same["a"], same["n"], same["diff"]) == (score, 4 if protocol == "paper" else 3, 0.0)
 
 
 def _medix(tmp_path, policy_url: str, judge_url: str) -> subprocess.CompletedProcess:

@@ -1,7 +1,9 @@
 """`medix eval compare RUN_A RUN_B`: per-task differences B − A with paired bootstrap 95% intervals.
 
-Only items judged in both runs count; the same resampled item indices are used for both runs, so the
-interval reflects the per-item pairing (much tighter than comparing two independent intervals).
+Items are paired by id and counted as each run's protocol scores them (`scores.json` says which): under the
+paper protocol a failed item counts 0, as in its task score; under medix's only items judged in both runs
+count. The same resampled item indices are used for both runs, so the interval reflects the per-item pairing
+(much tighter than comparing two independent intervals).
 """
 
 from __future__ import annotations
@@ -12,22 +14,28 @@ import numpy as np
 
 from medix.errors import MedixError
 from medix.eval.schema import JsonlStore, JudgmentRecord, judgments_path
+from medix.eval.protocol import get_protocol
 from medix.eval.score import interval, read_scores, require_keys
 
 
 def _normalized(run: Path) -> tuple[dict, dict[str, dict[str, float]]]:
     scores = read_scores(run)
     require_keys(scores, ("model", "judge", "judge_key"), str(run))
+    zero = get_protocol(scores.get("protocol", "medix")).failures_count_zero  # runs before the field: medix
     values = {}
     for task in scores["tasks"]:
         records = JsonlStore(judgments_path(run, scores["judge_key"], task)).read_as(JudgmentRecord)
-        values[task] = {r["id"]: r["normalized"] for r in records if r.get("normalized") is not None}
+        values[task] = {r["id"]: r.get("normalized") or 0.0 for r in records} if zero else \
+            {r["id"]: r["normalized"] for r in records if r.get("normalized") is not None}
     return scores, values
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 1000, seed: int = 0) -> dict:
     scores_a, a = _normalized(Path(run_a))
     scores_b, b = _normalized(Path(run_b))
+    if scores_a.get("protocol") != scores_b.get("protocol"):
+        raise MedixError(f"the two runs were scored under different protocols ({scores_a.get('protocol')} vs "
+                         f"{scores_b.get('protocol')}); they count failed items differently. Re-score one of them.")
     if scores_a["judge"] != scores_b["judge"]:
         raise MedixError("the two runs were judged by different judges; differences would mix judge and model "
                          f"({scores_a['judge']['model']} vs {scores_b['judge']['model']}). Re-judge one of them.")

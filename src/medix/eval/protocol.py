@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 from medix.data.images import MAX_IMAGE_SIDE
 from medix.errors import MedixError
-from medix.judge.parse import THINK_CLOSE
 
 _THINK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
 _LEADING_TAG = re.compile(r"^\s*<\s*[A-Z_]+\s*>", re.IGNORECASE)
@@ -28,11 +27,11 @@ MAX_QUESTION_CHARS = 1200  # long PubMedQA contexts: the judge needs the questio
 
 def paper_candidate(raw: str) -> str:
     """The official rule: the text after the last `</think>` (else the last `</thinking>`), stripped; the
-    whole response when neither is there."""
-    for tag in ("think", "thinking"):
-        ends = [m for m in THINK_CLOSE.finditer(raw) if m.group(1).lower() == tag]
-        if ends:
-            return raw[ends[-1].end():].strip()
+    whole response when neither is there. The tags are matched exactly, as the official code does: `</Think>`
+    or `</ think>` is no tag there, so the judge sees the whole response."""
+    for tag in ("</think>", "</thinking>"):
+        if tag in raw:
+            return raw.rpartition(tag)[2].strip()
     return raw.strip()
 
 
