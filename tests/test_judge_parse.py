@@ -1,5 +1,7 @@
 """Judge replies: only the verdict the prompt's contract asks for is read (medix.judge.parse)."""
 
+import math
+
 import pytest
 
 from medix.judge.parse import combine_rounds, parse_reply, parse_rubric, parse_verdict
@@ -100,3 +102,28 @@ def test_paper_parse_reads_after_the_last_think_close():
     reply = '<think>first pass</think>{"score": 0} <think>second look</think>\n{"score": 1}'
     assert parse_paper("binary", reply) == 1.0
     assert parse_paper("rubric", '<think>a</think>{"score": 1}<think>b</think>{"score": 4}') == 4.0
+
+
+def _logprob_reply(tokens):
+    """An OpenAI chat response whose logprobs hold `tokens`: (token, {alternative: probability})."""
+    from types import SimpleNamespace as NS
+
+    content = [NS(token=t, logprob=math.log(alts.get(t, 1.0)),
+                  top_logprobs=[NS(token=a, logprob=math.log(p)) for a, p in alts.items()]) for t, alts in tokens]
+    return NS(choices=[NS(logprobs=NS(content=content))])
+
+
+@pytest.mark.parametrize("tokens,expected", [
+    ([("YES", {"YES": 0.6, "NO": 0.2, "Yes": 0.1})], 0.7 / 0.9),  # every spelling of each word counts
+    # the reasoning is skipped, <thinking> as <think>: the verdict token is the one after the block
+    ([("<thinking>", {}), ("no", {"no": 0.9, "yes": 0.1}), ("</thinking>", {}), (" YES", {" YES": 0.8, " NO": 0.2})], 0.8),
+    ([("<think>", {}), ("yes", {"yes": 1.0}), ("</think>", {}), ("**", {}), ("No", {"No": 0.75, "Yes": 0.25})], 0.25),
+    ([("<thinking>", {}), ("no", {"no": 1.0})], None),  # a block that never closes holds no verdict token
+    # a second block opened after the first closed: still reasoning (the first-close test took "no" for the verdict)
+    ([("<think>", {}), ("a", {}), ("</think>", {}), ("<think>", {}), ("no", {"no": 1.0})], None),
+])
+def test_p_yes_from_logprobs_reads_the_verdict_token_after_the_reasoning(tokens, expected):
+    from medix.judge.openai_backend import verdict_probability
+
+    got = verdict_probability(_logprob_reply(tokens))
+    assert got == (None if expected is None else pytest.approx(expected))

@@ -19,7 +19,7 @@ from typing import AsyncIterator
 import torch
 
 from medix.config import JudgeConfig
-from medix.judge.parse import combine_rounds
+from medix.judge.parse import combine_rounds, spellings
 from medix.judge.types import LOCAL_RESERVE_TOKENS, Conversation, Verdict
 from medix.models import load_causal_lm, runtime_dtype
 
@@ -38,8 +38,7 @@ def _cache_of(output):
     """The KV cache of a forward's output, under either name (the old one is a warning property in 5.x)."""
     return output["cache"] if "cache" in output else output.past_key_values
 
-_YES_SPELLINGS = ("YES", "Yes", "yes", " YES", " Yes", " yes")
-_NO_SPELLINGS = ("NO", "No", "no", " NO", " No", " no")
+_YES_SPELLINGS, _NO_SPELLINGS = spellings("yes"), spellings("no")
 _DIGITS = tuple(str(d) for d in range(6))
 
 

@@ -23,13 +23,11 @@ from typing import AsyncIterator
 
 from medix.chat_client import ChatClient
 from medix.config import JudgeConfig
-from medix.judge.parse import combine_rounds, parse_reply, parse_verdict
+from medix.judge.parse import VERDICT_WORDS, combine_rounds, in_thinking, parse_reply, parse_verdict
 from medix.judge.types import Conversation, Verdict
 
 
 log = logging.getLogger(__name__)
-_YES = {"yes"}
-_NO = {"no"}
 
 
 def verdict_probability(response) -> float | None:
@@ -43,16 +41,17 @@ def verdict_probability(response) -> float | None:
     seen = ""
     for token in tokens:
         seen += token.token
-        if "<think" in seen.lower() and "</think" not in seen.lower():
-            continue  # inside the reasoning
+        if in_thinking(seen):
+            continue  # inside the reasoning (<think> or <thinking>, as parse_verdict skips it)
         word = token.token.strip().strip('*"\'').lower()
-        if word in _YES | _NO:
-            yes = no = 0.0
+        if word in VERDICT_WORDS:
+            mass = dict.fromkeys(VERDICT_WORDS, 0.0)
             for alt in token.top_logprobs or [token]:
                 alt_word = alt.token.strip().strip('*"\'').lower()
-                yes += math.exp(alt.logprob) if alt_word in _YES else 0.0
-                no += math.exp(alt.logprob) if alt_word in _NO else 0.0
-            return yes / (yes + no) if yes + no > 0 else None
+                if alt_word in mass:
+                    mass[alt_word] += math.exp(alt.logprob)
+            total = sum(mass.values())
+            return mass["yes"] / total if total > 0 else None
     return None
 
 

@@ -22,12 +22,25 @@ from typing import Literal
 from medix.judge.types import Kind
 
 Readout = Literal["yesno", "json_score"]
+VERDICT_WORDS = {"yes": 1.0, "no": 0.0}  # the binary verdict words (any case) and their scores
 _THINK_OPEN = re.compile(r"<\s*(think|thinking)\s*>", re.IGNORECASE)
 THINK_CLOSE = re.compile(r"<\s*/\s*(think|thinking)\s*>", re.IGNORECASE)
 # an optional label, then YES / NO as a whole word that ends the reply or is followed by punctuation
 _LEADING = re.compile(r"^[\s*_#>`\"'(\[]*(?:(?:final\s+)?(?:answer|verdict|judg(?:e)?ment|decision)\s*[:=-]\s*"
-                      r"[\s*_\"'`]*)?(yes|no)(?=$|[\s*_\"'`]*(?:[.,;:!?)\]\u2014\u2013-]|\n|$))", re.IGNORECASE)
+                      r"[\s*_\"'`]*)?(" + "|".join(VERDICT_WORDS) + r")(?=$|[\s*_\"'`]*(?:[.,;:!?)\]\u2014\u2013-]|\n|$))", re.IGNORECASE)
 _MISSING = object()
+
+
+def spellings(word: str) -> tuple[str, ...]:
+    """The token spellings of a verdict word a tokenizer may have: three cases, with and without a leading space."""
+    cases = (word.upper(), word.capitalize(), word.lower())
+    return cases + tuple(" " + c for c in cases)
+
+
+def in_thinking(text: str) -> bool:
+    """`text` ends inside a think block: one opened (`<think>` / `<thinking>`, tolerant) after the last close."""
+    opens, closes = list(_THINK_OPEN.finditer(text)), list(THINK_CLOSE.finditer(text))
+    return bool(opens) and (not closes or opens[-1].start() > closes[-1].start())
 
 
 def strip_thinking(text: str | None) -> str | None:
@@ -88,7 +101,7 @@ def parse_verdict(text: str | None) -> float | None:
     found = _LEADING.match(text) if text else None
     if not found:
         return None
-    return 1.0 if found.group(1).lower() == "yes" else 0.0
+    return VERDICT_WORDS[found.group(1).lower()]
 
 
 def parse_rubric(text: str | None) -> float | None:
