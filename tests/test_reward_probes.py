@@ -100,6 +100,9 @@ def test_probes_cover_every_documented_guard_and_component_value():
     reference that is that word) fails here by name."""
     assert len(PROBES) >= 30 and len({p[0] for p in PROBES}) == len(PROBES), "probe names must be unique"
     assert {p[8] for p in PROBES} == DOCUMENTED_GUARDS
+    from medix.rewards.components import GUARD_REASONS  # what the monitor reports a rate for
+
+    assert set(GUARD_REASONS) == DOCUMENTED_GUARDS - {None}
     for column, name in ((4, "format"), (5, "modality"), (6, "accuracy_llm"), (7, "accuracy_embed")):
         assert {0, 1} <= {p[column] for p in PROBES}, f"{name} must be seen both 0 and 1"
     assert any(p[5] is None and not p[3] for p in PROBES), "a text-only sample (no modality reward)"

@@ -78,6 +78,10 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().rstrip(".").strip().casefold()
 
 
+# Every reason `guard` can give (the monitor reports a rate for each): decided without a model.
+GUARD_REASONS = ("exact_match", "verdict_word", "too_long", "no_answer_block", "empty", "too_short")
+
+
 def guard(answer: str | None, reference: str, max_chars: int) -> tuple[float | None, str | None]:
     """Decide the accuracy components without any model, when possible.
 

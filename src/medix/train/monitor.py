@@ -26,12 +26,13 @@ import numpy as np
 
 from medix.config import RewardConfig
 from medix.rewards import composite as reward
+from medix.rewards.components import GUARD_REASONS
 from medix.rewards.composite import RewardResult
 from medix.train.config import MonitorConfig
 
 log = logging.getLogger(__name__)
 
-GUARDS = ("exact_match", "verdict_word", "too_long", "no_answer_block", "empty", "too_short")
+GUARDS = GUARD_REASONS  # one rate per reason the pre-model guard gives
 
 
 def outside_part(r: RewardResult) -> float:
