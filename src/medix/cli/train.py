@@ -88,7 +88,7 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous training run in --output-dir."),
 ) -> None:
     """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
-    from medix.train.demo import COMPONENTS, claim_demo_dir, run_demo
+    from medix.train.demo import COLUMNS, claim_demo_dir, run_demo
 
     claim_demo_dir(output_dir, overwrite)  # before any model loads: a previous train run is never clobbered
 
@@ -107,7 +107,7 @@ def demo(
                   caption="Research use only; not for clinical decisions.")
     for column in ("component", "before", "after", "change [95% CI]"):
         table.add_column(column, justify="left" if column == "component" else "right")
-    for name in COMPONENTS:
+    for name in COLUMNS:
         table.add_row(name, fmt(summary["before"].get(name)), fmt(summary["after"].get(name)),
                       _change(summary["change"].get(name)))
     stdout_console(100).print(table)

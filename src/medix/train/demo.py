@@ -20,13 +20,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from medix.judge.audit import judge_summary
 from medix.errors import MedixError
-from medix.models import default_judge
+from medix.models import SMOLLM2, default_judge
+from medix.rewards import composite as reward
 from medix.train.config import claim_output_dir, load_train_config
 from medix.train.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 DEMO_DATA = Path(__file__).parent / "demo_data"
-COMPONENTS = ("overall", "format", "modality", "accuracy_llm", "accuracy_embed")
+COLUMNS = ("overall", *reward.names())  # the before/after table: overall, then the component table's order
 
 
 # Two worked examples as earlier chat turns and a compact text-only prompt: from the instruction alone
@@ -49,7 +50,7 @@ def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion
             "system_prompt": "You are a concise medical assistant."}
     return load_train_config(None, base={"data": data}, overrides=[
         "algorithm.recipe=dapo", f"data.train={DEMO_DATA / 'train.jsonl'}", f"data.eval={DEMO_DATA / 'heldout.jsonl'}",
-        f"data.eval_limit={eval_limit}", "model.name=smollm2-135m", f"reward.judge.model={judge_model or default_judge()}",
+        f"data.eval_limit={eval_limit}", f"model.name={SMOLLM2}", f"reward.judge.model={judge_model or default_judge()}",
         "rollout.num_generations=4", "reward.embed_continuous=true",
         f"rollout.max_completion_tokens={max_completion_tokens}", "trainer.per_device_train_batch_size=4",
         "trainer.learning_rate=2e-5", f"trainer.max_steps={max_steps}", f"trainer.output_dir={output_dir}",
@@ -68,7 +69,7 @@ def paired_change(before: list[dict], after: list[dict], resamples: int = 1000, 
     from medix.eval.score import bootstrap_means, interval
 
     change = {}
-    for name in COMPONENTS:
+    for name in COLUMNS:
         pairs = [(b.get(name), a.get(name)) for b, a in zip(before, after)]
         diffs = np.array([a - b for b, a in pairs if a is not None and b is not None], dtype=float)
         if diffs.size:
@@ -84,7 +85,7 @@ def step_metrics(log_history: list[dict]) -> list[dict]:
         if "loss" not in entry:
             continue
         row = {"step": entry["step"], "loss": entry["loss"], "overall": entry.get("reward")}
-        for name in ("format", "modality", "accuracy_llm", "accuracy_embed"):
+        for name in reward.names():
             row[name] = entry.get(f"rewards/{name}/mean")
         row.update({k.split("/")[-1]: v for k, v in entry.items() if k.startswith("dynamic_sampling/")})
         row.update({k: v for k, v in entry.items() if k.startswith("monitor/")})
@@ -117,7 +118,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
-    _lines(top, rows, {name: name for name in ("overall", "format", "accuracy_llm", "accuracy_embed")})
+    _lines(top, rows, {name: name for name in COLUMNS})  # a component never logged (modality, text-only) is left out
     top.set(ylabel="mean reward", title="medix demo: reward components per step", ylim=(-0.02, 1.02))
     top.legend(loc="best")
     right = bottom.twinx()

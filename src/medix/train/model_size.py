@@ -81,10 +81,10 @@ def find_config(name: str):
 def _local_folder(name: str) -> tuple[Path | None, str]:
     """(folder holding config.json, what it is): an embedded model's, a folder given by path, or the HF-cache
     snapshot of a hub id; (None, "") when there is none."""
-    from medix.models import MINILM, QWEN_CODER, SMOLLM2, canonical, resolve
+    from medix.models import known, resolve
 
     where = "folder"
-    if canonical(name) in (SMOLLM2, MINILM, QWEN_CODER):
+    if (entry := known(name)) is not None and entry.embedded:
         name, where = resolve(name), "embedded"  # embedded models live in packages (SmolLM2 converted once)
     if (Path(name) / "config.json").is_file():
         return Path(name), where

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from medix.errors import MedixError
+from medix.infer import DEFAULT_MODEL
 from medix.web.results import published_rows, read_scores
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def build_app(model: str | None = None, server: str | None = None, max_new_token
 
     session = DemoSession(model, server, max_new_tokens)
     with gr.Blocks(title="MediX-R1 demo", analytics_enabled=False) as demo:
-        gr.Markdown(f"# MediX-R1 — medical image question answering\nModel: `{model or 'smollm2-135m'}`"
+        gr.Markdown(f"# MediX-R1 — medical image question answering\nModel: `{model or DEFAULT_MODEL}`"
                     + (f" via {display_url(server)}" if server else " (local)"))
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
         with gr.Tab("Ask"):
