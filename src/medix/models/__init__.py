@@ -2,7 +2,7 @@
 gguf.py, cpu_judge.py), the dtype rule (hardware.py) and loading (load.py)."""
 
 from medix.files import cache_dir
-from medix.models.embedded import GGUF_NAME, minilm_folder, package_dir, resolve, smollm2_folder
+from medix.models.embedded import GGUF_NAME, minilm_folder, package_dir, resolve, smollm2_folder, smollm2_gguf
 from medix.models.hardware import cpu_native_bf16, pick_device, runtime_dtype, training_dtype
 from medix.models.load import (has_vision_config, hub_error, is_vision_model, load_causal_lm, load_embedder,
                                load_for_training, load_model)
@@ -12,4 +12,4 @@ from medix.models.zoo import (MINILM, PAPER, QWEN_CODER, SMOLLM2, ZOO, ZooEntry,
 __all__ = ["GGUF_NAME", "MINILM", "PAPER", "QWEN_CODER", "SMOLLM2", "ZOO", "ZooEntry", "cache_dir", "canonical",
            "cpu_judge_installed", "cpu_native_bf16", "default_judge", "has_vision_config", "hub_error", "is_vision_model", "known",
            "load_causal_lm", "load_embedder", "load_for_training", "load_model", "minilm_folder", "package_dir", "pick_device",
-           "resolve", "runtime_dtype", "served_name", "smollm2_folder", "training_dtype", "zoo_entry"]
+           "resolve", "runtime_dtype", "served_name", "smollm2_folder", "smollm2_gguf", "training_dtype", "zoo_entry"]

@@ -105,15 +105,12 @@ def check_judge_reachable(cfg: TrainConfig) -> None:
     judge = cfg.reward.judge
     if not get_backend(judge.backend).served or cfg.reward.weights.judge == 0:
         return
-    import httpx
-
     from medix.files import display_url
+    from medix.serve import models_error
 
     for url in judge.base_urls:
-        try:
-            httpx.get(f"{url.rstrip('/')}/models", timeout=10).raise_for_status()
-        except httpx.HTTPError as err:
+        if (error := models_error(url, timeout_s=10)) is not None:
             raise MedixError(
-                f"judge at {display_url(url)} is not reachable ({err.__class__.__name__}). Start it with `medix judge serve "
+                f"judge at {display_url(url)} is not reachable ({error}). Start it with `medix judge serve "
                 f"--model {judge.model} --backend vllm --port PORT` (on its own GPUs: CUDA_VISIBLE_DEVICES=...), "
-                "set judge_serve.enabled=true with judge_serve.gpus, or use reward.judge.backend=local.") from None
+                "set judge_serve.enabled=true with judge_serve.gpus, or use reward.judge.backend=local.")
