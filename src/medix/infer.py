@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-from medix.data.images import MAX_IMAGE_SIDE, image_data_url, load_image  # noqa: F401 (re-exported)
+from medix.data.images import MAX_IMAGE_SIDE, load_image, openai_content  # noqa: F401 (MAX_IMAGE_SIDE re-exported)
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
@@ -81,10 +81,7 @@ class ServerBackend:
     def generate(self, prompt: str, image, max_new_tokens: int) -> str:
         import asyncio
 
-        content: list[dict] = []
-        if image is not None:
-            content.append({"type": "image_url", "image_url": {"url": image_data_url(image)}})
-        content.append({"type": "text", "text": prompt})
+        content = openai_content(prompt, [image] if image is not None else [])
         async def ask():
             try:
                 return await self.client.chat([{"role": "user", "content": content}], model=self.model_name,

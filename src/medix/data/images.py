@@ -43,6 +43,12 @@ def load_image(image, max_side: int | None = MAX_IMAGE_SIDE):
     return img
 
 
+def openai_content(text: str, images: list, fmt: str = "PNG") -> list[dict]:
+    """The content parts of an OpenAI-compatible user message: each PIL image as a data URL, then the text."""
+    return [*({"type": "image_url", "image_url": {"url": image_data_url(img, fmt)}} for img in images),
+            {"type": "text", "text": text}]
+
+
 def image_data_url(img, fmt: str = "PNG") -> str:
     """PIL image → `data:image/<fmt>;base64,...` for OpenAI-compatible chat messages."""
     buf = io.BytesIO()

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from medix.errors import MedixError
-from medix.eval.schema import JsonlStore, JudgmentRecord, judgments_path
 from medix.eval.protocol import get_protocol
-from medix.eval.score import interval, read_scores, require_keys
+from medix.eval.score import interval, read_judgments, read_scores, require_keys
 
 
 def _normalized(run: Path) -> tuple[dict, dict[str, dict[str, float]]]:
@@ -23,8 +22,7 @@ def _normalized(run: Path) -> tuple[dict, dict[str, dict[str, float]]]:
     require_keys(scores, ("model", "judge", "judge_key"), str(run))
     zero = get_protocol(scores.get("protocol", "medix")).failures_count_zero  # runs before the field: medix
     values = {}
-    for task in scores["tasks"]:
-        records = JsonlStore(judgments_path(run, scores["judge_key"], task)).read_as(JudgmentRecord)
+    for task, records in read_judgments(run, scores["judge_key"], list(scores["tasks"])).items():
         values[task] = {r["id"]: r.get("normalized") or 0.0 for r in records} if zero else \
             {r["id"]: r["normalized"] for r in records if r.get("normalized") is not None}
     return scores, values

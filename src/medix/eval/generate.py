@@ -18,7 +18,7 @@ from typing import Callable
 
 from medix.backends import get_backend
 from medix.chat_client import ChatClient
-from medix.data.images import image_data_url, load_image
+from medix.data.images import load_image, openai_content
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
@@ -112,11 +112,10 @@ async def _openai_all(cfg: EvalConfig, generator: dict, items: list[EvalItem], s
 def _messages(cfg: EvalConfig, item: EvalItem) -> list[dict]:
     """Images first (data URLs in the protocol's format and size), then the text."""
     protocol = cfg.protocol
-    content: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_url(
-        load_image(path, max_side=protocol.image_max_side), protocol.image_format)}} for path in item.images]
-    content.append({"type": "text", "text": user_prompt(cfg, item)})
+    images = [load_image(path, max_side=protocol.image_max_side) for path in item.images]
+    text = user_prompt(cfg, item)
     system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    return system + [{"role": "user", "content": content if item.images else content[-1]["text"]}]
+    return system + [{"role": "user", "content": openai_content(text, images, protocol.image_format) if images else text}]
 
 
 async def _openai_one(cfg: EvalConfig, generator: dict, client: ChatClient,

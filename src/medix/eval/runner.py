@@ -184,7 +184,7 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
         from medix.eval.report import write_report
         from medix.eval.score import read_judgments, run_score
 
-        judgments = read_judgments(out, judge.key, available)
+        judgments = read_judgments(out, judge.key, [s.name for s in available])
         noted = manifest.get("judges", {}).get(judge.key)
         result.scores = run_score(out, available, cfg.model, noted or judge.identity, judge.key, result.skipped,
                                   cfg.bootstrap, cfg.seed, protocol=cfg.protocol, current=result.current,

@@ -125,9 +125,10 @@ def score_tasks(specs: list[TaskSpec], judgments: dict[str, list[dict]], meta: d
     return out
 
 
-def read_judgments(out: Path, judge_key: str, specs: list[TaskSpec]) -> dict[str, list[dict]]:
-    """{task: JudgmentRecord dicts} of `judge_key` in OUT, validated as read; tasks without a file left out."""
-    paths = {spec.name: judgments_path(out, judge_key, spec.name) for spec in specs}
+def read_judgments(out: Path, judge_key: str, tasks: list[str]) -> dict[str, list[dict]]:
+    """{task: JudgmentRecord dicts} of `judge_key` in OUT, validated as read; tasks without a file left out.
+    The one reader of a run's judgments (scoring, the report, compare, submit)."""
+    paths = {name: judgments_path(out, judge_key, name) for name in tasks}
     return {name: JsonlStore(path).read_as(JudgmentRecord) for name, path in paths.items() if path.is_file()}
 
 
@@ -140,7 +141,7 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
     are validated as read; with `current` (task → ids of this run's task list and limit) only those items
     are scored, and the ones not judged yet are counted (`unjudged`). `generations` / `judgments`: the
     records the caller already holds (else they are read from OUT)."""
-    found = judgments if judgments is not None else read_judgments(out, judge_key, specs)
+    found = judgments if judgments is not None else read_judgments(out, judge_key, [s.name for s in specs])
     judgments, meta, unjudged = {}, {}, {}
     for spec in specs:
         if spec.name in found:

@@ -31,8 +31,8 @@ import numpy as np
 
 from medix.errors import MedixError
 from medix.eval.registry import registry
-from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
-from medix.eval.score import read_scores, require_keys
+from medix.eval.schema import GenerationRecord, JsonlStore, generations_path
+from medix.eval.score import read_judgments, read_scores, require_keys
 
 RECORD_FIELDS = ("id", "question", "answer", "response", "answer_idx")
 
@@ -59,7 +59,7 @@ def _records(run: Path, scores: dict) -> tuple[list[dict], list[dict], list[str]
     for task, entry in scores["tasks"].items():
         if task not in paper_tasks() or entry["score"] is None:
             continue  # stand-ins are not leaderboard tasks
-        judged = {j["id"]: j for j in JsonlStore(judgments_path(run, scores["judge_key"], task)).read_as(JudgmentRecord)}
+        judged = {j["id"]: j for j in read_judgments(run, scores["judge_key"], [task]).get(task, [])}
         records = sorted(JsonlStore(generations_path(run, task)).read_as(GenerationRecord), key=lambda r: r["index"])
         failed = 0
         for g in records:

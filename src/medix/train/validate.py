@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from medix.generation import generate
+from medix.rewards.components import image_present
 from medix.rewards.composite import CompositeReward
 from medix.rewards.scoring import summarize
 
@@ -19,7 +20,7 @@ class Validator:
         images = self.rows["images"] if "images" in self.rows.column_names else None
         responses = generate(model, self.processing, self.rows["prompt"], images, self.max_new_tokens,
                              self.temperature, self.top_p)
-        has_image = [bool(i) for i in images] if images else [False] * len(responses)
+        has_image = [image_present(i) for i in images] if images else [False] * len(responses)
         results = self.composite.score(responses, self.rows["solution"], self.rows["problem"], has_image)
         self.last = [{"id": i, "response": r, **res.to_dict()}
                      for i, r, res in zip(self.rows["id"], responses, results)]
