@@ -38,10 +38,12 @@ def verdict_probability(response) -> float | None:
         tokens = response.choices[0].logprobs.content or []
     except (AttributeError, IndexError, TypeError):
         return None
-    seen = ""
+    seen, thinking = "", False
     for token in tokens:
         seen += token.token
-        if in_thinking(seen):
+        if ">" in token.token:  # only a tag's closing bracket can open or close a think block
+            thinking = in_thinking(seen)
+        if thinking:
             continue  # inside the reasoning (<think> or <thinking>, as parse_verdict skips it)
         word = token.token.strip().strip('*"\'').lower()
         if word in VERDICT_WORDS:

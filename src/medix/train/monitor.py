@@ -32,7 +32,6 @@ from medix.train.config import MonitorConfig
 
 log = logging.getLogger(__name__)
 
-GUARDS = GUARD_REASONS  # one rate per reason the pre-model guard gives
 
 
 def outside_part(r: RewardResult) -> float:
@@ -75,7 +74,7 @@ def step_signals(facts: list[dict]) -> dict[str, float]:
     tokens = [f["answer_tokens"] for f in facts if f["answer_tokens"] is not None]
     out["answer_tokens_mean"] = float(np.mean(tokens)) if tokens else math.nan
     out["answer_tokens_p95"] = float(np.percentile(tokens, 95)) if tokens else math.nan
-    for reason in GUARDS:
+    for reason in GUARD_REASONS:  # one rate per reason the pre-model guard gives
         out[f"guard/{reason}"] = sum(f["guard"] == reason for f in facts) / n
     scored = [f for f in facts if f["overall"] is not None]
     total = sum(f["overall"] for f in scored)
