@@ -148,6 +148,9 @@ def test_gpu_extra_declares_the_stack_the_paper_configs_use():
     (["trainer.warmup_step=10"], "did you mean warmup_steps"),
     (["rollout.vllm_gpu_memory_utilisation=0.3"], "did you mean vllm_gpu_memory_utilization"),
     (["trainer.reward_weights=[1,1]"], "is set by reward.weights"),
+    # Passed through, these reached TRL alone (activation_checkpointing won; vLLM, --plan, validation missed it).
+    (["trainer.gradient_checkpointing=false"], "is set by model.gradient_checkpointing"),
+    (["trainer.max_completion_length=64"], "is set by rollout.max_completion_tokens"),
     (["trainer.report_to=[tensorbord]"], "unknown logger"),
     (["algorithm.betta=0.1"], "did you mean beta"),
 ])

@@ -7,6 +7,7 @@ Dtype: on CUDA the checkpoint's own (transformers' dtype="auto"); on CPU float32
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -31,6 +32,41 @@ def _one_at_a_time(load):
         with _LOADING:
             return load(*args, **kwargs)
     return serialized
+
+
+@contextlib.contextmanager
+def whole_weights():
+    """Load inference models whole while transformers' DeepSpeed ZeRO-3 hook is armed.
+
+    Building a `GRPOConfig` under a ZeRO-3 accelerate config arms `zero.Init` for the rest of the process, on
+    purpose, so the policy loads sharded. The reward's embedder and an in-process judge load lazily, at the first
+    scored answer, inside that armed context: their parameters came out partitioned (local shape (0,)) and
+    nothing gathers them ("'weight' must be 2-D" at the first step; ranks deadlock when only one loads).
+    The hook is unset for the load and restored after. Every model load holds `_LOADING`, so no other load
+    sees the gap; a thread that is not loading never asks transformers whether ZeRO-3 is on."""
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # transformers without its DeepSpeed integration: nothing is armed
+        yield
+        return
+    armed = hf_deepspeed.deepspeed_config() and hf_deepspeed._hf_deepspeed_config_weak_ref()  # a strong reference
+    if not armed:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(armed)
+
+
+def _inference_load(load):
+    """One load at a time, and whole weights under an armed ZeRO-3 hook (`whole_weights`)."""
+    @functools.wraps(load)
+    def whole(*args, **kwargs):
+        with _LOADING, whole_weights():
+            return load(*args, **kwargs)
+    return whole
 
 
 def _torch_dtype(device: str, dtype: str | None):
@@ -74,7 +110,7 @@ def has_vision_config(config) -> bool:
 
 
 @lru_cache(maxsize=4)
-@_one_at_a_time
+@_inference_load
 def load_causal_lm(name: str, device: str | None = None, dtype: str | None = None):
     """(model, tokenizer) in eval mode; shared across callers in one process. dtype None: float32 on CPU,
     the checkpoint's on CUDA; "float32" / "bfloat16" / "auto" as `runtime_dtype`."""
@@ -94,7 +130,7 @@ def load_causal_lm(name: str, device: str | None = None, dtype: str | None = Non
 
 
 @lru_cache(maxsize=4)
-@_one_at_a_time
+@_inference_load
 def load_embedder(name: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 
@@ -104,7 +140,7 @@ def load_embedder(name: str, device: str | None = None):
         raise hub_error(name, err, "embedding model") from None
 
 
-@_one_at_a_time
+@_inference_load
 def load_model(name: str, vision: bool | None = None, device: str | None = None):
     """(model, tokenizer or processor) in eval mode: a text LM, or an image-text-to-text model for a vision
     model (None: `is_vision_model`). Any load failure becomes one MedixError naming the model."""

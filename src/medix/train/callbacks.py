@@ -49,7 +49,9 @@ class JsonMetricsLogger(TrainerCallback):
 class ValidationCallback(TrainerCallback):
     """Every `eval_steps`: greedy answers on the held-out rows, scored with the composite reward.
 
-    Logs eval/<component> and saves the policy to OUTPUT/best when eval/overall improves.
+    Logs eval/<component> and saves the policy to OUTPUT/best when eval/overall improves. Runs on every process:
+    under ZeRO-3 / FSDP both generating and saving are collectives (`Validator.run` shards the rows and gathers
+    the results, so every process takes the same decision); OUTPUT/best/best.json is written by the first.
     """
 
     def __init__(self, trainer, validator, eval_steps: int, output_dir: Path):
@@ -57,15 +59,16 @@ class ValidationCallback(TrainerCallback):
         self.best: float | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.eval_steps or not state.is_world_process_zero:
+        if state.global_step % self.eval_steps:
             return
-        summary = self.validator.run(self.trainer.model)
+        summary = self.validator.run(self.trainer.model_wrapped, self.trainer.accelerator)
         metrics = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
         self.trainer.log(metrics)
         overall = summary.get("overall")
         if overall is not None and (self.best is None or overall > self.best):
             self.best = overall
             best_dir = self.output_dir / "best"
-            self.trainer.save_model(str(best_dir))
-            (best_dir / "best.json").write_text(json.dumps({"step": state.global_step, **summary}, indent=2))
-            log.info("new best eval/overall %.4f at step %d → %s", overall, state.global_step, best_dir)
+            self.trainer.save_model(str(best_dir))  # every process: gathers ZeRO-3 / FSDP shards to save
+            if state.is_world_process_zero:
+                (best_dir / "best.json").write_text(json.dumps({"step": state.global_step, **summary}, indent=2))
+                log.info("new best eval/overall %.4f at step %d → %s", overall, state.global_step, best_dir)

@@ -22,7 +22,7 @@ from medix.data.datasets import load_rows
 from medix.data.prompts import build_prompt, content_parts, text_only
 from medix.errors import MedixError
 from medix.train.config import DataConfig
-from medix.train.image_tokens import image_token_counts, image_size
+from medix.train.image_tokens import fixed_size_images, image_size, image_token_counts
 
 log = logging.getLogger(__name__)
 PREP_VERSION = "prep-1"  # part of the cache key: bump when prompts or their counting change
@@ -196,6 +196,9 @@ def prepare(source: str, cfg: DataConfig, processing, vision: bool, limit: int |
         raise MedixError(f"{source}: no samples left after filtering ({too_long} longer than "
                          f"data.max_prompt_tokens={cfg.max_prompt_tokens})")
     dataset = kept.remove_columns(["prompt_tokens", "n_images", "image_sizes"] + ([] if vision else ["images"]))
+    resize = fixed_size_images(processing) if vision else None
+    if resize is not None:  # decoded images come out at the size both the trainer and vLLM give them
+        dataset = dataset.with_transform(resize.rows, columns=["images"], output_all_columns=True)
     return PreparedData(dataset, len(rows), too_long, dropped)
 
 

@@ -46,3 +46,43 @@ def image_token_counts(processing, sizes: list[tuple[int, int]]) -> list[int] | 
                  type(processing).__name__, err)
         return None
     return None if counts is None else list(counts)
+
+
+def fixed_size_images(processing):
+    """A function that resizes one image to the size `processing` would give it (Qwen-VL's smart resize to the
+    policy's [min_pixels, max_pixels]); None for processors without that rule.
+
+    TRL builds the colocated vLLM engine from the model name, so vLLM's processor keeps the checkpoint's own
+    pixel bounds (Qwen3-VL: up to 16.7 MP) while the trainer's has the run's (paper: 262,144-4,194,304): the
+    rollout would see each image at one resolution and the update at another. An image already at its target
+    size (a multiple of patch × merge inside both bounds) is left as it is by both processors, so images are
+    resized once, here, before TRL sees them. Resampling is the processor's own (bicubic for Qwen-VL)."""
+    image_processor = getattr(processing, "image_processor", None)
+    size = dict(getattr(image_processor, "size", None) or {})
+    patch, merge = getattr(image_processor, "patch_size", None), getattr(image_processor, "merge_size", None)
+    if not (patch and merge and size.get("shortest_edge") and size.get("longest_edge")):
+        return None
+    return FixedSize(size["shortest_edge"], size["longest_edge"], patch * merge,
+                     getattr(image_processor, "resample", Image.BICUBIC))
+
+
+class FixedSize:
+    """Resize an image to its Qwen-VL smart-resize target (a callable class: it pickles with the dataset)."""
+
+    def __init__(self, min_pixels: int, max_pixels: int, factor: int, resample):
+        self.min_pixels, self.max_pixels, self.factor, self.resample = min_pixels, max_pixels, factor, resample
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        image = image.convert("RGB")
+        height, width = smart_resize(image.height, image.width, factor=self.factor, min_pixels=self.min_pixels,
+                                     max_pixels=self.max_pixels)
+        if (height, width) == (image.height, image.width):
+            return image
+        return image.resize((width, height), resample=self.resample)
+
+    def rows(self, batch: dict) -> dict:
+        """A `Dataset.with_transform` function over the `images` column."""
+        batch["images"] = [[self(image) for image in row or []] for row in batch["images"]]
+        return batch

@@ -42,10 +42,14 @@ def load_policy(cfg: ModelConfig):
 
 
 def prepare_policy(model, processing, cfg: ModelConfig) -> None:
-    """Pad token, frozen vision tower, gradient checkpointing — also for models built in tests."""
+    """Pad token, left padding, frozen vision tower, gradient checkpointing — also for models built in tests."""
     tokenizer = getattr(processing, "tokenizer", processing)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # TRL pads prompts on the left itself, but re-tokenises a VLM's prompts with the processor's own padding
+    # side for the image fields (mm_token_type_ids); TRL forces left only on a processor it builds itself. A
+    # checkpoint whose tokenizer config says right would put the image markers off their tokens.
+    tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
     if cfg.freeze_vision:
         frozen = 0
         for name, param in model.named_parameters():

@@ -29,11 +29,15 @@ from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_b
 from medix.errors import MedixError
 from medix.train.config import DynamicSamplingConfig
 from medix.train.monitor import RewardMonitor
+from medix.train.rollout import unexpanded_image_prompts
 
 log = logging.getLogger(__name__)
 
 MONITOR_STATE = "reward_monitor.json"
-_LEFT_PADDED = ("prompt_ids", "prompt_mask", "token_type_ids", "mm_token_type_ids")
+_LEFT_PADDED = ("prompt_ids", "prompt_mask")
+# Per-token fields TRL extends over the completion (prompt part, then zeros for the completion): one row is
+# prompt + completion wide, so it is split at the prompt's width and each half padded on its own side.
+_PROMPT_AND_COMPLETION = ("token_type_ids", "mm_token_type_ids")
 
 
 def group_stats(overall: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,13 +96,18 @@ def _pad_to(t: torch.Tensor, length: int, left: bool, value) -> torch.Tensor:
 
 
 def concat_batches(parts: list[dict], pad_token_id: int) -> dict:
-    """Concatenate TRL batches from several generation rounds; sequence tensors are re-padded
-    (prompts on the left, completions and per-token values on the right)."""
+    """Concatenate TRL batches from several generation rounds; sequence tensors are re-padded (prompts on the
+    left, completions and per-token values on the right, prompt-and-completion fields split at the prompt)."""
+    prompt_width = max(p["prompt_ids"].size(1) for p in parts) if "prompt_ids" in parts[0] else 0
+    completion_width = max(p["completion_ids"].size(1) for p in parts) if "completion_ids" in parts[0] else 0
     out = {}
     for key, first in parts[0].items():
         values = [p[key] for p in parts]
         if isinstance(first, list):
             out[key] = [x for v in values for x in v]
+        elif key in _PROMPT_AND_COMPLETION and isinstance(first, torch.Tensor) and prompt_width:
+            out[key] = torch.cat([_repad_prompt_and_completion(v, p["prompt_ids"].size(1), prompt_width,
+                                                               completion_width) for v, p in zip(values, parts)])
         elif isinstance(first, torch.Tensor) and first.dim() >= 2 and key not in ("image_grid_thw",):
             length = max(v.size(1) for v in values)
             pad_value = pad_token_id if key.endswith("_ids") else 0
@@ -108,6 +117,13 @@ def concat_batches(parts: list[dict], pad_token_id: int) -> dict:
         else:
             out[key] = first
     return out
+
+
+def _repad_prompt_and_completion(t: torch.Tensor, prompt: int, prompt_width: int, completion_width: int):
+    """(rows, prompt + completion) → (rows, prompt_width + completion_width): the prompt part padded on the left,
+    the completion part on the right, so each value stays over its own token of prompt_ids + completion_ids."""
+    head, tail = t[:, :prompt], t[:, prompt:]
+    return torch.cat([_pad_to(head, prompt_width, True, 0), _pad_to(tail, completion_width, False, 0)], dim=1)
 
 
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
@@ -143,7 +159,8 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             record = {"step": self.state.global_step, "id": row.get("id"), "completion": completion}
             record.update({name: (None if v != v else v) for name, v in zip(self.reward_func_names, values)})
             record["overall"] = None if total != total else total  # what TRL trains on (extra functions included)
-            record.update(result.values if result is not None else {})  # each component's own value
+            if result is not None:  # each component's own value, the guard, the parsed answer, the similarity
+                record.update({k: v for k, v in result.to_dict().items() if k != "overall"})
             self.completion_records.append(record)
         if self.monitor is not None and self.model.training:  # every completion of the round, all processes
             self.monitor.add(gather_object(self.monitor.facts()))
@@ -283,6 +300,14 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             return
         version, internal, gauss = json.loads(path.read_text())
         self._refill_rng.setstate((version, tuple(internal), gauss))
+
+    def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
+        """TRL's generation step; colocated vLLM gets each image's placeholder once (`train/rollout.py`)."""
+        token = getattr(self, "_image_pad_token_id", None)
+        if self.use_vllm and self.vllm_mode == "colocate" and images is not None and token is not None:
+            with unexpanded_image_prompts(self.vllm_generation, token):
+                return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
+        return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
 
     def _pad_id(self) -> int:
         tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)

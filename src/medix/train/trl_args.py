@@ -69,7 +69,7 @@ def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
         gradient_accumulation_steps=t.gradient_accumulation_steps, steps_per_generation=t.steps_per_generation,
         logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
         save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed,
-        bf16=cuda if t.bf16 is None else t.bf16, use_cpu=not cuda,
+        bf16=cuda if t.bf16 is None else t.bf16, **cpu_fields(cuda),
         report_to=[x for x in t.report_to if x not in EXTRA_REPORTERS],
         activation_checkpointing=cfg.model.gradient_checkpointing,
         num_generations=r.num_generations, temperature=r.temperature, top_p=r.top_p,
@@ -88,6 +88,42 @@ def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
     )
 
 
+def _deepspeed_launch() -> bool:
+    """Started by a launcher (WORLD_SIZE set) with a DeepSpeed accelerate config."""
+    import os
+
+    from transformers.utils import strtobool
+
+    return "WORLD_SIZE" in os.environ and bool(strtobool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")))
+
+
+def cpu_fields(cuda: bool) -> dict[str, Any]:
+    """Where the processes run without CUDA. Plain processes: `use_cpu` (accelerate's multi-CPU state). Under
+    DeepSpeed, use_cpu must stay False (transformers takes its DeepSpeed branch only then) and gloo is named:
+    accelerate 1.16 otherwise leaves the backend unset and every process thinks it is rank 0."""
+    if cuda:
+        return {"use_cpu": False}
+    return {"use_cpu": False, "ddp_backend": "gloo"} if _deepspeed_launch() else {"use_cpu": True}
+
+
+def cpu_process_group(timeout_s: int) -> None:
+    """Several plain processes without CUDA (accelerate launch on CPU): start the gloo process group here, with
+    the run's `ddp_timeout`, which transformers drops under use_cpu=True (a collective one process never joins
+    then waits 30 minutes). accelerate uses a process group that already exists. (Under DeepSpeed the timeout
+    reaches DeepSpeed's own init: nothing to do.)"""
+    import os
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) < 2 or dist.is_initialized() \
+            or _deepspeed_launch():
+        return
+    dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s), rank=int(os.environ["RANK"]),
+                            world_size=int(os.environ["WORLD_SIZE"]))
+
+
 def passthrough_fields(cfg: TrainConfig) -> dict[str, Any]:
     """The TRL-named keys given in the algorithm / rollout / trainer sections, in that order."""
     out: dict[str, Any] = {}
@@ -104,6 +140,7 @@ def grpo_args(cfg: TrainConfig) -> GRPOConfig:
         if key in kwargs and kwargs[key] != value:
             log.info("TRL field %s=%r overrides medix's %r", key, value, kwargs[key])
         kwargs[key] = value
+    cpu_process_group(int(kwargs.get("ddp_timeout", 1800)))
     try:
         return GRPOConfig(**kwargs)
     except (ValueError, TypeError) as err:

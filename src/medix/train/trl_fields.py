@@ -14,6 +14,13 @@ MANAGED = {
     "reward_weights": "reward.weights (TRL gets one `overall` reward function, weight 1; the component weights are inside it)",
     "remove_unused_columns": "medix (the reward functions read the dataset's solution / problem / images columns)",
     "log_completions": "trainer.log_completions (medix writes completions.jsonl itself)",
+    # Passed through, these reached TRL and nothing else: gradient_checkpointing=false was overridden by the
+    # newer activation_checkpointing medix sets, and a completion length given here missed vLLM's context
+    # length, `--plan` and validation.
+    "gradient_checkpointing": "model.gradient_checkpointing (medix sets TRL's activation_checkpointing from it)",
+    "activation_checkpointing": "model.gradient_checkpointing (medix sets TRL's activation_checkpointing from it)",
+    "max_completion_length": "rollout.max_completion_tokens (also read by vLLM's context length, --plan and "
+                             "validation; rollout.max_completion_length is accepted too)",
 }
 # report_to names that are not transformers integrations.
 EXTRA_REPORTERS = ("json",)

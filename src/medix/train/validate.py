@@ -1,12 +1,55 @@
 """Answers on held-out samples (greedy unless a temperature is given), scored with the composite reward
-(validation, demo before/after)."""
+(validation, demo before/after).
+
+Under several training processes every process validates: each answers its own shard of the held-out rows
+and the results are gathered, so every process reaches the same summary. Under ZeRO-3 and FSDP a forward
+pass is a collective, so a process that sat validation out would leave the others waiting in `generate`
+(the deadlock of validating on rank 0 alone). Shards are made equal in length (the shorter ones repeat an
+item, dropped after the gather) so every process runs the same number of `generate` calls.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 from medix.generation import generate
 from medix.rewards.components import image_present
 from medix.rewards.composite import CompositeReward
 from medix.rewards.scoring import summarize
+
+
+def shard(n: int, index: int, count: int) -> tuple[list[int], int]:
+    """(row indices for process `index` of `count`, how many of them are its own): every `count`-th row from
+    `index`, padded by repeating one row so that every process holds ceil(n / count)."""
+    own = list(range(index, n, count))
+    width = -(-n // count)
+    filler = own[-1:] if own else [0]
+    return own + filler * (width - len(own)), len(own)
+
+
+def unwrapped_for_generation(model, accelerator):
+    """The whole policy for `generate` under TRL's own rules: ZeRO-3 weights gathered (hooks off), FSDP1 full
+    parameters summoned; FSDP2 and DDP as they are."""
+    if accelerator is None or accelerator.num_processes == 1 and not hasattr(model, "module"):
+        return contextlib.nullcontext(model)
+    from trl.distributed import DistributedBackend
+    from trl.models import unwrap_model_for_generation
+
+    stack = contextlib.ExitStack()
+    unwrapped = stack.enter_context(unwrap_model_for_generation(model, accelerator))
+    stack.enter_context(DistributedBackend(accelerator).summon_full_params(model, recurse=False))
+    return _Entered(stack, unwrapped)
+
+
+class _Entered(contextlib.AbstractContextManager):
+    def __init__(self, stack: contextlib.ExitStack, value):
+        self.stack, self.value = stack, value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
 
 
 class Validator:
@@ -16,12 +59,24 @@ class Validator:
         self.rows, self.processing, self.composite, self.max_new_tokens = rows, processing, composite, max_new_tokens
         self.temperature, self.top_p = temperature, top_p
 
-    def run(self, model) -> dict:
-        images = self.rows["images"] if "images" in self.rows.column_names else None
-        responses = generate(model, self.processing, self.rows["prompt"], images, self.max_new_tokens,
-                             self.temperature, self.top_p)
+    def run(self, model, accelerator=None) -> dict:
+        """The summary over every held-out row. With an `accelerator`, call it on every process: each answers
+        its shard, and every process returns the same summary (results gathered)."""
+        index, count = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+        picks, own = shard(len(self.rows), index, count)
+        rows = self.rows.select(picks)
+        images = rows["images"] if "images" in rows.column_names else None
+        with unwrapped_for_generation(model, accelerator) as policy:
+            responses = generate(policy, self.processing, rows["prompt"], images, self.max_new_tokens,
+                                 self.temperature, self.top_p)
         has_image = [image_present(i) for i in images] if images else [False] * len(responses)
-        results = self.composite.score(responses, self.rows["solution"], self.rows["problem"], has_image)
-        self.last = [{"id": i, "response": r, **res.to_dict()}
-                     for i, r, res in zip(self.rows["id"], responses, results)]
-        return summarize(results)
+        results = self.composite.score(responses[:own], rows["solution"][:own], rows["problem"][:own], has_image[:own])
+        mine = [(i, {"id": row_id, "response": r, **res.to_dict()}, res)
+                for i, row_id, r, res in zip(picks, rows["id"], responses, results)]
+        if count > 1:
+            from accelerate.utils import gather_object
+
+            mine = gather_object(mine)  # every process's own rows, on every process
+        mine.sort(key=lambda item: item[0])
+        self.last = [record for _, record, _ in mine]
+        return summarize([res for _, _, res in mine])
