@@ -91,11 +91,14 @@ def test_fsdp2_two_processes_save_a_whole_policy_and_resume(tmp_path, policy, st
     train_yaml, out = write_run(tmp_path, policy, stub, save_steps=1)
     done = launch("fsdp2", train_yaml, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "FSDP" in said(done)  # the policy really was sharded (accelerate's FSDP branch, not plain DDP)
+    # The policy really was sharded (accelerate's FSDP branch, not plain DDP): FSDP's sharded checkpoint format.
+    assert (out / "checkpoint-2" / "pytorch_model_fsdp_0").is_dir() and (out / "checkpoint-2" / "optimizer_0").is_dir()
     whole = load_file(policy / "model.safetensors")
     final = load_file(out / "final" / "model.safetensors")
-    assert {k: v.shape for k, v in final.items()} == {k: v.shape for k, v in whole.items() if k in final}
-    assert any(not torch.equal(final[k], whole[k]) for k in final)  # trained, and gathered whole to save
+    assert {k: final[k].shape for k in whole} == {k: v.shape for k, v in whole.items()}  # every weight, whole
+    if "lm_head.weight" in final:  # the full state dict writes the tied head too: it must still be the embedding
+        assert torch.equal(final["lm_head.weight"], final["model.embed_tokens.weight"])
+    assert any(not torch.equal(final[k], whole[k]) for k in whole)  # trained, and gathered whole to save
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
 
     resumed = launch("fsdp2", train_yaml, tmp_path, ["trainer.max_steps=3",
