@@ -10,11 +10,20 @@ as TRL has it: there TRL computes the image features itself and places them by t
 
     with unexpanded_image_prompts(trainer.vllm_generation, image_token_id):
         ...  # TRL's own generation step
+
+Weights of fused MoE experts. transformers 5 transposes some fused expert tensors when it loads a checkpoint
+(Qwen3-VL-MoE: `mlp.experts.gate_up_proj` and `down_proj`, its conversion mapping) and TRL pushes the
+parameters to vLLM as they are in memory; vLLM's loader expects the checkpoint's layout and transposes itself,
+so a 30B-A3B run fails at the first weight sync on shapes (reported for verl, volcengine/verl#6210). Those
+tensors are handed back in the checkpoint's layout, read from transformers' own mapping for the model type:
+
+    checkpoint_layout(trainer.vllm_generation, model.config.model_type)
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 
 
 def collapse_runs(ids: list[int], token_id: int) -> list[int]:
@@ -43,3 +52,41 @@ def unexpanded_image_prompts(vllm_generation, image_token_id: int):
             vllm_generation.generate = generate
         else:
             del vllm_generation.generate  # back to the class's method
+
+
+def load_transposes(model_type: str) -> list[tuple[re.Pattern, int, int]]:
+    """(name pattern, dim0, dim1) of every tensor transformers transposes in place when it loads a checkpoint of
+    `model_type` (a converter that keeps the name and only transposes); [] for most models."""
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+    from transformers.core_model_loading import Transpose, WeightConverter
+
+    out = []
+    for converter in get_checkpoint_conversion_mapping(model_type) or []:
+        ops = getattr(converter, "operations", None)
+        if not isinstance(converter, WeightConverter) or not ops or not all(isinstance(op, Transpose) for op in ops):
+            continue
+        if list(converter.source_patterns) != list(converter.target_patterns):
+            continue
+        for pattern in converter.target_patterns:
+            for op in ops:
+                out.append((re.compile(re.escape(pattern) + "$"), op.dim0, op.dim1))
+    return out
+
+
+def in_checkpoint_layout(named_params, transposes: list[tuple[re.Pattern, int, int]]):
+    """(name, tensor) pairs with the load-time transposes undone (a transpose is its own inverse)."""
+    for name, param in named_params:
+        for pattern, dim0, dim1 in transposes:
+            if pattern.search(name):
+                param = param.transpose(dim0, dim1).contiguous()
+        yield name, param
+
+
+def checkpoint_layout(vllm_generation, model_type: str) -> bool:
+    """Make TRL's weight sync hand vLLM the checkpoint's layout for `model_type`; False when nothing differs."""
+    transposes = load_transposes(model_type)
+    if not transposes:
+        return False
+    named = vllm_generation._iter_named_params  # TRL 1.16: the one iterator behind server and colocate syncs
+    vllm_generation._iter_named_params = lambda: in_checkpoint_layout(named(), transposes)
+    return True

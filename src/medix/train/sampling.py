@@ -29,7 +29,7 @@ from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_b
 from medix.errors import MedixError
 from medix.train.config import DynamicSamplingConfig
 from medix.train.monitor import RewardMonitor
-from medix.train.rollout import unexpanded_image_prompts
+from medix.train.rollout import checkpoint_layout, unexpanded_image_prompts
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         # saved in checkpoints so a resumed run refills exactly as the uninterrupted one.
         self._refill_rng = random.Random(self.args.seed * 1_000_003 + self.accelerator.process_index)
         self.completion_records: list[dict] = []  # filled per generation, drained by the completions logger
+        if self.use_vllm:  # fused MoE experts go to vLLM in the checkpoint's layout (train/rollout.py)
+            checkpoint_layout(self.vllm_generation, self.accelerator.unwrap_model(self.model).config.model_type)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
