@@ -22,7 +22,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 # gpu_smoke.py is driven by bench/gpu_smoke.sh --smoke (it needs the shell wrapper's environment).
-NOT_HERE = {"gpu_smoke.py"}
+# gpu_smoke_kit.py builds and checks the smoke's wheel kit (test_gpu_smoke_kit_is_closed_on_a_bare_python).
+NOT_HERE = {"gpu_smoke.py", "gpu_smoke_kit.py"}
 # These load the embedded SmolLM2 / MiniLM and run them (train_step: two GRPO steps).
 SLOW = {"cpu_judge.py", "judge_prefix.py", "reward_throughput.py", "train_step.py"}
 TIMEOUT_S = 600  # far above a smoke run; a script that takes this long has lost its toy sizes

@@ -6,8 +6,12 @@ docs/training.md, "What was tested where"."""
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
+import sys
 import re
 from importlib.metadata import requires
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -249,8 +253,6 @@ def test_judge_placement_becomes_vllm_arguments():
 @pytest.mark.slow
 def test_gpu_smoke_script_runs_on_cpu():
     """bench/gpu_smoke.sh --smoke: the GPU smoke flow on CPU, so the script cannot rot between GPU loans."""
-    import subprocess
-
     done = subprocess.run([str(REPO / "bench" / "gpu_smoke.sh"), "--smoke"], capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -293,3 +295,32 @@ def test_an_unreachable_judge_url_is_named_without_its_credentials():
     with pytest.raises(MedixError, match=r"judge at http://127\.0\.0\.1:\d+/v1 is not reachable") as err:
         check_judge_reachable(cfg)
     assert "s3cret-pass" not in str(err.value)
+
+
+def python312() -> str | None:
+    """A working Python 3.12: on PATH, or among pyenv's installed versions (its shim fails unless selected)."""
+    candidates = [shutil.which("python3.12")]
+    if shutil.which("pyenv"):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+        candidates += sorted(str(p) for p in Path(root).glob("versions/3.12*/bin/python3.12"))
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "import venv"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.slow
+def test_gpu_smoke_kit_is_closed_on_a_bare_python(tmp_path):
+    """The kit (bench/gpu_smoke_kit.py) installs into an empty Python 3.12 venv beside only what a bare GPU machine
+    has, with nothing left unresolved: `pip check` clean (torch aside) and every torch-free import works. An
+    earlier hand-made kit missed openai's httpx2 and datasets' pyarrow; this goes red on such a list."""
+    python = python312()
+    if python is None:
+        pytest.skip("no Python 3.12 here")
+    kit = REPO / "bench" / "gpu_smoke_kit.py"
+    subprocess.run([sys.executable, str(kit), "prepare", "--out", str(tmp_path)], check=True, timeout=600)
+    parts = sorted(tmp_path.glob("wheels-*"))
+    assert parts and all(sum(w.stat().st_size for w in p.iterdir()) <= 60 * 2**20 for p in parts)
+    done = subprocess.run([sys.executable, str(kit), "check", "--kit", str(tmp_path), "--python", python],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
