@@ -33,7 +33,7 @@ def train(
     plan: bool = typer.Option(False, "--plan", help="Print each GPU's memory budget for this config and node, then "
                               "exit (1 when it does not fit); loads no weights, starts nothing."),
     accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config", help="--plan: the accelerate "
-                                                     "config of the launch (sharding, processes)."),
+                                                     "config of the launch (sharding, processes); default: the config's accelerate_config."),
     gpus: int = typer.Option(8, "--gpus", help="--plan: GPUs per node."),
     gpu_memory: float = typer.Option(79.6, "--gpu-memory", help="--plan: GiB per GPU as the driver reports it "
                                      "(an 80 GB H100 / A100: 79.6)."),  # 81,559 MiB = 79.6 GiB
@@ -50,6 +50,8 @@ def train(
         from medix.train.launch import launch_shape
         from medix.train.plan import plan_training, render
 
+        if accelerate_config is None and cfg.accelerate_config:  # the launch the config names
+            accelerate_config = config.parent / cfg.accelerate_config
         result = plan_training(cfg, launch_shape(accelerate_config, gpus, gpu_memory, sharding), str(config))
         render(result, Console(width=160))
         if not result.fits:

@@ -239,6 +239,9 @@ class TrainConfig(_Config):
     judge_serve: JudgeServeConfig = Field(default_factory=JudgeServeConfig, description="Managed judge server.")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and checkpoints.")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="Reward-hacking monitor.")
+    accelerate_config: str | None = Field(
+        None, description="The accelerate config this run is launched with (relative paths from the training "
+        "config's folder); `medix train --plan` plans that launch when --accelerate-config is not given.")
 
     @model_validator(mode="after")
     def _checks(self) -> "TrainConfig":

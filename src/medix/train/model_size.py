@@ -37,6 +37,9 @@ class ModelSize:
     max_positions: int     # the context the config allows (vLLM's max_model_len when none is given)
     largest_block: int     # the largest unit ZeRO-3 / FSDP gathers at once: a decoder layer or an embedding
     adapter_params: int    # LoRA adapter parameters (0 without LoRA)
+    vision_hidden: int = 0  # vision tower width (0 for a text model)
+    vision_layers: int = 0  # vision tower blocks
+    vision_patch: int = 0   # pixels per patch side (the tower sees one token per patch)
 
     def kv_bytes_per_token(self, tensor_parallel: int = 1) -> int:
         """bf16 K and V of one token over all layers on one GPU of a tensor-parallel group. vLLM splits the KV
@@ -147,6 +150,7 @@ def model_size(name: str, lora: tuple[int, str | tuple[str, ...]] | None = None)
     config, source = find_config(name)
     model = meta_model(config)
     text = config.get_text_config()
+    vision = getattr(config, "vision_config", None)
     heads = text.num_attention_heads
     adapters = 0
     if lora:
@@ -160,4 +164,6 @@ def model_size(name: str, lora: tuple[int, str | tuple[str, ...]] | None = None)
         kv_heads=getattr(text, "num_key_value_heads", None) or heads,
         head_dim=getattr(text, "head_dim", None) or text.hidden_size // heads,
         max_positions=getattr(text, "max_position_embeddings", None) or 0,
-        largest_block=largest_block(model), adapter_params=adapters)
+        largest_block=largest_block(model), adapter_params=adapters,
+        vision_hidden=getattr(vision, "hidden_size", 0) or 0, vision_layers=getattr(vision, "depth", 0) or 0,
+        vision_patch=getattr(vision, "patch_size", 0) or 0)

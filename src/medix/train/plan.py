@@ -27,7 +27,16 @@ tokens (max_prompt_tokens + max_completion_tokens), hidden size h, L layers, voc
                checkpointing 34·b·T·h B per layer instead of 2·b·T·h (17×; Korthikanti et al. 2022, "Reducing
                activation recomputation", flash attention so no T² term; an estimate for GQA / SwiGLU / MoE).
   recompute    with checkpointing, the backward pass recomputes one layer at a time in full: 34·b·T·h B once.
-  logits       b·completion·V·2 B·2: bf16 logits of the completion tokens and their gradient.
+  LM head      TRL 1.16 never materialises the logits: its fused LM head computes log-probabilities tile by tile
+               (4,096 tokens × 32,768 vocabulary, bf16) and accumulates the backward in fp32: the gradient of the
+               N = b·completion hidden states (N·h·4 B) and of the head (V·h·4 B), one tile at a time.
+  vision       (vision policies) the tower's activations over b images of max_pixels / patch² patches each, by
+               the same rule as the text layers (checkpointed: 2 B per unit per block + one block recomputed).
+  pixel values (vision policies) kept from scoring to the last update of a generation batch: G =
+               per_device_train_batch_size × steps_per_generation images at model.max_pixels, 6 values a pixel
+               (3 channels × 2 temporal copies) in bf16, every image at the largest size (a bound). Dynamic
+               sampling's rounds wait in host memory; only the merged batch is on the GPU.
+  optimizer    the step's fp32 gradients, trained parameters × 4 B, sharded as the optimizer state.
 
 Rollout: colocated vLLM takes rollout.vllm_gpu_memory_utilization × the GPU's memory; inside it, the rollout
 weights (bf16, ÷ tensor parallel) and the KV cache the rest leaves (vLLM's own activation peak and CUDA graphs
@@ -187,10 +196,45 @@ def activation_lines(policy: ModelSize, cfg: TrainConfig) -> list[Line]:
                  f"{b} × {t:,} tok × {h} × {FULL_BYTES} B (estimate)", "update")]
 
 
-def logits_line(policy: ModelSize, cfg: TrainConfig) -> Line:
-    b, c = cfg.trainer.per_device_train_batch_size, cfg.rollout.max_completion_tokens
-    return Line("logits + their gradient (bf16)", b * c * policy.vocab * 2 * 2,
-                f"{b} × {c:,} completion tok × {policy.vocab:,} vocab × 2 B × 2", "update")
+TOKEN_TILE, VOCAB_TILE = 4096, 32768  # TRL 1.16's fused LM head tile (trl/kernels/chunked_logprob.py)
+QWEN_VL_MAX_PIXELS = 16_777_216  # Qwen-VL processors' default longest_edge when model.max_pixels is unset
+
+
+def lm_head_lines(policy: ModelSize, cfg: TrainConfig) -> list[Line]:
+    b, c, h, v = cfg.trainer.per_device_train_batch_size, cfg.rollout.max_completion_tokens, policy.hidden, policy.vocab
+    n = b * c
+    tile = min(n, TOKEN_TILE) * min(v, VOCAB_TILE) * 2
+    out = [Line("LM head: one logits tile (bf16)", tile, f"min({n:,}, {TOKEN_TILE:,}) tok × min({v:,}, "
+                f"{VOCAB_TILE:,}) vocab × 2 B (TRL's fused log-probs)", "update"),
+           Line("LM head backward: fp32 hidden-state gradient", n * h * 4, f"{b} × {c:,} tok × {h} × 4 B", "update")]
+    if not cfg.model.lora.enabled:
+        out.append(Line("LM head backward: fp32 head gradient", v * h * 4, f"{v:,} vocab × {h} × 4 B", "update"))
+    return out
+
+
+def vision_lines(policy: ModelSize, cfg: TrainConfig) -> list[Line]:
+    if not policy.vision_layers:
+        return []
+    t, pixels = cfg.trainer, cfg.model.max_pixels or QWEN_VL_MAX_PIXELS
+    where = "model.max_pixels" if cfg.model.max_pixels else "the processor's default, model.max_pixels unset"
+    images = t.per_device_train_batch_size * (t.steps_per_generation or t.gradient_accumulation_steps)
+    patches = pixels // policy.vision_patch ** 2
+    hv, blocks, b = policy.vision_hidden, policy.vision_layers, t.per_device_train_batch_size
+    per_unit = CHECKPOINTED_BYTES * blocks + FULL_BYTES if cfg.model.gradient_checkpointing else FULL_BYTES * blocks
+    return [Line("pixel values kept for the update (bf16)", images * pixels * 12,
+                 f"{images} images × {pixels:,} px ({where}) × 6 × 2 B", "update"),
+            Line("vision tower activations", b * patches * hv * per_unit,
+                 f"{b} images × {patches:,} patches × {hv} × {per_unit} B (estimate)", "update")]
+
+
+def optimizer_step_line(policy: ModelSize, cfg: TrainConfig, sharding: Sharding, n: int) -> Line | None:
+    trained = policy.adapter_params if cfg.model.lora.enabled else \
+        policy.params - (policy.vision_params if cfg.model.freeze_vision else 0)
+    if sharding.offload_optimizer:
+        return None
+    div = n if sharding.optimizer else 1
+    return Line("optimizer step: fp32 gradients", trained * 4 / div,
+                f"{trained:,} × 4 B{f' ÷ {n}' if div > 1 else ''}", "update")
 
 
 def _seq_len(cfg: TrainConfig) -> int:
@@ -294,7 +338,8 @@ def plan_training(cfg: TrainConfig, launch: Launch, config_name: str = "config")
     rollout, rollout_problems = rollout_lines(policy, cfg, launch, n)
     lines = [*training_state_lines(policy, cfg, launch.sharding, n), reference_line(policy, cfg, launch.sharding, n),
              embedder_line(cfg), local_judge_line(cfg), reserve_line(), *rollout, gathered_line(policy, launch.sharding),
-             *activation_lines(policy, cfg), logits_line(policy, cfg)]
+             *activation_lines(policy, cfg), *lm_head_lines(policy, cfg), *vision_lines(policy, cfg),
+             optimizer_step_line(policy, cfg, launch.sharding, n)]
     lines = sorted((x for x in lines if x is not None), key=lambda x: PHASES.index(x.phase))
     cap = launch.gpu_gib * GIB
     roles, notes = [], []

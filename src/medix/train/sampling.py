@@ -87,6 +87,11 @@ def select_rows(batch: dict, rows: list[int]) -> dict:
     return out
 
 
+def on_device(batch: dict, device) -> dict:
+    """`batch` with every tensor on `device`."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def _pad_to(t: torch.Tensor, length: int, left: bool, value) -> torch.Tensor:
     pad = length - t.size(1)
     if pad <= 0:
@@ -219,8 +224,11 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             rows = keep[start:start + len(batch_inputs)].tolist()
             flat = zero_std(self._last_overall, group)[start:start + len(batch_inputs)].tolist()
             ids = [row.get("id") for row in batch_inputs]
-            kept.append(select_rows(batch, [i for i, k in enumerate(rows) if k]))
-            dropped.append(select_rows(batch, [i for i, k in enumerate(rows) if not k]))
+            # Each round's rows wait in host memory (pixel values of a 320-image batch are GBs at the paper's
+            # max_pixels); only the merged batch goes back to the device.
+            kept.append(on_device(select_rows(batch, [i for i, k in enumerate(rows) if k]), "cpu"))
+            dropped.append(on_device(select_rows(batch, [i for i, k in enumerate(rows) if not k]), "cpu"))
+            del batch
             kept_ids += [ids[i] for i in range(0, len(rows), group) if rows[i]]
             dropped_ids += [ids[i] for i in range(0, len(rows), group) if not rows[i]]
             stats["kept"] += sum(rows) // group
@@ -246,7 +254,8 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
                     "groups (trained with zero advantage).")
         have = sum(len(b["advantages"]) for b in kept)
         stats["filled"] = max(0, need - have) // group
-        merged = select_rows(concat_batches([*kept, *dropped], self._pad_id()), list(range(need)))
+        merged = on_device(select_rows(concat_batches([*kept, *dropped], self._pad_id()), list(range(need))),
+                           self.accelerator.device)
         if have < need:  # dropped groups fill the batch but teach nothing: the filter ruled them out
             merged["advantages"][have:] = 0.0
         mask = merged["completion_mask"] * merged.get("tool_mask", 1)
