@@ -168,11 +168,48 @@ def _fits(lengths: list[int], max_tokens: int) -> list[bool]:
     return [n <= max_tokens for n in lengths]
 
 
-def _local_main_process_first() -> ContextManager:
-    """The first process of each node runs the block first; the others then reuse its cache files."""
-    from accelerate import PartialState
+class _LocalMainProcessFirst:
+    """The first process of each node runs the block first; the others then reuse its cache files.
 
-    return PartialState().local_main_process_first()
+    The others wait for a marker file, not in a collective: accelerate's `local_main_process_first` is a
+    barrier under the process group's timeout (ddp_timeout, 30 minutes by default), and downloading and
+    preparing 51K image rows from the hub can take longer, which ended the run. The processes of one node
+    share their launcher (the parent process), and call this in the same order, so (parent, call number)
+    names the marker; the barrier after it is short."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        import os
+        import tempfile
+        import time
+        from pathlib import Path
+
+        from accelerate import PartialState
+
+        state = PartialState()
+        self.calls += 1
+        if state.num_processes == 1:
+            yield
+            return
+        marker = Path(tempfile.gettempdir()) / f"medix-data-prep-{os.getppid()}-{self.calls}"
+        if state.is_local_main_process:
+            try:
+                yield
+            finally:
+                marker.write_text("done")  # also on failure: the others then fail on their own, not hang
+        else:
+            while not marker.exists():
+                time.sleep(1)
+            yield
+        state.wait_for_everyone()
+        if state.is_local_main_process:
+            marker.unlink(missing_ok=True)
+
+
+_local_main_process_first = _LocalMainProcessFirst()
 
 
 def prepare(source: str, cfg: DataConfig, processing, vision: bool, limit: int | None = None,
