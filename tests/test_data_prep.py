@@ -132,7 +132,11 @@ def test_rows_stay_lazy_and_images_decode_on_access(tmp_path, hf_cache, processo
     stored = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))[0]["images"][0]
     assert stored == {"bytes": None, "path": str(tmp_path / "img" / "a.png")}
     first = ds[0]
-    assert isinstance(first["images"][0], Image.Image) and first["images"][0].size == (64, 48)
+    # decoded, at the size the policy's processor gives it (so vLLM's processor sees the same pixels)
+    grid = processor.image_processor(images=[Image.open(tmp_path / "img" / "a.png")])["image_grid_thw"][0]
+    patch = processor.image_processor.patch_size
+    assert isinstance(first["images"][0], Image.Image)
+    assert first["images"][0].size == (int(grid[2]) * patch, int(grid[1]) * patch)
     assert ds[1]["images"] == [] and set(ds.column_names) == {"id", "problem", "solution", "prompt", "images"}
     assert [p["type"] for p in first["prompt"][-1]["content"]] == ["image", "text"]
 

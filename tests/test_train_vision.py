@@ -99,7 +99,7 @@ class RecordingVLLM:
 
     def generate(self, prompts, images, num_generations, profiler=None):
         self.prompts += [list(p) for p in prompts]
-        completions = [[7, 8] for _ in prompts for _ in range(num_generations)]
+        completions = [[504, 2030] for _ in prompts for _ in range(num_generations)]
         return prompts, completions, [[[-0.1], [-0.2]] for _ in completions], None
 
 
@@ -157,3 +157,34 @@ def test_images_reach_trl_at_the_size_both_processors_give_them(tmp_path):
     image = row["images"][0]
     assert image.width * image.height <= 4096 and image.width % 32 == 0 and image.height % 32 == 0
     assert grid(engine, image) == grid(processor.image_processor, image)
+
+
+def test_validation_answers_come_from_the_run_s_vllm_engine(tmp_path):
+    """With vLLM rollouts, validation asks the engine (HF generate of 256 × 4,096 tokens takes hours on one GPU),
+    at the validation's own sampling settings, restored afterwards; image prompts reach it unexpanded."""
+    from medix.train.validate import Validator
+
+    model, processor = tiny_qwen3_vl()
+    with JudgeStub() as stub:
+        cfg = load_train_config(None, [
+            f"data.train={write_rows(tmp_path)}", f"data.eval={tmp_path / 'd.jsonl'}", "data.eval_limit=3",
+            f"trainer.output_dir={tmp_path / 'run'}", "rollout.num_generations=2",
+            "trainer.per_device_train_batch_size=2", "reward.judge.backend=openai", "reward.judge.model=stub",
+            f"reward.judge.base_urls=['{stub.url}']", "reward.judge.cache=false", "trainer.eval_temperature=0.6",
+            "trainer.eval_top_p=0.95", "rollout.max_completion_tokens=7"])
+        run = build_trainer(cfg, model=model, processing=processor)
+        engine = RecordingVLLM()
+        engine.temperature, engine.top_p, engine.max_completion_length = 1.0, 1.0, 4096
+        seen = []
+        generate = engine.generate
+        engine.generate = lambda prompts, images, num_generations, profiler=None: (
+            seen.append((engine.temperature, engine.top_p, engine.max_completion_length, num_generations))
+            or generate(prompts, images, num_generations))
+        trainer = run.trainer
+        trainer.use_vllm, trainer.vllm_mode, trainer.vllm_generation = True, "colocate", engine
+        trainer._last_loaded_step = trainer.state.global_step
+        summary = run.validator.run(trainer.model, None, trainer)
+    assert summary["rows"] == 3 and seen == [(0.6, 0.95, 7, 1)]
+    assert (engine.temperature, engine.top_p, engine.max_completion_length) == (1.0, 1.0, 4096)
+    assert len(engine.prompts) == 3 and all(p.count(processor.image_token_id) == 1 for p in engine.prompts)
+    assert [r["response"] for r in run.validator.last] == [processor.tokenizer.decode([504, 2030], skip_special_tokens=True)] * 3

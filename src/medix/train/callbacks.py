@@ -61,7 +61,7 @@ class ValidationCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.eval_steps:
             return
-        summary = self.validator.run(self.trainer.model_wrapped, self.trainer.accelerator)
+        summary = self.validator.run(self.trainer.model_wrapped, self.trainer.accelerator, self.trainer)
         metrics = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
         self.trainer.log(metrics)
         overall = summary.get("overall")

@@ -83,6 +83,7 @@ class FixedSize:
         return image.resize((width, height), resample=self.resample)
 
     def rows(self, batch: dict) -> dict:
-        """A `Dataset.with_transform` function over the `images` column."""
-        batch["images"] = [[self(image) for image in row or []] for row in batch["images"]]
+        """A `Dataset.with_transform` function over the `images` column (undecoded entries pass as they are)."""
+        batch["images"] = [[self(i) if isinstance(i, Image.Image) else i for i in row or []]
+                           for row in batch["images"]]
         return batch

@@ -90,3 +90,40 @@ def checkpoint_layout(vllm_generation, model_type: str) -> bool:
     named = vllm_generation._iter_named_params  # TRL 1.16: the one iterator behind server and colocate syncs
     vllm_generation._iter_named_params = lambda: in_checkpoint_layout(named(), transposes)
     return True
+
+
+@contextlib.contextmanager
+def _sampling(vllm_generation, **settings):
+    """TRL's VLLMGeneration reads its sampling settings from attributes at each call: set them for the block."""
+    before = {name: getattr(vllm_generation, name) for name in settings}
+    for name, value in settings.items():
+        setattr(vllm_generation, name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(vllm_generation, name, value)
+
+
+def engine_answers(trainer, conversations: list, images: list | None, max_new_tokens: int, temperature: float,
+                   top_p: float) -> list[str]:
+    """Validation answers from the run's own vLLM engine (a 256-item, 4,096-token validation through HF generate
+    takes hours on one GPU). Weights are synced first if the policy moved since the last sync; every process
+    calls it with as many conversations as the others (colocated tensor-parallel groups and server mode gather)."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    generation = trainer.vllm_generation
+    if images is not None:
+        conversations = [prepare_multimodal_messages(c, images=list(i or [])) for c, i in zip(conversations, images)]
+    prompt_ids, prompt_images, _ = trainer._tokenize_prompts(conversations)
+    if trainer.state.global_step != trainer._last_loaded_step:
+        generation.sync_weights()
+        trainer._last_loaded_step = trainer.state.global_step
+    token = getattr(trainer, "_image_pad_token_id", None)
+    unexpanded = (unexpanded_image_prompts(generation, token) if trainer.vllm_mode == "colocate"
+                  and prompt_images is not None and token is not None else contextlib.nullcontext())
+    with unexpanded, _sampling(generation, temperature=temperature or 0.0, top_p=top_p,
+                               max_completion_length=max_new_tokens):
+        _, completion_ids, _, _ = generation.generate(prompts=prompt_ids, images=prompt_images, num_generations=1)
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    return tokenizer.batch_decode(completion_ids, skip_special_tokens=True)

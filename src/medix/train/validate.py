@@ -59,16 +59,23 @@ class Validator:
         self.rows, self.processing, self.composite, self.max_new_tokens = rows, processing, composite, max_new_tokens
         self.temperature, self.top_p = temperature, top_p
 
-    def run(self, model, accelerator=None) -> dict:
+    def run(self, model, accelerator=None, trainer=None) -> dict:
         """The summary over every held-out row. With an `accelerator`, call it on every process: each answers
-        its shard, and every process returns the same summary (results gathered)."""
+        its shard, and every process returns the same summary (results gathered). With a `trainer` that rolls
+        out on vLLM, the answers come from that engine (`train/rollout.engine_answers`)."""
         index, count = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
         picks, own = shard(len(self.rows), index, count)
         rows = self.rows.select(picks)
         images = rows["images"] if "images" in rows.column_names else None
-        with unwrapped_for_generation(model, accelerator) as policy:
-            responses = generate(policy, self.processing, rows["prompt"], images, self.max_new_tokens,
-                                 self.temperature, self.top_p)
+        if trainer is not None and getattr(trainer, "use_vllm", False):
+            from medix.train.rollout import engine_answers
+
+            responses = engine_answers(trainer, rows["prompt"], images, self.max_new_tokens, self.temperature,
+                                       self.top_p)
+        else:
+            with unwrapped_for_generation(model, accelerator) as policy:
+                responses = generate(policy, self.processing, rows["prompt"], images, self.max_new_tokens,
+                                     self.temperature, self.top_p)
         has_image = [image_present(i) for i in images] if images else [False] * len(responses)
         results = self.composite.score(responses[:own], rows["solution"][:own], rows["problem"][:own], has_image[:own])
         mine = [(i, {"id": row_id, "response": r, **res.to_dict()}, res)
