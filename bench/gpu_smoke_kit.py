@@ -26,7 +26,8 @@ PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
 # What the smoke imports (medix's training, eval and judge-stub paths), at the project's tested pins.
 REQUIREMENTS = (
-    "trl==1.16.0", "transformers==5.25.0", "datasets>=5.0,<6", "openai>=3.50,<4", "httpx>=0.28,<1",
+    "trl==1.16.0", "transformers==5.17.0",  # the GPU stack's (pyproject's gpu extra)
+    "datasets>=5.0,<6", "openai>=3.50,<4", "httpx>=0.28,<1",
     "pydantic>=2.10,<3", "pyyaml>=6,<7", "jinja2>=3.1,<4", "gguf>=0.19,<1", "accelerate>=1.10,<2",
     "starlette>=0.46,<2", "uvicorn>=0.34,<1", "typer>=0.29,<1", "rich>=14,<16", "numpy>=2,<3", "pillow>=10,<13",
 )

@@ -149,6 +149,11 @@ def test_gpu_extra_declares_the_stack_the_paper_configs_use():
         lowest = re.search(r">=([\d.]+)", str(core["transformers"].specifier)).group(1)
         assert Version(lowest) in Requirement(f"x{transformers_range}").specifier, (version, transformers_range)
     assert extra_requirements("medix", "vllm")["vllm"].specifier == gpu["vllm"].specifier
+    # The transformers a GPU node gets is one every admitted vLLM release declares (0.31: < 5.18).
+    for candidate in ("5.16.0", "5.17.0", "5.18.0", "5.20.0", "5.25.0"):
+        if candidate in gpu["transformers"].specifier and candidate in core["transformers"].specifier:
+            for version in allowed:
+                assert candidate in Requirement(f"x{VLLM_PINS[version][1]}").specifier, (candidate, version)
 
 
 @pytest.mark.parametrize("overrides, message", [

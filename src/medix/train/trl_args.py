@@ -71,7 +71,7 @@ def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
         save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed,
         bf16=cuda if t.bf16 is None else t.bf16, **cpu_fields(cuda),
         report_to=[x for x in t.report_to if x not in EXTRA_REPORTERS],
-        activation_checkpointing=cfg.model.gradient_checkpointing,
+        **{checkpointing_field(): cfg.model.gradient_checkpointing},
         num_generations=r.num_generations, temperature=r.temperature, top_p=r.top_p,
         max_completion_length=r.max_completion_tokens,
         use_vllm=r.backend == "vllm", vllm_mode=r.vllm_mode, vllm_server_base_url=r.vllm_server_base_url,
@@ -122,6 +122,15 @@ def cpu_process_group(timeout_s: int) -> None:
         return
     dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s), rank=int(os.environ["RANK"]),
                             world_size=int(os.environ["WORLD_SIZE"]))
+
+
+def checkpointing_field() -> str:
+    """transformers' name for gradient checkpointing: `activation_checkpointing` where it exists (it wins over
+    the older `gradient_checkpointing`), else `gradient_checkpointing` (transformers before 5.18, the GPU
+    stack's vLLM 0.31 range)."""
+    from medix.train.trl_fields import grpo_fields
+
+    return "activation_checkpointing" if "activation_checkpointing" in grpo_fields() else "gradient_checkpointing"
 
 
 def passthrough_fields(cfg: TrainConfig) -> dict[str, Any]:
