@@ -8,7 +8,8 @@ httpx2 and datasets' pyarrow). The wheels are split into parts of at most 60 MiB
 where a transfer is capped (64 MiB).
 
     python bench/gpu_smoke_kit.py prepare --out .gpu_smoke                  # here: resolve, download, split
-    python bench/gpu_smoke_kit.py check --kit .gpu_smoke --python python3.12 # CI: install beside a bare machine's set
+    python bench/gpu_smoke_kit.py check --kit .gpu_smoke --python python3.12 # install beside a bare machine's set
+    python bench/gpu_smoke_kit.py --smoke --out DIR --python python3.12       # both, with a table (CI runs this)
 """
 
 from __future__ import annotations
@@ -59,7 +60,12 @@ def resolve(python_version: str) -> list[tuple[str, str]]:
     return sorted((i["metadata"]["name"], i["metadata"]["version"]) for i in installs)
 
 
+MARK = "on_the_machine.txt"  # written by `prepare`: a folder without it is not a kit
+
+
 def prepare(out: Path, python_version: str) -> list[list[Path]]:
+    if out.is_dir() and any(out.iterdir()) and not (out / MARK).is_file():
+        raise SystemExit(f"{out}: not empty and not a kit made by this script (no {MARK}); give a new folder")
     closure = resolve(python_version)
     kit = [f"{name}=={version}" for name, version in closure if not ON_THE_MACHINE.match(name)]
     machine = [f"{name}=={version}" for name, version in closure if ON_THE_MACHINE.match(name)]
@@ -82,7 +88,7 @@ def prepare(out: Path, python_version: str) -> list[list[Path]]:
         for wheel in part:
             shutil.move(str(wheel), folder / wheel.name)
     shutil.rmtree(download)
-    (out / "on_the_machine.txt").write_text("\n".join(machine) + "\n")  # what the kit assumes, for `check`
+    (out / MARK).write_text("\n".join(machine) + "\n")  # what the kit assumes, for `check`
     return [sorted((out / f"wheels-{i}").iterdir()) for i in range(1, len(parts) + 1)]
 
 
@@ -98,7 +104,7 @@ def check(kit: Path, python: str) -> list[str]:
         venv = Path(tmp) / "venv"
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
         py = str(venv / "bin" / "python")
-        machine = [r for r in (kit / "on_the_machine.txt").read_text().split() if not r.startswith(("torch==",
+        machine = [r for r in (kit / MARK).read_text().split() if not r.startswith(("torch==",
                                                                                                      "triton==",
                                                                                                      "nvidia-"))]
         pip("install", "-q", "--no-deps", *machine, python=py)
@@ -114,7 +120,34 @@ def check(kit: Path, python: str) -> list[str]:
         return problems
 
 
+def table(parts: list[list[Path]], problems: list[str] | None) -> str:
+    """One row per part (wheels, MiB), and the check's verdict."""
+    rows = [f"{'part':<10}  {'wheels':>6}  {'MiB':>6}"]
+    for index, part in enumerate(parts, 1):
+        rows.append(f"{'wheels-' + str(index):<10}  {len(part):>6}  {sum(w.stat().st_size for w in part) / 2**20:>6.1f}")
+    if problems is None:
+        return "\n".join(rows + ["check: skipped (no such Python)"])
+    return "\n".join(rows + (problems or ["check: pip check clean, every torch-free import resolves"]))
+
+
+def smoke(out: Path, python: str) -> int:
+    """prepare, then check when `python` runs: the kit's whole life, as CI sees it."""
+    parts = prepare(out, PYTHON_VERSION)
+    runs = shutil.which(python) is not None and subprocess.run([python, "-c", "import venv"],
+                                                               capture_output=True).returncode == 0
+    problems = check(out, python) if runs else None
+    print(table(parts, problems))
+    return 1 if problems else 0
+
+
 def main() -> int:
+    if "--smoke" in sys.argv:  # resolving and downloading is the whole job: the smoke does it for real
+        smoke_parser = argparse.ArgumentParser()
+        smoke_parser.add_argument("--smoke", action="store_true")
+        smoke_parser.add_argument("--out", type=Path, required=True)
+        smoke_parser.add_argument("--python", default=f"python{PYTHON_VERSION}")
+        args = smoke_parser.parse_args()
+        return smoke(args.out, args.python)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare")
@@ -125,9 +158,7 @@ def main() -> int:
     c.add_argument("--python", default=f"python{PYTHON_VERSION}")
     args = parser.parse_args()
     if args.command == "prepare":
-        for index, part in enumerate(prepare(args.out, args.python_version), 1):
-            size = sum(w.stat().st_size for w in part) / 2**20
-            print(f"{args.out}/wheels-{index}: {len(part)} wheels, {size:.1f} MiB")
+        print(table(prepare(args.out, args.python_version), None).rsplit("\n", 1)[0])
         return 0
     problems = check(args.kit, args.python)
     print("\n".join(problems) if problems else "kit complete: pip check clean, every import resolves")
