@@ -133,9 +133,16 @@ def gib(value: float) -> str:
 
 # ---- one function per line item -------------------------------------------------------------------------------
 
+def trained_params(policy: ModelSize, cfg: TrainConfig) -> int:
+    """The parameters the optimizer updates: LoRA's adapters, else all but a frozen vision tower."""
+    if cfg.model.lora.enabled:
+        return policy.adapter_params
+    return policy.params - (policy.vision_params if cfg.model.freeze_vision else 0)
+
+
 def training_state_lines(policy: ModelSize, cfg: TrainConfig, sharding: Sharding, n: int) -> list[Line]:
     lora = cfg.model.lora.enabled
-    trained = policy.adapter_params if lora else policy.params - (policy.vision_params if cfg.model.freeze_vision else 0)
+    trained = trained_params(policy, cfg)
     stored = policy.params + (policy.adapter_params if lora else 0)
     what = "LoRA adapters" if lora else "frozen vision tower excluded" if cfg.model.freeze_vision else "all parameters"
 
@@ -228,8 +235,7 @@ def vision_lines(policy: ModelSize, cfg: TrainConfig) -> list[Line]:
 
 
 def optimizer_step_line(policy: ModelSize, cfg: TrainConfig, sharding: Sharding, n: int) -> Line | None:
-    trained = policy.adapter_params if cfg.model.lora.enabled else \
-        policy.params - (policy.vision_params if cfg.model.freeze_vision else 0)
+    trained = trained_params(policy, cfg)
     if sharding.offload_optimizer:
         return None
     div = n if sharding.optimizer else 1

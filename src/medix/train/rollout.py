@@ -36,6 +36,15 @@ def collapse_runs(ids: list[int], token_id: int) -> list[int]:
     return out
 
 
+def vllm_image_prompts(trainer, images):
+    """The context for one of TRL's vLLM calls: placeholders collapsed where the engine is colocated and the
+    prompts carry images (`unexpanded_image_prompts`), else nothing."""
+    token = getattr(trainer, "_image_pad_token_id", None)
+    if trainer.use_vllm and trainer.vllm_mode == "colocate" and images is not None and token is not None:
+        return unexpanded_image_prompts(trainer.vllm_generation, token)
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def unexpanded_image_prompts(vllm_generation, image_token_id: int):
     """For the duration: `vllm_generation.generate` receives each image's placeholder once."""
@@ -119,11 +128,8 @@ def engine_answers(trainer, conversations: list, images: list | None, max_new_to
     if trainer.state.global_step != trainer._last_loaded_step:
         generation.sync_weights()
         trainer._last_loaded_step = trainer.state.global_step
-    token = getattr(trainer, "_image_pad_token_id", None)
-    unexpanded = (unexpanded_image_prompts(generation, token) if trainer.vllm_mode == "colocate"
-                  and prompt_images is not None and token is not None else contextlib.nullcontext())
-    with unexpanded, _sampling(generation, temperature=temperature or 0.0, top_p=top_p,
-                               max_completion_length=max_new_tokens):
+    sampling = _sampling(generation, temperature=temperature or 0.0, top_p=top_p, max_completion_length=max_new_tokens)
+    with vllm_image_prompts(trainer, prompt_images), sampling:
         _, completion_ids, _, _ = generation.generate(prompts=prompt_ids, images=prompt_images, num_generations=1)
     tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
     return tokenizer.batch_decode(completion_ids, skip_special_tokens=True)

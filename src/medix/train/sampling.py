@@ -29,7 +29,7 @@ from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_b
 from medix.errors import MedixError
 from medix.train.config import DynamicSamplingConfig
 from medix.train.monitor import RewardMonitor
-from medix.train.rollout import checkpoint_layout, unexpanded_image_prompts
+from medix.train.rollout import checkpoint_layout, vllm_image_prompts
 
 log = logging.getLogger(__name__)
 
@@ -314,11 +314,8 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
         """TRL's generation step; colocated vLLM gets each image's placeholder once (`train/rollout.py`)."""
-        token = getattr(self, "_image_pad_token_id", None)
-        if self.use_vllm and self.vllm_mode == "colocate" and images is not None and token is not None:
-            with unexpanded_image_prompts(self.vllm_generation, token):
-                return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
-        return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
+        with vllm_image_prompts(self, images):
+            return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
 
     def _pad_id(self) -> int:
         tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)

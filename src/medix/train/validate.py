@@ -27,29 +27,19 @@ def shard(n: int, index: int, count: int) -> tuple[list[int], int]:
     return own + filler * (width - len(own)), len(own)
 
 
+@contextlib.contextmanager
 def unwrapped_for_generation(model, accelerator):
     """The whole policy for `generate` under TRL's own rules: ZeRO-3 weights gathered (hooks off), FSDP1 full
     parameters summoned; FSDP2 and DDP as they are."""
     if accelerator is None or accelerator.num_processes == 1 and not hasattr(model, "module"):
-        return contextlib.nullcontext(model)
+        yield model
+        return
     from trl.distributed import DistributedBackend
     from trl.models import unwrap_model_for_generation
 
-    stack = contextlib.ExitStack()
-    unwrapped = stack.enter_context(unwrap_model_for_generation(model, accelerator))
-    stack.enter_context(DistributedBackend(accelerator).summon_full_params(model, recurse=False))
-    return _Entered(stack, unwrapped)
-
-
-class _Entered(contextlib.AbstractContextManager):
-    def __init__(self, stack: contextlib.ExitStack, value):
-        self.stack, self.value = stack, value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc):
-        return self.stack.__exit__(*exc)
+    with unwrap_model_for_generation(model, accelerator) as unwrapped, \
+            DistributedBackend(accelerator).summon_full_params(model, recurse=False):
+        yield unwrapped
 
 
 class Validator:
