@@ -15,6 +15,7 @@ import sys
 import httpx
 import pytest
 
+from distributed import lines
 from medix.testing.judge_server import free_port
 from medix.testing.tiny import tiny_text_lm
 
@@ -25,10 +26,6 @@ with open(os.environ["MEDIX_TEST_JUDGE_STARTS"], "a") as fh:
 port = sys.argv[sys.argv.index("--port") + 1]
 os.execv(sys.executable, [sys.executable, "-m", "medix.testing.judge_server", "--port", port, "--latency", "0"])
 '''
-
-
-def lines(path) -> list[dict]:
-    return [json.loads(line) for line in path.open()]
 
 
 @pytest.mark.slow
