@@ -92,3 +92,18 @@ def launch(kind: str, train_yaml: Path, tmp: Path, overrides: list[str] = (), ti
 
 def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.open()]
+
+
+# vLLM's Qwen-VL code needs torchvision. PyPI's torchvision is a CUDA build that breaks every transformers import
+# beside the CPU torch, so the README's test command installs it outside the environment, into this folder, and
+# only processes that run vLLM see it (with the shim that lets it import).
+VLLM_TORCHVISION = Path(os.environ.get("MEDIX_TEST_VLLM_TORCHVISION", Path(sys.prefix) / "vllm-torchvision"))
+
+
+def vllm_env(**extra: str) -> dict[str, str]:
+    """Environment of a process that runs the CPU vLLM: the test shims (tests/shims/sitecustomize.py), torchvision,
+    a 1 GiB KV cache (vLLM's CPU default takes most of the machine's memory) and no hub."""
+    path = [str(SHIMS), str(VLLM_TORCHVISION), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "MEDIX_TEST_TORCHVISION_OPS": "1",
+            "MEDIX_TEST_VLLM_CPU": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+            "PYTHONPATH": os.pathsep.join(filter(None, path)), **extra}

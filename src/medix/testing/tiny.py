@@ -2,6 +2,9 @@
 
     model, tokenizer = tiny_text_lm()          # 2-layer Llama with SmolLM2's tokenizer
     model, processor = tiny_qwen3_vl()         # 2-layer, 64-wide Qwen3-VL with an image processor
+
+vLLM's CPU attention needs heads of at least 32 dimensions, and its Qwen3-VL code the full processor (video
+half included, which needs torchvision): `tiny_text_lm(head_dim=32)`, `tiny_qwen3_vl(head_dim=32, video=True)`.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ QWEN_STYLE_TEMPLATE = (
 )
 
 
-def tiny_text_lm(seed: int = 0):
+WIDTH = 64  # hidden size of every tiny model
+
+
+def tiny_text_lm(seed: int = 0, head_dim: int = 16):
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+    heads = WIDTH // head_dim
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=WIDTH, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), tie_word_embeddings=True,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     return LlamaForCausalLM(config), tokenizer
 
@@ -48,20 +55,30 @@ class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
         self.vision_start_token_id, self.vision_end_token_id = ids(self.vision_start_token), ids(self.vision_end_token)
 
 
-def tiny_qwen3_vl(seed: int = 0):
+def tiny_qwen3_vl(seed: int = 0, head_dim: int = 16, video: bool = False):
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
     tokenizer.add_special_tokens({"additional_special_tokens": list(VISION_TOKENS)})
     tokenizer.chat_template = QWEN_STYLE_TEMPLATE
     # patch 16, merge 2: a 64x64 image becomes 4x4 patches → 4 visual tokens after merging.
     images = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, temporal_patch_size=2,
                                       min_pixels=32 * 32, max_pixels=64 * 64)
-    processor = ImageOnlyQwen3VLProcessor(image_processor=images, tokenizer=tokenizer,
-                                          chat_template=QWEN_STYLE_TEMPLATE)
+    if video:
+        from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+        videos = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2)
+        processor = Qwen3VLProcessor(image_processor=images, tokenizer=tokenizer, video_processor=videos,
+                                     chat_template=QWEN_STYLE_TEMPLATE)
+    else:
+        processor = ImageOnlyQwen3VLProcessor(image_processor=images, tokenizer=tokenizer,
+                                              chat_template=QWEN_STYLE_TEMPLATE)
     torch.manual_seed(seed)
+    heads, unit = WIDTH // head_dim, head_dim // 16  # the rotary sections cover head_dim / 2
     config = Qwen3VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
-                         rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True}),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=WIDTH, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=head_dim,
+                         max_position_embeddings=4096,
+                         rope_scaling={"rope_type": "default", "mrope_section": [2 * unit, 3 * unit, 3 * unit],
+                                       "mrope_interleaved": True}),
         vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
                            patch_size=16, spatial_merge_size=2, temporal_patch_size=2, deepstack_visual_indexes=[1],
                            num_position_embeddings=64),
@@ -71,3 +88,11 @@ def tiny_qwen3_vl(seed: int = 0):
     model = Qwen3VLForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, processor
+
+
+def save_tiny(folder, vision: bool = False, head_dim: int = 16, video: bool = False, seed: int = 0) -> str:
+    """Write a tiny model and its tokenizer or processor to `folder` (loadable by name, as a hub model is)."""
+    model, processing = (tiny_qwen3_vl(seed, head_dim, video) if vision else tiny_text_lm(seed, head_dim))
+    model.save_pretrained(folder)
+    processing.save_pretrained(folder)
+    return str(folder)
