@@ -4,7 +4,7 @@
     python bench/eval_throughput.py --servers 1,2,4 --markdown     # about 1-2 minutes; the docs table
     python bench/eval_throughput.py --smoke                        # seconds: 1 and 2 servers, tiny n (a test runs it)
 
-Each "GPU" is one `medix.testing.judge_server` process simulating a batching engine of fixed capacity: at
+Each "GPU" is one `medix.testing.stub_server` process simulating a batching engine of fixed capacity: at
 most --capacity requests served at once, each taking --latency seconds, so one server does at most
 capacity / latency requests/s and N servers N times that. For N servers:
   saturated   a direct load test of those N servers (AsyncOpenAI, requests spread evenly, all in flight).
@@ -35,7 +35,7 @@ from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import registry
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore
 from medix.judge import Judge, JudgeRequest
-from medix.testing.judge_server import free_port
+from medix.testing.stub_server import free_port
 
 ROUNDS = 3
 
@@ -43,7 +43,7 @@ ROUNDS = 3
 def start_servers(role: str, count: int, latency: float, capacity: int) -> tuple[list[subprocess.Popen], list[str]]:
     """`count` stub processes (all started, then all waited for); their base URLs."""
     ports = [free_port() for _ in range(count)]
-    procs = [subprocess.Popen([sys.executable, "-m", "medix.testing.judge_server", "--port", str(port), "--role",
+    procs = [subprocess.Popen([sys.executable, "-m", "medix.testing.stub_server", "--port", str(port), "--role",
                                role, "--latency", str(latency), "--max-inflight", str(capacity)]) for port in ports]
     urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
     for url in urls:

@@ -89,7 +89,7 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from medix.testing.judge_server import JudgeStub
+    from medix.testing.stub_server import JudgeStub
 
     device = "cpu" if args.smoke else "cuda"
     if device == "cuda" and not torch.cuda.is_available():

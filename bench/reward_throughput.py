@@ -11,7 +11,7 @@ Run from the repository root with the venv active (MEDIX_CACHE reuses the conver
 Everything is measured in one run; result tables go to stdout, diagnostics (logging) to stderr. The header
 reports the CPU time OTHER processes used during the run: on a shared 2-core machine that inflates the figures.
 
-(a) Composite reward on --n completions against a loopback simulated judge (`medix.testing.judge_server`
+(a) Composite reward on --n completions against a loopback simulated judge (`medix.testing.stub_server`
     in a separate process, fixed --latency, unbounded concurrency). ORIGINAL pattern: per completion, in
     sequence, one blocking judge request (sync `openai.OpenAI`) and one embed call of (predicted, reference);
     timed on the first --original-n completions and scaled to --n. medix: `CompositeReward.score` on all
@@ -49,7 +49,7 @@ import openai
 from medix.config import JudgeConfig, RewardConfig
 from medix.judge import Judge, JudgeRequest
 from medix.judge.parse import parse_verdict
-from medix.testing.judge_server import free_port
+from medix.testing.stub_server import free_port
 
 from hardware import cpuinfo  # bench/hardware.py (this script's folder is first on sys.path)
 
@@ -133,7 +133,7 @@ def judge_server(latency: float):
     """The stub judge in its own process, so serving never competes with the clients for our GIL."""
     port = free_port()
     root = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "medix.testing.judge_server", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "medix.testing.stub_server", "--port", str(port),
                              "--latency", str(latency)])
     try:
         for _ in range(600):  # up to ~60 s

@@ -30,7 +30,7 @@ def benchmarks_dir() -> Path:
 
 @pytest.fixture
 def stub():
-    from medix.testing.judge_server import JudgeStub
+    from medix.testing.stub_server import JudgeStub
 
     with JudgeStub() as server:
         yield server

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from medix.testing.judge_server import free_port
+from medix.testing.stub_server import free_port
 from medix.testing.tiny import tiny_text_lm
 
 SHIMS = Path(__file__).parent / "shims"  # sitecustomize.py: test-only adjustments, switched on by env vars

@@ -2,7 +2,7 @@
 
 `reply_server(reply)` answers each chat completion with `reply(body)` (or `await reply(body)` when it is a
 coroutine function, e.g. one that sleeps past the client's timeout): a text, or None for an HTTP 500. Unlike
-the seeded fault rates of `medix.testing.judge_server.JudgeStub`, a test chooses exactly which request fails.
+the seeded fault rates of `medix.testing.stub_server.JudgeStub`, a test chooses exactly which request fails.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from medix.testing.judge_server import LoopbackServer
+from medix.testing.stub_server import LoopbackServer
 
 
 def completion(text: str, model: str = "stub") -> dict:

@@ -9,7 +9,7 @@ from medix.config import JudgeConfig, RewardConfig, RewardWeights, load_reward_c
 from medix.errors import MedixError
 from medix.rewards.composite import CompositeReward, combine, sample_weights
 from medix.rewards.composite import trl_reward_functions
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 RESP = ["<X_RAY><think>r</think><answer>{}</answer>".format(a) for a in
         ("Pneumothorax", "Left tension pneumothorax", "Effusion", "Vitamin C", "YES")]

@@ -59,7 +59,7 @@ def test_serve_flags_lay_out_servers(eval_yaml):
     cfg = EvalConfig.from_sources(None, {"model": "m", "backend": "openai", "serve": True, "serve_gpus": "2,3",
                                          "serve_tensor_parallel": 2, "serve_arg": ["--enforce-eager"],
                                          "judge_backend": "openai", "judge_serve_gpus": "4"})
-    assert cfg.policy_server.gpus == [2, 3] and cfg.policy_server.tensor_parallel == 2
+    assert cfg.policy_server.gpus == [2, 3] and cfg.policy_server.tensor_parallel_size == 2
     assert cfg.policy_server.extra_args == ["--enforce-eager"] and cfg.policy_server.port == 8000
     assert cfg.judge_server.gpus == [4] and cfg.judge_server.port == JUDGE_SERVER_PORT == 8100
     # With a file: its judge_server.port stands unless --judge-serve-port is given; the flag moves it alone too.

@@ -13,7 +13,7 @@ from medix.eval.config import EvalConfig
 from medix.eval.items import load_task, match_option
 from medix.eval.official import apply_official, fixed_questions
 from medix.eval.registry import registry, select_tasks
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 
 def _mirror(root, task, rows):

@@ -19,7 +19,7 @@ from medix.eval.compare import compare_runs
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
 from medix.eval.submit import build_submission, validate_submission
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 
 def _data(tmp_path, n=6):

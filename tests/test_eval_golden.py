@@ -4,7 +4,7 @@ was sent must stay byte-for-byte the same across refactors of the eval code.
 The run: the bundled sample set (11 tasks) plus tiny rows for the builders it lacks (USMLE letters with an
 answer-text column, PMC-VQA choices with an answer that names no option, an IU X-ray report task) and one
 VLM row whose image is missing (a failed generation: paper counts it 0, medix excludes it). Policy and judge
-are the loopback stubs (`medix.testing.judge_server`); the policy replies `yes` in three shapes (REPLIES).
+are the loopback stubs (`medix.testing.stub_server`); the policy replies `yes` in three shapes (REPLIES).
 Only what depends on the stub's random port is masked: the server URL and the judge key that hashes it (the
 key is checked against the identity instead). The data is copied under the test's folder and read through
 a relative path, so image paths (inside the prompt hashes) do not depend on where the repo lives.
@@ -31,7 +31,7 @@ from medix.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval, sample_dir
 from medix.judge import identity_key
-from medix.testing.judge_server import JudgeStub, LoopbackServer, _completion, policy_reply
+from medix.testing.stub_server import JudgeStub, LoopbackServer, _completion, policy_reply
 
 GOLDEN = Path(__file__).parent / "golden"
 _URL = re.compile(r"http://127\.0\.0\.1:\d+(/v1)?")

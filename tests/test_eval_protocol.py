@@ -12,7 +12,7 @@ from medix.eval.config import EvalConfig
 from medix.eval.protocol import MEDIX, PAPER, get_protocol
 from medix.eval.runner import run_eval
 from medix.judge import Judge, JudgeRequest, Verdict
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 
 @pytest.mark.parametrize("name,tokens,format_prompt,image,side,zero", [

@@ -8,7 +8,7 @@ from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval, task_listing
-from medix.testing.judge_server import JudgeStub, free_port
+from medix.testing.stub_server import JudgeStub, free_port
 
 
 def _mirror(root, task, rows):

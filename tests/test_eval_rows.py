@@ -9,7 +9,7 @@ from medix.eval.config import EvalConfig
 from medix.eval.items import load_task
 from medix.eval.registry import registry
 from medix.eval.runner import run_eval, task_listing
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 GOOD = {
     "medqa": {"id": "t1", "sent1": "Q?", "ending0": "a", "ending1": "b", "ending2": "c", "ending3": "d", "label": 1},

@@ -21,7 +21,7 @@ from medix.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
 from medix.judge import Judge, JudgeRequest, identity_key
-from medix.testing.judge_server import JudgeStub, free_port
+from medix.testing.stub_server import JudgeStub, free_port
 
 
 def _mirror(root, n):

@@ -106,7 +106,7 @@ def fake_vlm_server():
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from medix.testing.judge_server import LoopbackServer
+    from medix.testing.stub_server import LoopbackServer
 
     seen = []
 
@@ -141,7 +141,7 @@ def test_server_backend_sends_base64_image_and_parses(fake_vlm_server, tmp_path)
 
 
 def test_server_down_is_a_clear_error():
-    from medix.testing.judge_server import free_port
+    from medix.testing.stub_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(MedixError, match=f"^server {url}, model 'MBZUAI/MediX-R1-2B': APIConnectionError"):

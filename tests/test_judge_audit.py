@@ -11,7 +11,7 @@ from medix.eval.schema import EvalItem
 from medix.judge import Judge
 from medix.judge.audit import (Pair, calibrated_config, pairs_from_file, pairs_from_items, roc_auc, run_audit,
                                save_audit, thresholds, weak_judge_warning)
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 
 def test_pairs_from_an_mcq_item():

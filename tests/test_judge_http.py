@@ -4,7 +4,7 @@ import pytest
 
 from medix.config import JudgeConfig
 from medix.judge import Judge, JudgeRequest
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 
 def _requests(n):
@@ -50,7 +50,7 @@ def test_always_failing_server_gives_errors_not_zeros(tmp_path):
 
 
 def test_unreachable_server_is_an_error():
-    from medix.testing.judge_server import free_port
+    from medix.testing.stub_server import free_port
 
     config = JudgeConfig(backend="openai", model="m", base_urls=[f"http://127.0.0.1:{free_port()}/v1"],
                          cache=False, max_retries=1, backoff_s=0.0, timeout_s=1)

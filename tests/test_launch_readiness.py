@@ -215,7 +215,7 @@ def test_flash_attention_falls_back_to_sdpa_with_one_line(caplog):
 PLACEMENTS = [
     ({"gpus": [6, 7], "tensor_parallel_size": 2}, [0, 1, 2, 3, 4, 5], True, ("env", "6,7")),
     ({"gpus": [7]}, [0, 1, 2, 3, 4, 5, 6], True, ("env", "7")),
-    ({"gpus": [5, 6]}, [0, 1, 2, 3, 4, 5], True,
+    ({"gpus": [5, 6], "tensor_parallel_size": 2}, [0, 1, 2, 3, 4, 5], True,
      ("error", "overlaps the training GPUs [0, 1, 2, 3, 4, 5] (shared: [5])")),
     ({}, list(range(8)), True, ("error", "judge_serve.gpus is not set")),
     ({"allow_shared_gpus": True}, [0], True, ("env", "0,1,2,3,4,5,6,7")),  # one GPU, on purpose: inherited
@@ -226,8 +226,8 @@ PLACEMENTS = [
 
 @pytest.mark.parametrize("fields, training, cuda, expected", PLACEMENTS)
 def test_judge_server_gets_gpus_of_its_own(fields, training, cuda, expected, monkeypatch):
-    from medix.train.config import JudgeServeConfig
-    from medix.train.judge_server import judge_server_env
+    from medix.serving.config import JudgeServeConfig
+    from medix.serving.placement import judge_server_env
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
     serve = JudgeServeConfig(enabled=True, **fields)
@@ -240,21 +240,21 @@ def test_judge_server_gets_gpus_of_its_own(fields, training, cuda, expected, mon
 
 
 def test_training_gpus_are_the_first_local_processes_visible():
-    from medix.train.judge_server import training_gpus
+    from medix.serving.placement import training_gpus
 
     assert training_gpus([2, 3, 4, 5, 6, 7], 4) == [2, 3, 4, 5]
     assert training_gpus([0, 1], 1) == [0]
 
 
 def test_judge_placement_becomes_vllm_arguments():
-    from medix.train.config import JudgeServeConfig
-    from medix.train.judge_server import judge_server_args
+    from medix.serving.config import JudgeServeConfig
+    from medix.serving.placement import judge_server_args
 
     serve = JudgeServeConfig(gpus=[6, 7], tensor_parallel_size=2, gpu_memory_utilization=0.97, max_model_len=2048,
                              extra_args=["--enforce-eager"])
     assert judge_server_args(serve) == ["--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.97",
                                         "--max-model-len", "2048", "--enforce-eager"]
-    with pytest.raises(MedixError, match="cannot hold tensor_parallel_size=2"):
+    with pytest.raises(MedixError, match=r"1 GPU\(s\), but tensor_parallel_size=2 × data_parallel_size=1 = 2"):
         load_train_config(None, ["data.train=x.jsonl", "judge_serve.gpus=[6]", "judge_serve.tensor_parallel_size=2"])
 
 
@@ -295,8 +295,8 @@ def test_a_trl_credential_never_reaches_config_json():
 
 
 def test_an_unreachable_judge_url_is_named_without_its_credentials():
-    from medix.train.judge_server import check_judge_reachable
-    from medix.testing.judge_server import free_port
+    from medix.serving.placement import check_judge_reachable
+    from medix.testing.stub_server import free_port
 
     cfg = load_train_config(None, ["data.train=x.jsonl", "reward.judge.backend=openai",
                                    f"reward.judge.base_urls=[http://user:s3cret-pass@127.0.0.1:{free_port()}/v1]"])

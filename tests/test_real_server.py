@@ -19,8 +19,8 @@ import pytest
 
 from conftest import REPO
 from medix.models import smollm2_folder
-from medix.serve import ManagedServer
-from medix.testing.judge_server import free_port
+from medix.serving.process import ManagedServer
+from medix.testing.stub_server import free_port
 
 pytestmark = pytest.mark.slow
 NOTE = "returned no logprobs"

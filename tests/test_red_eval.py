@@ -22,7 +22,7 @@ from red_servers import reply_server, user_text
 from medix.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
-from medix.testing.judge_server import policy_reply
+from medix.testing.stub_server import policy_reply
 
 FAIL = "FAILME"  # a question holding this word gets HTTP 500 from the policy server, every try
 

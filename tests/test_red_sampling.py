@@ -10,7 +10,7 @@ import json
 from red_servers import reply_server, user_text
 from scripted_run import question, record, scripted_run, train
 
-from medix.testing.judge_server import stub_reply
+from medix.testing.stub_server import stub_reply
 
 EXACT, NO_ANSWER = "<think>x</think> <answer>Radial nerve</answer>", "<think>x</think>"
 BROKEN = "<think>x</think> <answer>JUDGEFAILS nerve</answer>"  # the judge answers HTTP 500 for this one

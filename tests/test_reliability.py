@@ -27,7 +27,7 @@ from medix.chat_client import ChatClient
 from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.judge import Judge, JudgeRequest
-from medix.testing.judge_server import JudgeStub, LoopbackServer, free_port
+from medix.testing.stub_server import JudgeStub, LoopbackServer, free_port
 
 SECRET = "sk-or-v1-0123456789abcdef0123456789abcdef"
 
@@ -272,7 +272,7 @@ def test_read_only_output_folder_is_refused_before_models_load(tmp_path, monkeyp
 
 SERVER_SCRIPT = """
 import sys, time
-from medix.serve import ManagedServer
+from medix.serving.process import ManagedServer
 
 class Reporting(ManagedServer):
     def wait_for(self, process):  # the parent is now waiting for the engine: the guarded start has begun
@@ -280,7 +280,7 @@ class Reporting(ManagedServer):
         return super().wait_for(process)
 
 port, delay = sys.argv[1], sys.argv[2]
-command = [sys.executable, "-m", "medix.testing.judge_server", "--port", port, "--start-delay", delay]
+command = [sys.executable, "-m", "medix.testing.stub_server", "--port", port, "--start-delay", delay]
 with Reporting(command, f"http://127.0.0.1:{port}/v1", startup_timeout_s=300):
     print("ready", flush=True)
     time.sleep(300)
@@ -358,10 +358,10 @@ def test_managed_server_stops_its_child_on_signals(tmp_path, delay, wait_for, si
 
 
 def test_managed_server_refuses_a_busy_port():
-    from medix.serve import ManagedServer
+    from medix.serving.process import ManagedServer
 
     with JudgeStub() as foreign:
-        command = [sys.executable, "-m", "medix.testing.judge_server", "--port", str(foreign.port)]
+        command = [sys.executable, "-m", "medix.testing.stub_server", "--port", str(foreign.port)]
         server = ManagedServer(command, foreign.url, startup_timeout_s=30)
         with pytest.raises(MedixError, match=f"port {foreign.port} on 127.0.0.1 is already in use"):
             server.start()

@@ -27,7 +27,7 @@ from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
-from medix.testing.judge_server import JudgeStub, LoopbackServer, free_port
+from medix.testing.stub_server import JudgeStub, LoopbackServer, free_port
 
 SECRET = "sk-or-v1-0123456789abcdef0123456789abcdef"
 PASSWORD = "hunter2-pw"

@@ -19,7 +19,7 @@ from medix.judge import Judge
 from medix.rewards import components, composite, engines, scoring
 from medix.rewards.components import Batch, Column, Scorer
 from medix.rewards.composite import Component, CompositeReward
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 
 class BrevityScorer(Scorer):

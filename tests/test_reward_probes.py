@@ -80,7 +80,7 @@ PROBES = [
 @pytest.fixture(scope="module")
 def composite(tmp_path_factory):
     from medix.config import JudgeConfig
-    from medix.testing.judge_server import JudgeStub
+    from medix.testing.stub_server import JudgeStub
 
     with JudgeStub() as stub:
         judge = JudgeConfig(backend="openai", model="stub", base_urls=[stub.url], cache=False)

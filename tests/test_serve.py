@@ -8,13 +8,13 @@ import pytest
 from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.judge import Judge, JudgeRequest
-from medix.serve import ManagedServer
-from medix.testing.judge_server import free_port
+from medix.serving.process import ManagedServer
+from medix.testing.stub_server import free_port
 
 
 def test_start_use_stop():
     port = free_port()
-    command = [sys.executable, "-m", "medix.testing.judge_server", "--port", str(port), "--latency", "0"]
+    command = [sys.executable, "-m", "medix.testing.stub_server", "--port", str(port), "--latency", "0"]
     url = f"http://127.0.0.1:{port}/v1"
     with ManagedServer(command, url, startup_timeout_s=60) as server:
         assert server.healthy()
@@ -32,12 +32,12 @@ def test_early_exit_reports_the_log():
 
 def test_ctrl_c_while_launching_puts_sigterm_back(monkeypatch):
     """Ctrl-C inside Popen (the child not started yet): the SIGTERM handler start() installed is put back."""
-    import medix.serve
+    import medix.serving.process
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(medix.serve.subprocess, "Popen", interrupted)
+    monkeypatch.setattr(medix.serving.process.subprocess, "Popen", interrupted)
     before = signal.getsignal(signal.SIGTERM)
     server = ManagedServer([sys.executable, "-c", "pass"], f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(KeyboardInterrupt):

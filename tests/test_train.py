@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from medix.errors import MedixError
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 from medix.testing.tiny import tiny_qwen3_vl, tiny_text_lm
 from medix.train.config import load_train_config
 from medix.train.sampling import concat_batches
@@ -147,12 +147,12 @@ def test_managed_judge_server_stops_on_crash(monkeypatch):
 
     import httpx
 
-    from medix.testing.judge_server import free_port
-    from medix.train.judge_server import managed_judge
+    from medix.testing.stub_server import free_port
+    from medix.serving.placement import managed_judge
 
     port = free_port()
-    monkeypatch.setattr("medix.serve.server_command", lambda model, backend, p, extra: [
-        sys.executable, "-m", "medix.testing.judge_server", "--port", str(p), "--latency", "0"])
+    monkeypatch.setattr("medix.serving.engines.server_command", lambda model, engine, p, extra: [
+        sys.executable, "-m", "medix.testing.stub_server", "--port", str(p), "--latency", "0"])
     cfg = load_train_config(None, ["data.train=x.jsonl", "judge_serve.enabled=true", f"judge_serve.port={port}",
                                    "reward.judge.backend=openai"])
     url = f"http://127.0.0.1:{port}/v1/models"
@@ -166,8 +166,8 @@ def test_managed_judge_server_stops_on_crash(monkeypatch):
 
 
 def test_judge_down_is_a_clear_error_before_training():
-    from medix.testing.judge_server import free_port
-    from medix.train.judge_server import check_judge_reachable
+    from medix.testing.stub_server import free_port
+    from medix.serving.placement import check_judge_reachable
 
     cfg = load_train_config(None, ["data.train=x.jsonl", "reward.judge.backend=openai",
                                    f"reward.judge.base_urls=['http://127.0.0.1:{free_port()}/v1']"])

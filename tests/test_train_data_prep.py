@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from medix.testing.judge_server import free_port
+from medix.testing.stub_server import free_port
 
 SCRIPT = """
 import json, os, sys, time

@@ -10,7 +10,7 @@ from scripted_run import scripted_run, train
 
 from medix.config import RewardConfig
 from medix.rewards.composite import RewardResult, effective_weights
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 from medix.train.config import MonitorConfig
 from medix.train.monitor import RewardMonitor, completion_facts, step_signals
 

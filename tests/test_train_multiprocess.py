@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from distributed import lines
-from medix.testing.judge_server import free_port
+from medix.testing.stub_server import free_port
 from medix.testing.tiny import tiny_text_lm
 
 FAKE_LLAMA_SERVER = '''"""Stands in for llama-cpp-python's server: notes who started it, then serves the loopback judge stub."""
@@ -24,7 +24,7 @@ import os, sys
 with open(os.environ["MEDIX_TEST_JUDGE_STARTS"], "a") as fh:
     fh.write(os.environ.get("LOCAL_RANK", "unset") + "\\n")
 port = sys.argv[sys.argv.index("--port") + 1]
-os.execv(sys.executable, [sys.executable, "-m", "medix.testing.judge_server", "--port", port, "--latency", "0"])
+os.execv(sys.executable, [sys.executable, "-m", "medix.testing.stub_server", "--port", port, "--latency", "0"])
 '''
 
 

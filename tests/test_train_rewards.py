@@ -8,7 +8,7 @@ import torch
 from scripted_run import question, record, scripted_run, train
 from trl.trainer.utils import nanstd
 
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 NAN = float("nan")
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from medix.testing.judge_server import free_port
+from medix.testing.stub_server import free_port
 
 SCRIPT = """
 import sys, torch.distributed as dist

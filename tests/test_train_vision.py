@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 from medix.testing.tiny import tiny_qwen3_vl
 from medix.train.config import load_train_config
 from medix.train.sampling import concat_batches

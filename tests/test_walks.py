@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import medix
 from medix.cli import app
-from medix.testing.judge_server import JudgeStub
+from medix.testing.stub_server import JudgeStub
 
 PACKAGE = Path(medix.__file__).parent
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"

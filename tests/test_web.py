@@ -23,7 +23,7 @@ TIMEOUT_MS = 120_000
 @pytest.fixture(scope="module")
 def app_url():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from medix.testing.judge_server import free_port
+    from medix.testing.stub_server import free_port
     from medix.web.app import build_app, launch
 
     demo = build_app(max_new_tokens=12)

@@ -181,40 +181,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 T = TypeVar("T", bound=BaseModel)
 
 
-class ServeConfig(_Config):
-    """How one model is served on this node (vLLM; GPU machines): `medix eval run --serve`, laid out by
-    `serving.plan_servers`."""
-
-    gpus: list[int] | None = Field(None, description="CUDA device ids for this model's servers; None = 0 .. "
-                                   "tensor_parallel × data_parallel − 1.")
-    tensor_parallel: int = Field(1, ge=1, description="GPUs per server (vLLM --tensor-parallel-size).")
-    data_parallel: int = Field(1, ge=1, description="Servers (replicas), one process and port each; requests go "
-                               "to the one with the fewest in flight.")
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="Share of each GPU's memory vLLM "
-                                                 "may take (--gpu-memory-utilization); None = vLLM's (0.9).")
-    max_model_len: int | None = Field(None, ge=1, description="Context length (--max-model-len); None = the "
-                                      "model's. Lower it when the KV cache does not fit.")
-    extra_args: list[str] = Field(default_factory=list, description="Further vLLM arguments, passed as they are "
-                                  "(e.g. --enable-prefix-caching, --data-parallel-size 2).")
-    port: int = Field(8000, ge=1, le=65535, description="Port of the first server; replica k listens on port + k.")
-    startup_timeout_s: float = Field(1800.0, gt=0, description="Seconds to wait for every server to answer.")
-
-    @model_validator(mode="after")
-    def _gpus_fit(self) -> "ServeConfig":
-        wanted = self.tensor_parallel * self.data_parallel
-        if self.gpus is not None and len(self.gpus) != wanted:
-            raise ValueError(f"gpus lists {len(self.gpus)} device(s) {self.gpus}, but tensor_parallel "
-                             f"{self.tensor_parallel} × data_parallel {self.data_parallel} = {wanted}; list "
-                             f"{wanted} ids or change the parallel sizes")
-        if self.gpus is not None and len(set(self.gpus)) != len(self.gpus):
-            raise ValueError(f"gpus repeats a device: {self.gpus}")
-        return self
-
-    @property
-    def devices(self) -> list[int]:
-        return self.gpus if self.gpus is not None else list(range(self.tensor_parallel * self.data_parallel))
-
-
 def _valid_keys(cls: type[BaseModel] | None, loc: tuple) -> list[str]:
     """Field names of the config section that `loc` (minus its last part) points into."""
     for part in loc[:-1]:

@@ -41,15 +41,20 @@ def eval_run(
     serve: bool = typer.Option(False, "--serve", help="Start vLLM on this node for the policy (and, with "
                                "--judge-serve-* flags, the judge) and stop it after its phase (docs/eval.md)."),
     serve_gpus: Optional[str] = typer.Option(None, help="--serve: policy GPUs, e.g. 0,1,2,3,4,5,6,7."),
-    serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per policy server."),
-    serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: policy servers (one per GPU group)."),
+    serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per policy replica (vLLM "
+                                                        "--tensor-parallel-size)."),
+    serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: policy replicas in the one server "
+                                                      "(vLLM --data-parallel-size)."),
+    serve_api_servers: Optional[int] = typer.Option(None, help="--serve: vLLM --api-server-count (image "
+                                                    "preprocessing)."),
     serve_gpu_memory: Optional[float] = typer.Option(None, help="--serve: vLLM --gpu-memory-utilization (0-1]."),
     serve_max_model_len: Optional[int] = typer.Option(None, help="--serve: vLLM --max-model-len."),
     serve_arg: Optional[list[str]] = typer.Option(None, help="--serve: one more vLLM argument (repeat; use "
                                                   "--serve-arg=--flag for a value starting with '-')."),
     judge_serve_gpus: Optional[str] = typer.Option(None, help="--serve: judge GPUs (starts the judge servers)."),
-    judge_serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per judge server."),
-    judge_serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: judge servers."),
+    judge_serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per judge replica."),
+    judge_serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: judge replicas in the one server."),
+    judge_serve_api_servers: Optional[int] = typer.Option(None, help="--serve: the judge's --api-server-count."),
     judge_serve_gpu_memory: Optional[float] = typer.Option(None, help="--serve: judge --gpu-memory-utilization."),
     judge_serve_max_model_len: Optional[int] = typer.Option(None, help="--serve: judge --max-model-len."),
     judge_serve_arg: Optional[list[str]] = typer.Option(None, help="--serve: one more vLLM argument for the judge."),

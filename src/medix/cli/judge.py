@@ -96,18 +96,20 @@ def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, t
 @app.command("serve")
 def judge_serve(
     model: str = typer.Option(..., "--model", "-m", help="Hub id / folder (vllm) or .gguf / 'smollm2-135m' (llamacpp)."),
-    backend: str = typer.Option("vllm", help="'vllm' (GPU) or 'llamacpp' (CPU, GGUF)."),
+    engine: str = typer.Option("vllm", "--engine", "--backend", help="Serving program: 'vllm' (GPU) or 'llamacpp' "
+                               "(CPU, GGUF)."),
     port: int = typer.Option(8000, help="Port on 127.0.0.1."),
     startup_timeout: float = typer.Option(900.0, help="Seconds to wait for the server to become healthy."),
     extra: list[str] = typer.Argument(None, help="Extra arguments passed to the server after '--'."),
 ) -> None:
     """Start an OpenAI-compatible judge server on 127.0.0.1 and keep it up until Ctrl-C."""
-    from medix.serve import ManagedServer, serve_forever, server_command
+    from medix.serving.engines import server_command
+    from medix.serving.process import ManagedServer, serve_forever
 
-    command = server_command(model, backend, port, extra)
+    command = server_command(model, engine, port, extra or [])
     url = f"http://127.0.0.1:{port}/v1"
     server = ManagedServer(command, url, startup_timeout)
-    with console.status(f"starting {backend} judge server for {model} (log: {server.log_path})"):
+    with console.status(f"starting {engine} judge server for {model} (log: {server.log_path})"):
         server.start()
     print(url, flush=True)
     console.print(f"judge ready at {url} — set judge.backend=openai, judge.base_urls=[{url}], "

@@ -9,7 +9,8 @@ from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, Valid
                       model_validator)
 
 from medix.backends import check_backend, get_backend
-from medix.config import JudgeConfig, ServeConfig, _Config, build, deep_merge, read_yaml
+from medix.config import JudgeConfig, _Config, build, deep_merge, read_yaml
+from medix.serving.config import ServeConfig
 from medix.errors import MedixError
 from medix.eval.protocol import PAPER, Protocol, get_protocol
 from medix.eval.schema import sha256
@@ -190,8 +191,9 @@ _FIELD_FLAGS = ("model", "protocol", "limit", "output_dir", "backend", "serve", 
 _JUDGE_FLAGS = {"judge_backend": "backend", "judge_model": "model", "judge_url": "base_urls",
                 "judge_key_env": "api_key_env", "judge_template": "template", "rubric_template": "rubric_template"}
 # --serve-* (policy_server) and --judge-serve-* (judge_server): flag suffix → ServeConfig field.
-_SERVE_FLAGS = {"gpus": "gpus", "tensor_parallel": "tensor_parallel", "data_parallel": "data_parallel",
-                "gpu_memory": "gpu_memory_utilization", "max_model_len": "max_model_len", "arg": "extra_args"}
+_SERVE_FLAGS = {"gpus": "gpus", "tensor_parallel": "tensor_parallel_size", "data_parallel": "data_parallel_size",
+                "api_servers": "api_server_count", "gpu_memory": "gpu_memory_utilization",
+                "max_model_len": "max_model_len", "arg": "extra_args"}
 _OTHER_FLAGS = {"tasks", "phases", "base_url", "sample", "no_format_prompt", "judge_serve_port",
                 *_JUDGE_FLAGS, *(f"{p}{k}" for p in ("serve_", "judge_serve_") for k in _SERVE_FLAGS)}
 

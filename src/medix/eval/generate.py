@@ -25,6 +25,7 @@ from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, sha256
 from medix.models import served_name, zoo_entry
+from medix.serving.fit import overflow_error
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,11 @@ async def _openai_all(cfg: EvalConfig, generator: dict, items: list[EvalItem], s
     return out
 
 
+def request_size(cfg: EvalConfig, item: EvalItem) -> tuple[str, int]:
+    """The text (system message included) and the number of images this item's request carries."""
+    return (cfg.system_prompt or "") + user_prompt(cfg, item), len(item.images)
+
+
 def _messages(cfg: EvalConfig, item: EvalItem) -> list[dict]:
     """Images first (data URLs in the protocol's format and size), then the text."""
     protocol = cfg.protocol
@@ -130,7 +136,8 @@ async def _openai_one(cfg: EvalConfig, generator: dict, client: ChatClient,
         return make_record(cfg, generator, item, None, str(err), 0), False
     result = await client.chat(messages, model=served_name(cfg.model), temperature=cfg.temperature,
                                max_tokens=cfg.max_new_tokens, deadline_s=cfg.item_timeout_s or 2 * cfg.timeout_s)
-    return make_record(cfg, generator, item, result.text if result.ok else None, result.error, result.attempts), \
+    error = overflow_error(result.error, item.id, cfg.max_new_tokens) or result.error
+    return make_record(cfg, generator, item, result.text if result.ok else None, error, result.attempts), \
         result.circuit_open
 
 

@@ -21,7 +21,7 @@ from typing import Callable
 from medix.backends import get_backend
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
-from medix.eval.generate import check_resume, run_generate
+from medix.eval.generate import check_resume, request_size, run_generate
 from medix.eval.items import TaskUnavailable, load_items, load_task
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
@@ -29,6 +29,7 @@ from medix.eval.schema import (GenerationRecord, JsonlStore, data_checks_path, g
                                read_data_checks)
 from medix.files import check_writable_dir, hold_folder
 from medix.judge import Judge
+from medix.serving.fit import ContextFit
 
 log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample"
@@ -75,38 +76,61 @@ def _manifest(out: Path, cfg: EvalConfig, judge: EvalJudge, new_judge: bool) -> 
 
 
 @contextlib.contextmanager
-def _served(cfg: EvalConfig, role: str, out: Path):
-    """`serve: true`: the vLLM servers of `role` ("policy" for generate, "judge" for judge), laid out by
-    `policy_server` / `judge_server`, for the length of the phase; the client is pointed at them. Logs go
-    to OUT/logs/<role>-<k>.log."""
+def _served(cfg: EvalConfig, role: str, out: Path, fit: ContextFit = ContextFit()):
+    """`serve: true`: the vLLM server of `role` ("policy" for generate, "judge" for judge), laid out by
+    `policy_server` / `judge_server`, for the length of the phase; the client is pointed at it. Its log goes to
+    OUT/logs/<role>.log."""
     spec = cfg.policy_server if role == "policy" else cfg.judge_server
     backend = cfg.backend if role == "policy" else cfg.judge.backend
     if not (cfg.serve and spec is not None and get_backend(backend).served):
         yield
         return
-    from medix.serving import ServerGroup, plan_servers, require_vllm
+    from medix.serving.engines import require_vllm
+    from medix.serving.layout import plan_server
+    from medix.serving.process import ManagedServer
 
     require_vllm()
-    model = cfg.model if role == "policy" else cfg.judge.model
-    with ServerGroup(plan_servers(role, model, spec, out / "logs"), spec.startup_timeout_s) as group:
+    launch = plan_server(role, cfg.model if role == "policy" else cfg.judge.model, spec, out / "logs", fit)
+    log.warning("starting the %s server at %s (log: %s)", role, launch.url, launch.log_path)
+    with ManagedServer(launch.command, launch.url, spec.startup_timeout_s, env=launch.env, log_path=launch.log_path):
         if role == "policy":
-            cfg.base_urls = group.urls
+            cfg.base_urls = [launch.url]
         else:
-            cfg.judge.base_urls = group.urls
+            cfg.judge.base_urls = [launch.url]
         yield
+
+
+def _policy_fit(cfg: EvalConfig, loaded: list[tuple[TaskSpec, list]]) -> ContextFit:
+    """The policy server's context and images per prompt for the items this run sends (serve only)."""
+    if not (cfg.serve and get_backend(cfg.backend).served) or cfg.policy_server.max_model_len is not None and \
+            any(a.startswith("--limit-mm-per-prompt") for a in cfg.policy_server.extra_args):
+        return ContextFit()
+    from medix.serving.fit import fit_policy_server
+
+    prompts = [request_size(cfg, item) for _, items in loaded for item in items]
+    fit = fit_policy_server(cfg.model, prompts, cfg.max_new_tokens, cfg.protocol.image_max_side)
+    chosen = cfg.policy_server.max_model_len
+    if chosen is not None and fit.max_model_len is not None and chosen < fit.max_model_len:
+        log.warning("--serve-max-model-len %d may be too short for this run: its longest prompt with images and "
+                    "%d new tokens is bounded by %d tokens; items that do not fit are recorded as failures that "
+                    "say so", chosen, cfg.max_new_tokens, fit.max_model_len)
+    return fit
 
 
 def _generate(cfg: EvalConfig, specs: list[TaskSpec], out: Path, result: RunResult, progress: Progress) -> None:
     checks = read_data_checks(out)
-    with _served(cfg, "policy", out):
-        for spec in specs:
-            try:
-                data = load_task(spec, cfg.data_dir, cfg.limit, cfg.protocol)
-            except TaskUnavailable as err:
-                result.skipped[spec.name] = str(err)
-                continue
-            items, checks[spec.name] = data.items, data.checks()
-            data_checks_path(out).write_text(json.dumps(checks, indent=2), encoding="utf-8")
+    loaded = []
+    for spec in specs:
+        try:
+            data = load_task(spec, cfg.data_dir, cfg.limit, cfg.protocol)
+        except TaskUnavailable as err:
+            result.skipped[spec.name] = str(err)
+            continue
+        checks[spec.name] = data.checks()
+        data_checks_path(out).write_text(json.dumps(checks, indent=2), encoding="utf-8")
+        loaded.append((spec, data.items))
+    with _served(cfg, "policy", out, _policy_fit(cfg, loaded)):
+        for spec, items in loaded:
             result.current[spec.name] = {i.id for i in items}
             store = JsonlStore(generations_path(out, spec.name))
             check_resume(cfg, items, store, cfg.refresh_changed)

@@ -20,6 +20,7 @@ from medix.backends import get_backend
 from medix.config import RewardConfig, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
+from medix.serving.config import JudgeServeConfig
 from medix.files import display_url
 from medix.train.trl_fields import check_passthrough, check_report_to
 
@@ -152,33 +153,6 @@ class RolloutConfig(_TrlSection):
     vllm_importance_sampling_correction: bool = Field(
         True, description="TRL's truncated importance-sampling correction for the vLLM-vs-trainer logprob mismatch "
         "(TRL default: on). The official trainer (EasyR1) has none, so the paper configs turn it off.")
-
-
-class JudgeServeConfig(_Config):
-    enabled: bool = Field(False, description="Start a judge server for the run and stop it at the end.")
-    backend: Literal["vllm", "llamacpp"] = Field("vllm", description="Server engine.")
-    port: int = Field(8000, ge=1, le=65535, description="Port on 127.0.0.1.")
-    gpus: list[int] | None = Field(None, description="Physical GPU ids the judge server may use (its own "
-                                   "CUDA_VISIBLE_DEVICES), e.g. [6, 7]; they must not be GPUs training uses. None = "
-                                   "no GPU of its own: refused on a CUDA machine unless allow_shared_gpus.")
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism of the judge (official: 2).")
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM memory share of the judge's GPUs "
-                                          "(official: 0.97 on GPUs of its own).")
-    max_model_len: int | None = Field(None, ge=16, description="Judge context length (vLLM --max-model-len); "
-                                      "None = the model's. Official: 2048, for a prompt without the question.")
-    allow_shared_gpus: bool = Field(False, description="Let the judge share the training GPUs (one-GPU machines; "
-                                    "give it a small gpu_memory_utilization).")
-    extra_args: list[str] = Field(default_factory=list, description="Further server arguments, passed as is.")
-    startup_timeout_s: float = Field(900, gt=0, description="Seconds to wait for the server.")
-
-    @model_validator(mode="after")
-    def _placement(self) -> "JudgeServeConfig":
-        if self.gpus is not None and len(self.gpus) % self.tensor_parallel_size:
-            raise ValueError(f"judge_serve.gpus {self.gpus}: {len(self.gpus)} GPU(s) cannot hold tensor_parallel_size="
-                             f"{self.tensor_parallel_size}; give a multiple of it")
-        if self.gpus is not None and len(set(self.gpus)) != len(self.gpus):
-            raise ValueError(f"judge_serve.gpus {self.gpus} lists a GPU twice")
-        return self
 
 
 class MonitorConfig(_Config):

@@ -307,7 +307,7 @@ class JudgeServer:
 def judge_server(cfg: TrainConfig) -> JudgeServer | None:
     """judge_serve's placement (its own GPUs, or beside training on the first GPUs when it has none)."""
     js = cfg.judge_serve
-    if not js.enabled or js.backend != "vllm":
+    if not js.enabled or js.engine != "vllm":
         return None
     size = model_size(cfg.reward.judge.model)
     return JudgeServer(size, tuple(js.gpus or ()), js.tensor_parallel_size, js.gpu_memory_utilization,

@@ -18,7 +18,7 @@ from medix.rewards.composite import trl_reward_functions
 from medix.train.callbacks import CompletionsLogger, JsonMetricsLogger, ValidationCallback
 from medix.train.config import TrainConfig
 from medix.train.dataset import prepare
-from medix.train.judge_server import check_judge_reachable, managed_judge
+from medix.serving.placement import check_judge_reachable, managed_judge
 from medix.train.monitor import RewardMonitor, policy_tokens
 from medix.train.policy import has_vision_tower, load_policy, peft_config, prepare_policy
 from medix.train.sampling import DynamicSamplingGRPOTrainer

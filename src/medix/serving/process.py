@@ -1,11 +1,8 @@
-"""Start an OpenAI-compatible server (a judge, or the policy under evaluation) on 127.0.0.1, wait until
-it answers, stop it cleanly.
+"""A server process (a judge, or the policy under evaluation) on 127.0.0.1: started, waited for until it
+answers, stopped cleanly.
 
-    medix judge serve --model Qwen/Qwen3-4B-Instruct-2507 --backend vllm        # GPU machine
-    medix judge serve --model smollm2-135m --backend llamacpp                   # CPU, GGUF
-
-`ManagedServer` is also what `medix train` (judge_serve.enabled) and `medix eval run --serve` use: a
-context manager that stops the server's process group on every way out: normal exit, an exception,
+`ManagedServer` is what `medix judge serve`, `medix train` (judge_serve.enabled) and `medix eval run --serve`
+use: a context manager that stops the server's process group on every way out: normal exit, an exception,
 Ctrl-C (during start-up too), SIGTERM (turned into SystemExit while the server runs) and, on Linux, the
 death of medix itself (the child gets SIGTERM from the kernel). A port that already answers is refused
 before anything starts, so medix never reports "ready" with another program's server.
@@ -15,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.util
 import logging
 import os
 import signal
@@ -30,48 +26,8 @@ from pathlib import Path
 import httpx
 
 from medix.errors import MedixError
-from medix.models import SMOLLM2, canonical, resolve, served_name, smollm2_gguf
 
 log = logging.getLogger(__name__)
-
-
-def server_command(model: str, backend: str, port: int, extra: list[str] | None = None) -> list[str]:
-    """The argv that starts an OpenAI-compatible server for `model` on 127.0.0.1:port."""
-    extra = list(extra or [])
-    if backend == "vllm":
-        if importlib.util.find_spec("vllm") is None:
-            raise MedixError("the vllm backend needs vLLM (GPU machines): pip install 'medix[vllm]'")
-        return vllm_command(model, port, tensor_parallel=None, extra_args=extra)  # layout flags: `extra`
-    if backend == "llamacpp":
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise MedixError("the llamacpp backend needs llama-cpp-python: pip install 'medix[llamacpp]' (compiles ~8 min)")
-        path = model
-        if canonical(model) == SMOLLM2:
-            path = str(smollm2_gguf())  # the packaged GGUF, checked to be there
-        if not path.endswith(".gguf") or not Path(path).is_file():
-            raise MedixError(f"--backend llamacpp needs a local .gguf file or '{SMOLLM2}', got {model!r}")
-        return [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", model,
-                "--host", "127.0.0.1", "--port", str(port), *extra]
-    raise MedixError(f"unknown server backend {backend!r} (choose vllm or llamacpp)")
-
-
-def vllm_placement_args(tensor_parallel: int | None = None, gpu_memory_utilization: float | None = None,
-                        max_model_len: int | None = None) -> list[str]:
-    """vLLM's layout flags; a None leaves that setting at vLLM's default."""
-    flags = (("--tensor-parallel-size", tensor_parallel), ("--gpu-memory-utilization", gpu_memory_utilization),
-             ("--max-model-len", max_model_len))
-    return [part for flag, value in flags if value is not None for part in (flag, str(value))]
-
-
-def vllm_command(model: str, port: int, tensor_parallel: int | None = 1, gpu_memory_utilization: float | None = None,
-                 max_model_len: int | None = None, extra_args: list[str] | tuple = ()) -> list[str]:
-    """The vLLM OpenAI-server argv for `model` (any zoo name, hub id or folder), served under its hub id and
-    under the name given, so a request may use either."""
-    hub = served_name(model)
-    names = [hub] + ([model] if model != hub else [])
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
-               "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port)]
-    return command + vllm_placement_args(tensor_parallel, gpu_memory_utilization, max_model_len) + list(extra_args)
 
 
 def models_error(base_url: str, timeout_s: float) -> str | None:
@@ -114,7 +70,7 @@ class ManagedServer:
             raise
 
     def launch(self) -> None:
-        """Start the process without waiting for it (`wait_for` waits); `ServerGroup` launches several at once."""
+        """Start the process without waiting for it (`wait_for` waits); so a caller can launch, then wait."""
         main = threading.current_thread() is threading.main_thread()
         if main:  # SIGTERM → SystemExit, so `finally` / `__exit__` blocks run and stop the child
             self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm) or signal.SIG_DFL

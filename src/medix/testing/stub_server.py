@@ -7,7 +7,7 @@ client timeout, garbage text, or an HTTP 401 that echoes the Authorization heade
 key), each with its own probability. Concurrency is unbounded (asyncio), a stand-in for a batching vLLM
 server. `--start-delay` makes the process slow to come up, like a real engine loading weights.
 
-    python -m medix.testing.judge_server --port 8011 --latency 0.2      # separate process (benchmarks)
+    python -m medix.testing.stub_server --port 8011 --latency 0.2      # separate process (benchmarks)
     with JudgeStub(fail_500=0.1) as stub: ... stub.url ...             # in-process thread (tests)
     with LoopbackServer(starlette_app) as server: ... server.url ...   # any other fake server (tests)
 """

@@ -1,6 +1,6 @@
 """The judge a training run talks to: a managed server on GPUs of its own, or a URL checked before any load.
 
-    judge_serve: {enabled: true, backend: vllm, gpus: [6, 7], tensor_parallel_size: 2,
+    judge_serve: {enabled: true, engine: vllm, gpus: [6, 7], tensor_parallel_size: 2,
                   gpu_memory_utilization: 0.97, max_model_len: 8192}
     accelerate launch --num_processes 6 -m medix train --config my.yaml   # training on GPUs 0-5
 
@@ -14,10 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from medix.backends import get_backend
 from medix.errors import MedixError
-from medix.train.config import JudgeServeConfig, TrainConfig
+from medix.serving.config import JudgeServeConfig
+
+if TYPE_CHECKING:  # training owns its config; serving only reads it
+    from medix.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +67,15 @@ def judge_server_env(serve: JudgeServeConfig, training: list[int], cuda: bool) -
 
 def judge_server_args(serve: JudgeServeConfig) -> list[str]:
     """vLLM arguments from the placement fields, before the free extra_args."""
-    if serve.backend != "vllm":
+    if serve.engine != "vllm":
         return list(serve.extra_args)
-    from medix.serve import vllm_placement_args
+    from medix.serving.engines import vllm_layout_args
 
-    return [*vllm_placement_args(serve.tensor_parallel_size, serve.gpu_memory_utilization, serve.max_model_len),
-            *serve.extra_args]
+    return [*vllm_layout_args(serve), *serve.extra_args]
 
 
 @contextlib.contextmanager
-def managed_judge(cfg: TrainConfig):
+def managed_judge(cfg: "TrainConfig"):
     """Start the judge server when judge_serve.enabled; always stop it (crash and Ctrl-C included).
 
     Under `accelerate launch` only the first process of each node starts it; the others wait for it.
@@ -80,14 +83,15 @@ def managed_judge(cfg: TrainConfig):
     if not cfg.judge_serve.enabled:
         yield
         return
-    from medix.serve import ManagedServer, server_command
+    from medix.serving.engines import server_command
+    from medix.serving.process import ManagedServer
 
     s = cfg.judge_serve
     visible = visible_gpus()
     training = training_gpus(visible, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     env = judge_server_env(s, training, cuda=bool(visible))
     url = f"http://127.0.0.1:{s.port}/v1"
-    server = ManagedServer(server_command(cfg.reward.judge.model, s.backend, s.port, judge_server_args(s)), url,
+    server = ManagedServer(server_command(cfg.reward.judge.model, s.engine, s.port, judge_server_args(s)), url,
                            s.startup_timeout_s, env=env)
     cfg.reward.judge.base_urls = [url]
     if int(os.environ.get("LOCAL_RANK", "0")) != 0:
@@ -99,18 +103,18 @@ def managed_judge(cfg: TrainConfig):
         yield
 
 
-def check_judge_reachable(cfg: TrainConfig) -> None:
+def check_judge_reachable(cfg: "TrainConfig") -> None:
     """Fail before any model loads when an HTTP judge does not answer (a run with no judge would learn
     from the other components only)."""
     judge = cfg.reward.judge
     if not get_backend(judge.backend).served or cfg.reward.weights.judge == 0:
         return
     from medix.files import display_url
-    from medix.serve import models_error
+    from medix.serving.process import models_error
 
     for url in judge.base_urls:
         if (error := models_error(url, timeout_s=10)) is not None:
             raise MedixError(
                 f"judge at {display_url(url)} is not reachable ({error}). Start it with `medix judge serve "
-                f"--model {judge.model} --backend vllm --port PORT` (on its own GPUs: CUDA_VISIBLE_DEVICES=...), "
+                f"--model {judge.model} --engine vllm --port PORT` (on its own GPUs: CUDA_VISIBLE_DEVICES=...), "
                 "set judge_serve.enabled=true with judge_serve.gpus, or use reward.judge.backend=local.")

@@ -1,0 +1,61 @@
+"""The command line that starts a serving engine on 127.0.0.1: vLLM's OpenAI server or llama.cpp's.
+
+    medix judge serve --model Qwen/Qwen3-4B-Instruct-2507 --engine vllm        # GPU machine
+    medix judge serve --model smollm2-135m --engine llamacpp                   # CPU, GGUF
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from medix.errors import MedixError
+from medix.models import SMOLLM2, canonical, resolve, served_name, smollm2_gguf
+from medix.serving.config import ServeConfig
+
+ENGINES = ("vllm", "llamacpp")
+
+
+def require_vllm(what: str = "--serve starts vLLM") -> None:
+    """One clear line when vLLM is not installed here."""
+    if importlib.util.find_spec("vllm") is None:
+        raise MedixError(f"{what}, which is not installed here: pip install 'medix[vllm]' on a GPU machine, or "
+                         "start the servers yourself and pass --base-url / --judge-url (docs/eval.md)")
+
+
+def server_command(model: str, engine: str, port: int, extra: list[str] | tuple = ()) -> list[str]:
+    """The argv that starts an OpenAI-compatible server for `model` on 127.0.0.1:port."""
+    if engine == "vllm":
+        require_vllm("the vllm engine needs vLLM")
+        return vllm_command(model, port, extra)
+    if engine == "llamacpp":
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise MedixError("the llamacpp engine needs llama-cpp-python: pip install 'medix[llamacpp]' (compiles ~8 min)")
+        path = model
+        if canonical(model) == SMOLLM2:
+            path = str(smollm2_gguf())  # the packaged GGUF, checked to be there
+        if not path.endswith(".gguf") or not Path(path).is_file():
+            raise MedixError(f"--engine llamacpp needs a local .gguf file or '{SMOLLM2}', got {model!r}")
+        return [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", model,
+                "--host", "127.0.0.1", "--port", str(port), *extra]
+    raise MedixError(f"unknown serving engine {engine!r} (choose {' or '.join(ENGINES)})")
+
+
+def vllm_layout_args(spec: ServeConfig, max_model_len: int | None = None) -> list[str]:
+    """vLLM's layout flags from `spec` (a None leaves that setting at vLLM's default); `max_model_len`, when
+    given, stands in for an unset spec.max_model_len."""
+    flags = (("--tensor-parallel-size", spec.tensor_parallel_size), ("--data-parallel-size", spec.data_parallel_size),
+             ("--api-server-count", spec.api_server_count), ("--gpu-memory-utilization", spec.gpu_memory_utilization),
+             ("--max-model-len", spec.max_model_len or max_model_len))
+    return [part for flag, value in flags if value is not None and not (flag.endswith("parallel-size") and value == 1)
+            for part in (flag, str(value))]
+
+
+def vllm_command(model: str, port: int, args: list[str] | tuple = ()) -> list[str]:
+    """The vLLM OpenAI-server argv for `model` (any zoo name, hub id or folder), served under its hub id and
+    under the name given, so a request may use either."""
+    hub = served_name(model)
+    names = [hub] + ([model] if model != hub else [])
+    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
+            "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port), *args]
