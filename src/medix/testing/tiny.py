@@ -55,13 +55,13 @@ class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
         self.vision_start_token_id, self.vision_end_token_id = ids(self.vision_start_token), ids(self.vision_end_token)
 
 
-def tiny_qwen3_vl(seed: int = 0, head_dim: int = 16, video: bool = False):
+def tiny_qwen3_vl(seed: int = 0, head_dim: int = 16, video: bool = False, max_pixels: int = 64 * 64):
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
     tokenizer.add_special_tokens({"additional_special_tokens": list(VISION_TOKENS)})
     tokenizer.chat_template = QWEN_STYLE_TEMPLATE
     # patch 16, merge 2: a 64x64 image becomes 4x4 patches → 4 visual tokens after merging.
     images = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, temporal_patch_size=2,
-                                      min_pixels=32 * 32, max_pixels=64 * 64)
+                                      min_pixels=32 * 32, max_pixels=max_pixels)
     if video:
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
@@ -90,9 +90,10 @@ def tiny_qwen3_vl(seed: int = 0, head_dim: int = 16, video: bool = False):
     return model, processor
 
 
-def save_tiny(folder, vision: bool = False, head_dim: int = 16, video: bool = False, seed: int = 0) -> str:
+def save_tiny(folder, vision: bool = False, head_dim: int = 16, video: bool = False, seed: int = 0,
+              max_pixels: int = 64 * 64) -> str:
     """Write a tiny model and its tokenizer or processor to `folder` (loadable by name, as a hub model is)."""
-    model, processing = (tiny_qwen3_vl(seed, head_dim, video) if vision else tiny_text_lm(seed, head_dim))
+    model, processing = tiny_qwen3_vl(seed, head_dim, video, max_pixels) if vision else tiny_text_lm(seed, head_dim)
     model.save_pretrained(folder)
     processing.save_pretrained(folder)
     return str(folder)
