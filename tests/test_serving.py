@@ -75,8 +75,12 @@ def test_a_context_overflow_is_named_with_the_item_and_the_flag():
     said = ("server http://127.0.0.1:8000/v1, model 'm': BadRequestError: HTTP 400: This model's maximum context "
             "length is 1024 tokens. However, your prompt contains 3000 input tokens")
     named = overflow_error(said, "item-7", 512)
-    assert named.startswith("item item-7 does not fit the policy server's context of 1024 tokens")
+    assert named.startswith("item item-7 does not fit the policy server's context of 1024 tokens (a prompt of "
+                            "3000 tokens with its images, + 512 new tokens)")
     assert "--serve-max-model-len" in named and "--max-new-tokens" in named and said in named
+    engine = "HTTP 400: Input length (140) exceeds model's maximum context length (64)."  # vLLM's engine check
+    assert overflow_error(engine, "3", 8).startswith("item 3 does not fit the policy server's context of 64 tokens "
+                                                     "(a prompt of 140 tokens with its images, + 8 new tokens)")
     assert overflow_error("HTTP 500: engine died", "x", 512) is None and overflow_error(None, "x", 512) is None
 
 

@@ -22,7 +22,12 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_TOKENS = 256  # chat template, role markers and the vision start / end tokens around each image
 ROUND_TO = 256
-_OVERFLOW = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
+# vLLM's two wordings: the renderer's ("maximum context length is 64 tokens. However, your prompt contains 140
+# input tokens") and the engine's ("Input length (140) exceeds model's maximum context length (64)").
+_OVERFLOW = (re.compile(r"maximum context length is (?P<limit>\d+) tokens.*?contains (?:at least )?(?P<length>\d+)?",
+                        re.IGNORECASE | re.DOTALL),
+             re.compile(r"input length \((?P<length>\d+)\) exceeds model's maximum context length \((?P<limit>\d+)\)",
+                        re.IGNORECASE))
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,10 @@ def _image_processor(model: str):
 def overflow_error(error: str | None, item_id: str, max_new_tokens: int) -> str | None:
     """A server's context-length refusal, named: which item, how long the context is, which setting to change.
     None when `error` is something else."""
-    found = _OVERFLOW.search(error or "")
+    found = next((m for pattern in _OVERFLOW if (m := pattern.search(error or ""))), None)
     if found is None:
         return None
-    return (f"item {item_id} does not fit the policy server's context of {found.group(1)} tokens (prompt with its "
-            f"images + {max_new_tokens} new tokens): raise --serve-max-model-len (policy_server.max_model_len) or "
-            f"lower --max-new-tokens. Server said: {error}")
+    prompt = f"a prompt of {found['length']} tokens with its images" if found["length"] else "the prompt with its images"
+    return (f"item {item_id} does not fit the policy server's context of {found['limit']} tokens ({prompt}, + "
+            f"{max_new_tokens} new tokens): raise --serve-max-model-len (policy_server.max_model_len) or lower "
+            f"--max-new-tokens. Server said: {error}")
