@@ -27,13 +27,15 @@ NOTE = "returned no logprobs"
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     folder = str(smollm2_folder())
+    # transformers 5.17's `serve` lists models from the hub cache folder and answers 500 while it does not exist.
+    hub_cache = tmp_path_factory.mktemp("hub-cache")
     port = free_port()
     command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve", "--host",
                "127.0.0.1", "--port", str(port), "--device", "cpu", folder]
     managed = ManagedServer(command, f"http://127.0.0.1:{port}/v1", startup_timeout_s=180,
-                            env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+                            env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(hub_cache)})
     with managed:
         yield {"url": managed.base_url, "model": folder, "server": managed}
     assert managed.process.poll() is not None  # stopped

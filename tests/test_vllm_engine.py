@@ -161,7 +161,7 @@ def test_eval_serve_names_an_image_that_overflows_the_context(tmp_path, vl_polic
 SIZES = [(64, 48), (40, 90), (96, 96), (50, 50)]  # different images → different numbers of image tokens
 
 
-def train_colocated(tmp_path: Path, policy: Path, stub: JudgeStub, vision: bool) -> tuple:
+def train_colocated(tmp_path: Path, policy: Path, stub: JudgeStub, vision: bool, **model: int) -> tuple:
     rows = []
     for i, size in enumerate(SIZES):  # prompts of different lengths
         row = {"id": f"s{i}", "problem": "Which nerve is injured in wrist drop?" + " Explain." * i,
@@ -171,7 +171,7 @@ def train_colocated(tmp_path: Path, policy: Path, stub: JudgeStub, vision: bool)
             row["images"] = [f"img{i}.png"]
         rows.append(row)
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = {"data": {"train": str(tmp_path / "d.jsonl")}, "model": {"name": str(policy)},
+    config = {"data": {"train": str(tmp_path / "d.jsonl")}, "model": {"name": str(policy), **model},
               "algorithm": {"recipe": "grpo"},
               "rollout": {"num_generations": 2, "max_completion_tokens": 8, "backend": "vllm", "vllm_mode": "colocate",
                           "vllm_max_model_length": 512},
@@ -205,24 +205,26 @@ def test_train_colocated_vllm_two_steps_on_a_tiny_text_model(tmp_path):
     assert all("wrist drop" in q and q.count("<|im_start|>assistant") == 1 for q in questions)
 
 
-def test_train_colocated_vllm_receives_each_image_once(tmp_path, vl_policy):
-    """What vLLM really runs on: each prompt holds its image's tokens once, as many as the policy's processor
-    makes of that image (not the trainer's expanded placeholders on top of vLLM's own)."""
+def test_train_colocated_vllm_receives_each_image_once_at_the_trainers_size(tmp_path, vl_policy):
+    """What vLLM really runs on: each prompt holds its image's tokens once (not the trainer's expanded placeholders
+    on top of vLLM's own), as many as the trainer's processor makes of that image. The run bounds images at
+    64 × 64 px (model.max_pixels) while the checkpoint, from which TRL builds the engine, allows 1 MP: vLLM must
+    still see each image at the run's size."""
     from transformers import AutoTokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
     with JudgeStub() as stub:
-        metrics, prompts = train_colocated(tmp_path, vl_policy, stub, vision=True)
+        metrics, prompts = train_colocated(tmp_path, vl_policy, stub, vision=True, max_pixels=64 * 64)
     steps = [m for m in metrics if "loss" in m]
     assert len(steps) == 2 and all(m["sampling/importance_sampling_ratio/min"] > 0.9 for m in steps), steps
     tokenizer = AutoTokenizer.from_pretrained(vl_policy)
     pad, start = tokenizer.convert_tokens_to_ids("<|image_pad|>"), tokenizer.convert_tokens_to_ids("<|vision_start|>")
-    # Qwen-VL's rule: the image resized to multiples of patch × merge (32 px) within [32², 1024²] pixels, one
-    # token per 32 × 32 block.
+    # Qwen-VL's rule: the image resized to multiples of patch × merge (32 px) within [32², 64²] pixels (the
+    # run's bound), one token per 32 × 32 block: 96 × 96 becomes 64 × 64, 4 tokens (9 at the checkpoint's bound).
     expected = {h * w // 32 ** 2 for h, w in (smart_resize(height, width, factor=32, min_pixels=32 ** 2,
-                                                           max_pixels=1024 ** 2) for width, height in SIZES)}
+                                                           max_pixels=64 ** 2) for width, height in SIZES)}
     seen = {p["prompt_token_ids"].count(pad) for p in prompts}
-    assert len(prompts) == 8 and seen == expected, (seen, expected)  # the 4 rows, each image once
+    assert expected == {3, 4} and len(prompts) == 8 and seen == expected, (seen, expected)  # each image once
     assert all(p["prompt_token_ids"].count(start) == 1 for p in prompts)
 
 

@@ -136,7 +136,7 @@ async def _openai_one(cfg: EvalConfig, generator: dict, client: ChatClient,
         return make_record(cfg, generator, item, None, str(err), 0), False
     result = await client.chat(messages, model=served_name(cfg.model), temperature=cfg.temperature,
                                max_tokens=cfg.max_new_tokens, deadline_s=cfg.item_timeout_s or 2 * cfg.timeout_s)
-    error = overflow_error(result.error, item.id, cfg.max_new_tokens) or result.error
+    error = result.error and (overflow_error(result.error, item.id, cfg.max_new_tokens) or result.error)
     return make_record(cfg, generator, item, result.text if result.ok else None, error, result.attempts), \
         result.circuit_open
 
