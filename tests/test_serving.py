@@ -155,8 +155,8 @@ def test_eval_serve_runs_each_phase_on_its_server_and_stops_it(tmp_path, monkeyp
                      data_dir=str(sample_dir()), output_dir=str(tmp_path / "run"), bootstrap=0, protocol="medix",
                      policy_server=ServeConfig(gpus=[2, 3], data_parallel_size=2, max_model_len=2048,
                                                extra_args=["--limit-mm-per-prompt={}"]),
-                     judge_server=ServeConfig(data_parallel_size=2), judge=JudgeConfig(backend="openai",
-                                                                                        model="stub-judge", max_tokens=8))
+                     judge_server=ServeConfig(data_parallel_size=2),
+                     judge=JudgeConfig(backend="openai", model="stub-judge", max_tokens=8))
     result = run_eval(cfg)
     assert not result.failures and result.scores["tasks"]["mmlu_anatomy"]["n"] == 4
     assert [s.name for _, s in started] == ["policy", "judge"]

@@ -138,7 +138,8 @@ def _generate(cfg: EvalConfig, specs: list[TaskSpec], out: Path, result: RunResu
                 store.drop(lambda r: r.get("error") is not None)
             wanted = {i.id for i in items}
             todo = len(wanted - store.ids())
-            result.failures[f"generate/{spec.name}"] = run_generate(cfg, items, store, progress("generate", spec.name, todo))
+            advance = progress("generate", spec.name, todo)
+            result.failures[f"generate/{spec.name}"] = run_generate(cfg, items, store, advance)
 
 
 def _current_ids(cfg: EvalConfig, spec: TaskSpec, gens: list[GenerationRecord]) -> set[str]:

@@ -31,7 +31,8 @@ def server_command(model: str, engine: str, port: int, extra: list[str] | tuple 
         return vllm_command(model, port, extra)
     if engine == "llamacpp":
         if importlib.util.find_spec("llama_cpp") is None:
-            raise MedixError("the llamacpp engine needs llama-cpp-python: pip install 'medix[llamacpp]' (compiles ~8 min)")
+            raise MedixError("the llamacpp engine needs llama-cpp-python: pip install 'medix[llamacpp]' "
+                             "(compiles ~8 min)")
         path = model
         if canonical(model) == SMOLLM2:
             path = str(smollm2_gguf())  # the packaged GGUF, checked to be there

@@ -101,7 +101,8 @@ def overflow_error(error: str | None, item_id: str, max_new_tokens: int) -> str 
     found = next((m for pattern in _OVERFLOW if (m := pattern.search(error or ""))), None)
     if found is None:
         return None
-    prompt = f"a prompt of {found['length']} tokens with its images" if found["length"] else "the prompt with its images"
+    prompt = (f"a prompt of {found['length']} tokens with its images" if found["length"]
+              else "the prompt with its images")
     return (f"item {item_id} does not fit the policy server's context of {found['limit']} tokens ({prompt}, + "
             f"{max_new_tokens} new tokens): raise --serve-max-model-len (policy_server.max_model_len) or lower "
             f"--max-new-tokens. Server said: {error}")

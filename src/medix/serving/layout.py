@@ -31,7 +31,8 @@ class ServerLaunch:
     log_path: Path
 
 
-def plan_server(role: str, model: str, spec: ServeConfig, log_dir: Path, fit: ContextFit = ContextFit()) -> ServerLaunch:
+def plan_server(role: str, model: str, spec: ServeConfig, log_dir: Path,
+                fit: ContextFit = ContextFit()) -> ServerLaunch:
     """The one vLLM launch of `model` for `role`: every listed GPU visible, vLLM's own tensor and data parallelism
     over them; `fit` (serving/fit.py) sizes the context and the images per prompt where the spec leaves them."""
     args = [*vllm_layout_args(spec, fit.max_model_len), *fit.media_args(spec.extra_args), *spec.extra_args]
