@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from medix.data.images import MAX_IMAGE_SIDE
 from medix.errors import MedixError
+from medix.judge.parse import after_last_think
 
 _THINK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
 _LEADING_TAG = re.compile(r"^\s*<\s*[A-Z_]+\s*>", re.IGNORECASE)
@@ -26,13 +27,9 @@ MAX_QUESTION_CHARS = 1200  # long PubMedQA contexts: the judge needs the questio
 
 
 def paper_candidate(raw: str) -> str:
-    """The official rule: the text after the last `</think>` (else the last `</thinking>`), stripped; the
-    whole response when neither is there. The tags are matched exactly, as the official code does: `</Think>`
-    or `</ think>` is no tag there, so the judge sees the whole response."""
-    for tag in ("</think>", "</thinking>"):
-        if tag in raw:
-            return raw.rpartition(tag)[2].strip()
-    return raw.strip()
+    """What the paper's judge sees of a response: the official rule (`judge.parse.after_last_think`); a
+    `</Think>` or `</ think>` is no tag there, so the judge sees the whole response."""
+    return after_last_think(raw)
 
 
 def shorten(text: str, limit: int = MAX_QUESTION_CHARS) -> str:

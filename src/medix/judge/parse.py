@@ -66,14 +66,22 @@ def json_score(text: str) -> object | None:
     return data.get("score") if isinstance(data, dict) else None
 
 
+def after_last_think(text: str) -> str:
+    """The official rule for a reply that may think first: the text after the last `</think>` (else the last
+    `</thinking>`), stripped; the whole text, stripped, when neither is there. The tags are matched exactly and
+    case-sensitively, as the official code does (`</Think>` or `</ think>` is no tag there). The evaluation's
+    candidate (`eval.protocol.paper_candidate`) and the official verdict parser both read a reply this way."""
+    for tag in ("</think>", "</thinking>"):  # the first tag that occurs wins
+        if tag in text:
+            return text.rpartition(tag)[2].strip()
+    return text.strip()
+
+
 def official_score(text: str | None) -> object:
     """The official parser's value, or `_MISSING` where it raises (no object, bad JSON, no `score`)."""
     if text is None:
         return _MISSING
-    for tag in ("</think>", "</thinking>"):  # exact, case-sensitive, first tag that occurs wins
-        if tag in text:
-            text = text.split(tag)[-1].strip()
-            break
+    text = after_last_think(text)
     start, end = text.find("{"), text.rfind("}") + 1
     try:
         data = json.loads(text[start:end])
