@@ -76,7 +76,7 @@ def test_bootstrap_interval_is_95_percent_wide():
     interval, the 5th to 95th percentile, would span 0.082)."""
     import numpy as np
 
-    from medix.eval.score import bootstrap_means, interval
+    from medix.stats import bootstrap_means, interval
 
     values = np.array([1.0, 0.0] * 200)
     low, high = interval(bootstrap_means(values, 20000, np.random.default_rng(0)))

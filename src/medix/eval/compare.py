@@ -14,7 +14,8 @@ import numpy as np
 
 from medix.errors import MedixError
 from medix.eval.protocol import get_protocol
-from medix.eval.score import interval, read_judgments, read_scores, require_keys
+from medix.eval.score import read_judgments, read_scores, require_keys
+from medix.stats import interval
 
 
 def _normalized(run: Path) -> tuple[dict, dict[str, dict[str, float]]]:

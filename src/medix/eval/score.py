@@ -22,25 +22,11 @@ from medix.eval.protocol import Protocol, get_protocol
 from medix.eval.registry import TaskSpec
 from medix.eval.schema import (GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path,
                                read_data_checks)
+from medix.stats import bootstrap_means, interval
 
 
 def _sorted(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda r: (len(r["id"]), r["id"]))  # numeric ids in numeric order
-
-
-def bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(resamples,) means of `values` resampled with replacement."""
-    if resamples == 0 or len(values) == 0:
-        return np.empty(0)
-    idx = rng.integers(0, len(values), size=(resamples, len(values)))  # (B, n)
-    return values[idx].mean(axis=1)
-
-
-def interval(replicates: np.ndarray) -> list[float] | None:
-    if replicates.size == 0:
-        return None
-    low, high = np.percentile(replicates, [2.5, 97.5])
-    return [round(float(low), 6), round(float(high), 6)]
 
 
 def breakdowns(spec: TaskSpec, records: list[dict], meta: dict[str, dict]) -> dict:

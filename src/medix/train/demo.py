@@ -66,7 +66,7 @@ def paired_change(before: list[dict], after: list[dict], resamples: int = 1000, 
     An interval that contains 0 means the change is within noise."""
     import numpy as np
 
-    from medix.eval.score import bootstrap_means, interval
+    from medix.stats import bootstrap_means, interval
 
     change = {}
     for name in COLUMNS:
