@@ -124,7 +124,8 @@ def test_reward_overrides_come_last(tmp_path):
 
 
 def test_other_accelerate_processes_resume_the_same_checkpoint_and_clear_nothing(tmp_path):
-    from medix.train.config import TrainerConfig, claim_output_dir
+    from medix.train.config import TrainerConfig
+    from medix.train.run_folder import claim_output_dir
 
     out = tmp_path / "run"
     for step in (2, 4):

@@ -450,7 +450,8 @@ def test_train_into_a_previous_run_is_refused(tmp_path):
 
 
 def test_train_resume_and_overwrite(tmp_path):
-    from medix.train.config import TrainerConfig, claim_output_dir
+    from medix.train.config import TrainerConfig
+    from medix.train.run_folder import claim_output_dir
 
     out = tmp_path / "run"
     _previous_run(out)

@@ -182,7 +182,8 @@ def test_json_rows_that_are_not_objects_are_named(tmp_path):
 
 
 def test_resume_falls_back_to_the_last_complete_checkpoint(tmp_path, caplog):
-    from medix.train.config import TrainerConfig, claim_output_dir
+    from medix.train.config import TrainerConfig
+    from medix.train.run_folder import claim_output_dir
 
     out = tmp_path / "run"
     for step, complete in ((2, True), (4, False)):

@@ -41,7 +41,8 @@ def train(
                                            "(default: the accelerate config's, else none)."),
 ) -> None:
     """RL fine-tuning with the composite reward (GRPO / DAPO / GSPO on TRL). Extra args: key.sub=value overrides."""
-    from medix.train.config import claim_output_dir, load_train_config
+    from medix.train.config import load_train_config
+    from medix.train.run_folder import claim_output_dir
 
     if not plan and (accelerate_config or sharding):
         raise MedixError("--accelerate-config and --sharding describe the node for --plan: add --plan")

@@ -22,7 +22,8 @@ from medix.judge.audit import judge_summary
 from medix.errors import MedixError
 from medix.models import SMOLLM2, default_judge
 from medix.rewards import composite as reward
-from medix.train.config import claim_output_dir, load_train_config
+from medix.train.config import load_train_config
+from medix.train.run_folder import claim_output_dir
 from medix.train.trainer import build_trainer
 
 log = logging.getLogger(__name__)
