@@ -7,6 +7,7 @@ Values from a recipe (`train/recipes/<name>.yaml`) fill the algorithm fields the
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -23,7 +24,7 @@ from medix.files import display_url
 from medix.train.trl_fields import check_passthrough, check_report_to
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
-RECIPES = ("dapo", "grpo", "gspo")
+RECIPES = tuple(sorted(path.stem for path in RECIPE_DIR.glob("*.yaml")))  # a new recipe is a YAML file there
 
 
 class _TrlSection(BaseModel):
@@ -107,7 +108,8 @@ class DynamicSamplingConfig(_Config):
 
 class AlgorithmConfig(_TrlSection):
     _section: ClassVar[str] = "algorithm"
-    recipe: Literal["dapo", "grpo", "gspo"] = Field("dapo", description="Paper settings for the algorithm.")
+    recipe: str = Field("dapo", description=f"Paper settings for the algorithm: {', '.join(RECIPES)} "
+                        "(train/recipes/<name>.yaml).")
     loss_type: str | None = Field(None, description="TRL loss_type (recipe: dapo → 'dapo', grpo → 'grpo').")
     beta: float | None = Field(None, ge=0, description="KL coefficient (grpo: 0.01; dapo/gspo: 0).")
     epsilon: float | None = Field(None, gt=0, description="Lower clip range.")
@@ -119,6 +121,13 @@ class AlgorithmConfig(_TrlSection):
                                 "negative advantage the ratio counts up to delta, no further (official: 3.0).")
     dynamic_sampling: DynamicSamplingConfig = Field(default_factory=DynamicSamplingConfig,
                                                     description="DAPO dynamic sampling (recipe dapo enables it).")
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, name: str) -> str:
+        if name not in RECIPES:
+            raise ValueError(unknown_recipe(name))
+        return name
 
 
 class RolloutConfig(_TrlSection):
@@ -244,10 +253,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         return key.strip().split("."), value
 
 
+def unknown_recipe(name: str) -> str:
+    close = difflib.get_close_matches(name, RECIPES, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown recipe '{name}' ({hint}choose one of: {', '.join(RECIPES)}; a new one is train/recipes/NAME.yaml)"
+
+
 def recipe_defaults(name: str) -> dict:
     if name not in RECIPES:
-        raise MedixError(f"unknown recipe '{name}' (choose one of: {', '.join(RECIPES)})")
-    return yaml.safe_load((RECIPE_DIR / f"{name}.yaml").read_text())
+        raise MedixError(unknown_recipe(name))
+    return read_yaml(RECIPE_DIR / f"{name}.yaml")
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:
@@ -263,6 +278,6 @@ def load_train_config(path: str | Path | None, overrides: list[str] = (), base: 
         node[keys[-1]] = value
     recipe = (data.get("algorithm") or {}).get("recipe", "dapo")
     if recipe not in RECIPES:
-        raise MedixError(f"algorithm.recipe: unknown recipe '{recipe}' (choose one of: {', '.join(RECIPES)})")
+        raise MedixError(f"algorithm.recipe: {unknown_recipe(recipe)}")
     data = deep_merge(recipe_defaults(recipe), data)
     return build(TrainConfig, data, str(path or "config"))
