@@ -38,6 +38,17 @@ def test_streamed_conversion_has_the_weights_transformers_loads_from_the_gguf(tm
     assert not list(tmp_path.glob(".convert-*"))  # the temporary folder is gone
 
 
+def test_converted_tokenizer_has_the_special_tokens_the_gguf_names(tmp_path, smollm2_gguf_path):
+    """SmolLM2's GGUF says bos 1, eos 2, pad 2, unk 0 (tokenizer.ggml.*_token_id): ChatML's <|im_end|> ends a
+    reply. transformers 5.17's own GGUF reading gives eos <|im_start|> and no pad; the folder must not."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.convert(smollm2_gguf_path, tmp_path / "out", "float32"))
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token, tokenizer.unk_token) == (
+        "<|im_start|>", "<|im_end|>", "<|im_end|>", "<|endoftext|>")
+    assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (2, 2)
+
+
 def test_row_blocks_dequantise_to_the_whole_tensors_values(smollm2_gguf_path):
     """The streamed path (a GGUF architecture whose tensors transformers does not transform, e.g. qwen2) gives
     the values of one whole-tensor dequantisation, block boundaries anywhere (here 7 rows, uneven)."""

@@ -48,7 +48,10 @@ def convert(gguf: Path, target: Path, dtype: str, desc: str | None = None) -> Pa
         _write_shards(tensors, tmp, torch_dtype, desc)
         tqdm.write(f"{desc}: writing the tokenizer", file=sys.stderr)
         config.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        for name, token in special_tokens(gguf).items():
+            setattr(tokenizer, name, token)
+        tokenizer.save_pretrained(tmp)
         if skeleton.can_generate():
             skeleton.generation_config.save_pretrained(tmp)
         if not (target / "config.json").is_file():
@@ -57,6 +60,28 @@ def convert(gguf: Path, target: Path, dtype: str, desc: str | None = None) -> Pa
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# GGUF metadata key → the tokenizer attribute it names.
+_SPECIAL = {"bos_token_id": "bos_token", "eos_token_id": "eos_token", "padding_token_id": "pad_token",
+            "unknown_token_id": "unk_token"}
+
+
+def special_tokens(gguf: Path) -> dict[str, str]:
+    """{"eos_token": "<|im_end|>", ...}: the special tokens the GGUF's own metadata names. Set on the converted
+    tokenizer whatever transformers read: transformers 5.17 reads SmolLM2's eos as <|im_start|> and no pad
+    token, where the file says <|im_end|> for both (5.25 reads them right)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf)).fields
+    tokens = fields["tokenizer.ggml.tokens"]
+    named = {}
+    for key, name in _SPECIAL.items():
+        field = fields.get(f"tokenizer.ggml.{key}")
+        if field is not None and field.data:
+            token_id = int(field.parts[field.data[0]][0])
+            named[name] = bytes(tokens.parts[tokens.data[token_id]]).decode("utf-8")
+    return named
 
 
 class _GGUFTensors:
