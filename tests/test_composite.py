@@ -1,6 +1,5 @@
 """Weights, renormalisation, judge-failure modes, and the engine adapters (TRL, EasyR1, verl)."""
 
-import asyncio
 import math
 
 import pytest

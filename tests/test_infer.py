@@ -88,8 +88,10 @@ def test_demo_session_turns_failures_into_messages(tmp_path):
 
 
 def test_cli_infer_json_and_errors(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "medix", "infer", *a], capture_output=True, text=True,
-                                    cwd=REPO, timeout=300)
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "medix", "infer", *a], capture_output=True, text=True, cwd=REPO,
+                              timeout=300)
+
     result = run("--question", "What is aspirin used for?", "--json", "--max-new-tokens", str(TOKENS))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)

@@ -12,13 +12,13 @@ from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
 from medix.testing.tiny import tiny_qwen3_vl
 from medix.train.rollout import checkpoint_layout
 
-E, H, I = 4, 32, 24  # experts, hidden, moe intermediate: every dimension distinct, so no transpose hides
+E, H, F = 4, 32, 24  # experts, hidden, moe intermediate: every dimension distinct, so no transpose hides
 
 
 def tiny_qwen3_vl_moe():
     torch.manual_seed(0)
     config = Qwen3VLMoeConfig(
-        text_config=dict(vocab_size=128, hidden_size=H, intermediate_size=64, moe_intermediate_size=I,
+        text_config=dict(vocab_size=128, hidden_size=H, intermediate_size=64, moe_intermediate_size=F,
                          num_experts=E, num_experts_per_tok=2, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=1, head_dim=16,
                          rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True}),
@@ -47,7 +47,7 @@ def test_fused_moe_experts_reach_the_engine_in_the_checkpoint_layout():
     experts = [n for n in pushed if ".mlp.experts." in n]
     assert len(experts) == 4  # gate_up and down in both layers
     for name in experts:
-        expected = (E, H, 2 * I) if name.endswith("gate_up_proj") else (E, I, H)
+        expected = (E, H, 2 * F) if name.endswith("gate_up_proj") else (E, F, H)
         assert tuple(pushed[name].shape) == expected, name
         assert torch.equal(pushed[name], memory[name].transpose(1, 2))
     for name in pushed:  # everything else untouched

@@ -162,7 +162,6 @@ def test_images_reach_trl_at_the_size_both_processors_give_them(tmp_path):
 def test_validation_answers_come_from_the_run_s_vllm_engine(tmp_path):
     """With vLLM rollouts, validation asks the engine (HF generate of 256 × 4,096 tokens takes hours on one GPU),
     at the validation's own sampling settings, restored afterwards; image prompts reach it unexpanded."""
-    from medix.train.validate import Validator
 
     model, processor = tiny_qwen3_vl()
     with JudgeStub() as stub:

@@ -160,7 +160,9 @@ def report_html(scores: dict, png: bytes, records: Records, samples: int) -> str
              if p.strip() and p.strip() != DISCLAIMER and not set(p.strip().splitlines()) <= set(warnings)]
     notes = "".join(f"<p class=warn>{html.escape(n)}</p>" for n in warnings) + "".join(
         f"<p>{html.escape(p)}</p>" for p in extra)
-    cells = lambda line, tag: "".join(f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>" for c in line.strip("|").split("|"))
+    def cells(line: str, tag: str) -> str:
+        return "".join(f"<{tag}>{html.escape(c.strip().strip('*'))}</{tag}>" for c in line.strip("|").split("|"))
+
     table = f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in body) + "</table>"
     sample_blocks = "".join(_samples_html(records, t, samples) for t in scores["tasks"])
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse;font-size:13px}"
