@@ -11,7 +11,7 @@ with the earlier short names (`tensor_parallel`, `data_parallel`, `backend`) sti
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
@@ -42,15 +42,18 @@ class ServeConfig(_Config):
     port: int = Field(8000, ge=1, le=65535, description="Port on 127.0.0.1.")
     startup_timeout_s: float = Field(1800.0, gt=0, description="Seconds to wait for the server to answer.")
 
+    # How a wrong GPU list is reported (JudgeServeConfig names its config key).
+    _wrong_count: ClassVar[str] = ("gpus lists {n} device(s) {gpus}, but tensor_parallel_size {tp} × "
+                                   "data_parallel_size {dp} = {wanted}; list {wanted} ids or change the parallel sizes")
+    _repeated: ClassVar[str] = "gpus repeats a device: {gpus}"
+
     @model_validator(mode="after")
     def _gpus_fit(self) -> "ServeConfig":
-        wanted = self.tensor_parallel_size * self.data_parallel_size
-        if self.gpus is not None and len(self.gpus) != wanted:
-            raise ValueError(f"gpus lists {len(self.gpus)} device(s) {self.gpus}, but tensor_parallel_size "
-                             f"{self.tensor_parallel_size} × data_parallel_size {self.data_parallel_size} = "
-                             f"{wanted}; list {wanted} ids or change the parallel sizes")
+        tp, dp = self.tensor_parallel_size, self.data_parallel_size
+        if self.gpus is not None and len(self.gpus) != tp * dp:
+            raise ValueError(self._wrong_count.format(n=len(self.gpus), gpus=self.gpus, tp=tp, dp=dp, wanted=tp * dp))
         if self.gpus is not None and len(set(self.gpus)) != len(self.gpus):
-            raise ValueError(f"gpus repeats a device: {self.gpus}")
+            raise ValueError(self._repeated.format(gpus=self.gpus))
         return self
 
     @property
@@ -73,12 +76,6 @@ class JudgeServeConfig(ServeConfig):
                                     "give it a small gpu_memory_utilization).")
     startup_timeout_s: float = Field(900.0, gt=0, description="Seconds to wait for the server.")
 
-    @model_validator(mode="after")
-    def _gpus_fit(self) -> "JudgeServeConfig":
-        if self.gpus is not None and len(self.gpus) != self.tensor_parallel_size * self.data_parallel_size:
-            raise ValueError(f"judge_serve.gpus {self.gpus}: {len(self.gpus)} GPU(s), but tensor_parallel_size="
-                             f"{self.tensor_parallel_size} × data_parallel_size={self.data_parallel_size} = "
-                             f"{self.tensor_parallel_size * self.data_parallel_size}; list that many")
-        if self.gpus is not None and len(set(self.gpus)) != len(self.gpus):
-            raise ValueError(f"judge_serve.gpus {self.gpus} lists a GPU twice")
-        return self
+    _wrong_count: ClassVar[str] = ("judge_serve.gpus {gpus}: {n} GPU(s), but tensor_parallel_size={tp} × "
+                                   "data_parallel_size={dp} = {wanted}; list that many")
+    _repeated: ClassVar[str] = "judge_serve.gpus {gpus} lists a GPU twice"
