@@ -110,15 +110,17 @@ def eval_run(
 
 
 @app.command("list")
-def eval_list(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Count items in local mirrors.")) -> None:
-    """Every task: group, kind, judge, source and (with --data-dir) item count or why it is skipped."""
+def eval_list(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Count items in local mirrors."),
+              hub: bool = typer.Option(False, "--hub", help="Count items in the hub datasets (downloads them; "
+                                       "with HF_HUB_OFFLINE=1, what the cache holds).")) -> None:
+    """Every task: group, kind, judge, source and (with --data-dir or --hub) item count or why it is skipped."""
     from medix.eval.runner import task_listing
 
     table = Table(title="medix eval tasks")
     columns = ("task", "group", "kind", "judge", "source", "items", "bad_rows", "note")
     for name in columns:
         table.add_column(name.replace("_", " "), overflow="fold")
-    for row in task_listing(str(data_dir) if data_dir else None):
+    for row in task_listing(str(data_dir) if data_dir else None, hub):
         table.add_row(*(fmt(row[k]) if row[k] is not None else "—" for k in columns))
     stdout_console(160).print(table)
 

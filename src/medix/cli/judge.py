@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from medix.cli.common import console
 
@@ -22,6 +23,7 @@ def judge_audit(
     judge_url: Optional[str] = typer.Option(None, help="Judge server (openai backend)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Benchmark mirrors DIR/<task>/test.jsonl."),
     sample: bool = typer.Option(False, "--sample", help="Build pairs from the bundled sample set."),
+    hub: bool = typer.Option(False, "--hub", help="Build pairs from the tasks' hub datasets."),
     tasks: str = typer.Option("llm", "--tasks", "-t", help="Tasks whose MCQ items give the pairs."),
     pairs_file: Optional[Path] = typer.Option(None, "--pairs", help="Your labelled pairs (JSONL)."),
     n: int = typer.Option(200, "--n", help="Pairs at most (half positive, half negative)."),
@@ -47,7 +49,7 @@ def judge_audit(
     for output in (json_out, png, calibrate):  # before any judge loads: never the input, never a silent replace
         if output is not None:
             check_output_file(output, overwrite, inputs=[pairs_file] if pairs_file else [])
-    pairs = _audit_pairs(pairs_file, data_dir, sample, tasks, n)
+    pairs = _audit_pairs(pairs_file, data_dir, sample, tasks, n, hub)
     with Judge(judge_cfg) as judge, _phase_bars() as progress:
         report = run_audit(judge, pairs, rounds, rounds_n, progress)
     kept = save_audit(report)
@@ -66,9 +68,10 @@ def judge_audit(
         console.print(f"wrote {calibrate} (use it as the reward config, or its judge section in eval / train)")
 
 
-def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, tasks: str, n: int) -> list:
-    """Your labelled pairs (the first n), else pairs built from the MCQ items of `tasks` (the bundled sample set
-    without --data-dir)."""
+def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, tasks: str, n: int,
+                 hub: bool = False) -> list:
+    """Your labelled pairs (the first n), else pairs built from the MCQ items of `tasks`: in --data-dir, in the
+    hub datasets (--hub), else in the bundled sample set."""
     from medix.errors import MedixError
     from medix.eval.items import TaskUnavailable, load_items
     from medix.eval.registry import select_tasks
@@ -78,15 +81,19 @@ def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, t
     if pairs_file is not None:
         pairs = pairs_from_file(pairs_file)[:n]
     else:
-        root = sample_dir() if sample or data_dir is None else data_dir
+        if hub and (sample or data_dir is not None):
+            raise MedixError("--hub with --sample or --data-dir: choose one source of items")
+        root = None if hub else sample_dir() if sample or data_dir is None else data_dir
         items = []
         for spec in select_tasks(tasks):
             try:
                 items += load_items(spec, root, protocol="paper")
-            except TaskUnavailable:
+            except TaskUnavailable as err:
+                if hub:
+                    console.print(f"[yellow]{spec.name} skipped:[/yellow] {escape(str(err))}")
                 continue
         pairs = pairs_from_items(items, n)
-        if not sample and data_dir is None:
+        if not sample and data_dir is None and not hub:
             console.print("no --data-dir: pairs from the bundled sample set")
     if not pairs:
         raise MedixError("no pairs to audit")

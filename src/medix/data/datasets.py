@@ -170,8 +170,9 @@ def _checked(record: dict, row: int, source: str, base: Path, check_images: bool
 
 def load_rows(source: str | Path, limit: int | None = None, on_invalid: OnInvalid = "error",
               check_images: bool = True, num_proc: int | None = None,
-              decode_images: bool = False) -> "datasets.Dataset":
-    """Validated rows of a local file or a hub `name@split` as a memory-mapped `datasets.Dataset`.
+              decode_images: bool = False, revision: str | None = None) -> "datasets.Dataset":
+    """Validated rows of a local file or a hub `name@split` (at `revision`: a branch, tag or commit; None =
+    main, resolved to its commit and recorded by `medix.hub`) as a memory-mapped `datasets.Dataset`.
 
     Columns: see `row_features` (images are paths and bytes in the table; `decode_images` only says whether
     reading a row turns them into PIL images). on_invalid="skip" drops bad rows (logging each, then a count)
@@ -186,7 +187,7 @@ def load_rows(source: str | Path, limit: int | None = None, on_invalid: OnInvali
         if path.suffix.lower() in LOCAL_SUFFIXES or path.exists():
             rows = _local_rows(path, **options)
         else:
-            rows = _arrow_rows(_hub_dataset(name), name, Path("."), num_proc=num_proc, **options)
+            rows = _arrow_rows(_hub_dataset(name, revision), name, Path("."), num_proc=num_proc, **options)
     except DatasetGenerationError as err:  # an error raised inside datasets' generator: show the cause
         if isinstance(err.__cause__, MedixError):
             raise err.__cause__ from None
@@ -325,18 +326,14 @@ def _drop_invalid(rows: "datasets.Dataset", source: str) -> "datasets.Dataset":
     return rows
 
 
-def _hub_dataset(spec: str) -> "datasets.Dataset":
-    """`name@split` or `name:config@split` from the Hugging Face hub."""
-    import datasets
+def _hub_dataset(spec: str, revision: str | None = None) -> "datasets.Dataset":
+    """`name@split` or `name:config@split` from the Hugging Face hub, read from one commit."""
+    from medix import hub
 
     name, _, split = spec.partition("@")
     name, _, config = name.partition(":")
     if not split:
         raise MedixError(f"hub dataset '{spec}': add the split, e.g. '{name}@train' (or give a local .jsonl path)")
-    try:
-        return datasets.load_dataset(name, config or None, split=split)
-    except Exception as err:  # noqa: BLE001 — datasets raises many types for "cannot reach / no such dataset"
-        raise MedixError(
-            f"cannot load hub dataset '{spec}' ({err.__class__.__name__}: {str(err)[:200]}). "
-            "Offline? Use a local .jsonl/.json/.parquet file instead."
-        ) from None
+    data, _ = hub.load_dataset(name, config or None, split, revision,
+                               local_fix="use a local .jsonl/.json/.parquet file instead")
+    return data

@@ -167,6 +167,12 @@ class EvalConfig(_Config):
             identity["prompts"] = "official tasks file"
         if self.allow_text_only:
             identity["allow_text_only"] = True
+        if get_backend(self.backend).in_process:  # the hub commit medix loads (a server's model is its own)
+            from medix.models import model_revision
+
+            revision = model_revision(self.model)
+            if revision:
+                identity["model_revision"] = revision
         return identity
 
     @classmethod

@@ -23,7 +23,7 @@ from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
-from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, sha256
+from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, file_sha256, sha256
 from medix.models import served_name, zoo_entry
 from medix.serving.fit import overflow_error
 
@@ -41,7 +41,7 @@ def make_record(cfg: EvalConfig, generator: dict, item: EvalItem, raw: str | Non
     """`generator`: `cfg.generator_identity()`, computed once per phase (the same for every record)."""
     parsed = parse_response(raw) if raw is not None else None
     return GenerationRecord(
-        id=item.id, task=item.task, prompt_sha256=prompt_hash(cfg, item),
+        id=item.id, task=item.task, prompt_sha256=prompt_hash(cfg, item), data_revision=item.data_revision,
         generator=generator, question=item.question, reference=item.reference, meta=item.meta,
         index=item.index, answer_idx=item.answer_idx, raw=raw, error=error, attempts=attempts,
         modality=parsed.modality if parsed else None, reasoning=parsed.reasoning if parsed else None,
@@ -49,16 +49,29 @@ def make_record(cfg: EvalConfig, generator: dict, item: EvalItem, raw: str | Non
 
 
 def prompt_hash(cfg: EvalConfig, item: EvalItem) -> str:
-    return sha256(cfg.system_prompt, user_prompt(cfg, item), item.images)
+    """Of what the model is shown: system and user prompt, and the images by content (the same image read from
+    a local mirror or from the hub is the same prompt)."""
+    return sha256(cfg.system_prompt, user_prompt(cfg, item), [file_sha256(p) for p in item.images])
 
 
 def check_resume(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore, refresh_changed: bool = False) -> int:
-    """Stored records whose prompt no longer matches their item (the data changed since): an error naming
-    the task and count, or with `refresh_changed` those records are dropped so they are generated again."""
+    """Stored records whose prompt no longer matches their item (the data changed since), or that were read from
+    another commit of the hub dataset: an error naming the task and count, or with `refresh_changed` those
+    records are dropped so they are generated again."""
     current = {item.id: prompt_hash(cfg, item) for item in items}
-    stale = {r["id"] for r in store.read() if r["id"] in current and r.get("prompt_sha256") != current[r["id"]]}
+    revision = {item.id: item.data_revision for item in items}
+    stored = [r for r in store.read() if r["id"] in current]
+    moved = {r["id"]: r["data_revision"] for r in stored
+             if r.get("data_revision") and revision[r["id"]] and r["data_revision"] != revision[r["id"]]}
+    stale = {r["id"] for r in stored if r.get("prompt_sha256") != current[r["id"]]} | set(moved)
+    task = items[0].task if items else "?"
+    if moved and not refresh_changed:
+        old = sorted(set(moved.values()))[0]
+        raise MedixError(f"task {task}: {len(moved)} stored record(s) in {store.path} were made from commit {old} "
+                         f"of its hub dataset, which now serves {items[0].data_revision}. Pin the old data with "
+                         f"--tasks {task}@{old}, re-run with --refresh-changed to regenerate them from the new "
+                         "commit, or use a new --output-dir")
     if stale and not refresh_changed:
-        task = items[0].task if items else "?"
         raise MedixError(f"task {task}: {len(stale)} stored record(s) in {store.path} were made for different "
                          f"questions (the data changed since, e.g. item {sorted(stale)[0]}). Re-run with "
                          "--refresh-changed to regenerate just those, or use a new --output-dir")

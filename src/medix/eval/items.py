@@ -174,7 +174,34 @@ def report(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
     return Built(question, reference, None)
 
 
-def _rows(spec: TaskSpec, data_dir: str | Path | None) -> tuple[list[dict], Path | None]:
+class Rows:
+    """A task's rows: a local mirror's (`base`: its task folder) or one hub split's, read from one commit
+    (`revision`) row by row, images left encoded until their item is built (a hub image dataset is never
+    decoded whole). A breakdown column the hub stores as a `ClassLabel` reads as its label, as a mirror has it."""
+
+    def __init__(self, records, base: Path | None = None, revision: str | None = None, labels: dict | None = None):
+        self.records, self.base, self.revision, self.labels = records, base, revision, labels or {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def column(self, name: str) -> list:
+        if isinstance(self.records, list):
+            return [r.get(name) for r in self.records]
+        return list(self.records[name]) if name in self.records.column_names else [None] * len(self.records)
+
+    def row(self, n: int) -> dict:
+        row = dict(self.records[n])
+        for name, feature in self.labels.items():
+            if isinstance(row.get(name), int):
+                row[name] = feature.int2str(row[name])
+        return row
+
+    def where(self, line: int) -> str:
+        return f"{self.base / 'test.jsonl'}, line {line}" if self.base is not None else f"row {line}"
+
+
+def _rows(spec: TaskSpec, data_dir: str | Path | None) -> Rows:
     if data_dir is not None:
         root = Path(data_dir)
         if not root.is_dir():
@@ -182,79 +209,135 @@ def _rows(spec: TaskSpec, data_dir: str | Path | None) -> tuple[list[dict], Path
         file = root / spec.name / "test.jsonl"
         if not file.is_file():
             raise TaskUnavailable(f"no {file}")
-        return list(read_records(file)), file.parent
+        return Rows(list(read_records(file)), file.parent)
     if not spec.source.hub:
         raise TaskUnavailable("no hub source; needs --data-dir with a local mirror")
-    import datasets
+    from medix import hub
 
     try:
-        data = datasets.load_dataset(spec.source.hub, spec.source.config, split=spec.source.split)
-    except Exception as err:  # noqa: BLE001 — datasets raises many types for "cannot reach / no such dataset"
-        raise TaskUnavailable(f"hub {spec.source_label} not reachable ({err.__class__.__name__}); "
-                              "use --data-dir with a local mirror") from None
-    return list(data), None
+        data, sha = hub.load_dataset(spec.source.hub, spec.source.config, spec.source.split, spec.source.revision,
+                                     local_fix="use --data-dir with a local mirror")
+    except MedixError as err:
+        raise TaskUnavailable(str(err)) from None
+    return Rows(_encoded_images(data), None, sha, _label_columns(data, spec.breakdowns))
 
 
-def _image_paths(value, base: Path | None, task: str, item_id: str) -> list[str]:
-    """Mirror paths (relative to the task folder) or hub PIL images (saved once under the medix cache)."""
+def _encoded_images(data):
+    """The split with its `Image()` columns (also inside a list) left as {bytes, path}: decoded per item."""
+    from datasets import Image, List, Sequence
+
+    for name, feature in data.features.items():
+        if isinstance(feature, Image) and feature.decode:
+            data = data.cast_column(name, Image(decode=False))
+        elif isinstance(feature, (List, Sequence)) and isinstance(feature.feature, Image):
+            data = data.cast_column(name, List(Image(decode=False)))
+    return data
+
+
+def _label_columns(data, names: list[str]) -> dict:
+    from datasets import ClassLabel
+
+    return {n: data.features[n] for n in names if isinstance(data.features.get(n), ClassLabel)}
+
+
+def _image_paths(value, rows: Rows, task: str, item_id: str) -> list[str]:
+    """Mirror paths (relative to the task folder), or hub images written once under the medix cache with the
+    bytes the hub stores (a JPEG stays the same JPEG), in a folder per dataset commit."""
     values = value if isinstance(value, list) else [value]
     out = []
     for n, v in enumerate(x for x in values if x is not None):
-        if isinstance(v, dict):
-            v = v.get("path") or v.get("bytes")
+        if isinstance(v, dict) and v.get("bytes") is None:
+            v = v.get("path")
         if isinstance(v, str):
             path = Path(v)
-            out.append(str(path if path.is_absolute() or base is None else base / path))
-        elif hasattr(v, "save"):  # a PIL image from the hub
-            target = cache_dir() / "eval_images" / task / f"{item_id.replace('/', '_')}-{n}.png"
-            if not target.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                v.convert("RGB").save(target)
-            out.append(str(target))
+            out.append(str(path if path.is_absolute() or rows.base is None else rows.base / path))
+        elif isinstance(v, dict) or hasattr(v, "save"):
+            out.append(str(_cached_image(v, task, item_id, n, rows.revision)))
     return out
 
 
-def _archive_image(spec: TaskSpec, row: dict, base: Path | None) -> list[str]:
+def _cached_image(image, task: str, item_id: str, n: int, revision: str | None) -> Path:
+    folder = cache_dir() / "eval_images" / task / (revision or "unversioned")[:12]
+    stem = f"{item_id.replace('/', '_')}-{n}"
+    if isinstance(image, dict):  # {bytes, path}: the stored file, as it is
+        suffix = Path(image.get("path") or "").suffix.lower() or _format_suffix(image["bytes"])
+        target = folder / f"{stem}{suffix}"
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(target.suffix + ".partial")
+            partial.write_bytes(image["bytes"])
+            partial.replace(target)
+        return target
+    target = folder / f"{stem}.png"  # a decoded PIL image
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        image.convert("RGB").save(target)
+    return target
+
+
+def _format_suffix(data: bytes) -> str:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return "." + (image.format or "png").lower().replace("jpeg", "jpg")
+
+
+def _archive_image(spec: TaskSpec, row: dict, roots: list[Path]) -> list[str]:
     """An image named by a column inside the task's image archive (SLAKE's `img_name` in imgs.zip)."""
     archive = spec.image_archive or {}
     name = row.get(archive.get("column", ""))
     if not name:
         return []
     folder = archive.get("folder", "")
-    for root in ([base] if base is not None else []) + [cache_dir() / "archives" / spec.name]:
+    for root in roots:
         if (root / folder / name).is_file():
             return [str(root / folder / name)]
     return []
 
 
-def _missing_reason(spec: TaskSpec, row: dict, base: Path | None) -> str:
+def _missing_reason(spec: TaskSpec, row: dict, roots: list[Path]) -> str:
     """Why a VLM row has no image, for its failed record: the archive file not found, or an empty column."""
     archive = spec.image_archive or {}
     if archive and row.get(archive.get("column", "")):
-        where_ = base / archive.get("folder", "") if base is not None else f"the cached {archive.get('file')}"
+        where_ = " or ".join(str(r / archive.get("folder", "")) for r in roots) or \
+            f"the hub's {archive.get('file')} (not downloaded)"
         return f"{row[archive['column']]} not found in {where_}"
     column = spec.columns.get("image") or archive.get("column")
     return f"column {column!r} is {'absent' if column not in row else repr(row[column])}"
 
 
-def fetch_image_archive(spec: TaskSpec) -> None:
-    """Download and unpack the task's image archive into the medix cache once (needs the hub)."""
+def fetch_image_archive(spec: TaskSpec) -> Path | None:
+    """The task's image archive, downloaded and unpacked into the medix cache once per commit of its
+    repository; None (with a warning) when the hub cannot give it: its items are then marked image_missing."""
     import zipfile
 
-    from huggingface_hub import hf_hub_download
+    from medix import hub
 
-    target = cache_dir() / "archives" / spec.name
-    if (target / ".complete").is_file() or not spec.image_archive:
-        return
+    archive = spec.image_archive
+    if not archive:
+        return None
+    revision = spec.source.revision if archive["repo"] == spec.source.hub else None
+    fix = f"put it unpacked in DATA_DIR/{spec.name}/{archive.get('folder', '')} and use --data-dir"
     try:
-        path = hf_hub_download(spec.image_archive["repo"], spec.image_archive["file"], repo_type="dataset")
-    except Exception as err:  # noqa: BLE001 — offline, gated or moved: the items are marked image_missing
-        log.warning("%s: image archive not available (%s); put it unpacked in DATA_DIR/%s/%s", spec.name,
-                    err.__class__.__name__, spec.name, spec.image_archive.get("folder", ""))
-        return
+        sha, _ = hub.resolve(archive["repo"], "dataset", revision)
+    except Exception as err:  # noqa: BLE001 — offline, gated or moved: said once, items marked image_missing
+        log.warning("%s: image archive not available: %s", spec.name, hub.explain(err, archive["repo"], "dataset",
+                                                                                   revision, fix))
+        return None
+    target = cache_dir() / "archives" / spec.name / (sha or "unversioned")
+    if (target / ".complete").is_file():
+        return target
+    try:
+        path, sha = hub.download(archive["repo"], archive["file"], "dataset", sha or revision, fix)
+    except MedixError as err:
+        log.warning("%s: image archive not available: %s", spec.name, err)
+        return None
     with zipfile.ZipFile(path) as zf:
         zf.extractall(target)
     (target / ".complete").write_text("ok")
+    return target
 
 
 @dataclass
@@ -264,6 +347,7 @@ class TaskData:
     items: list[EvalItem]
     bad_rows: list[str] = field(default_factory=list)  # "FILE, line N: field 'x' = ... (why)"
     flags: dict[str, int] = field(default_factory=dict)  # e.g. {"answer_unmatched": 3}
+    revision: str | None = None  # the hub commit the rows were read from; None for a local mirror
 
     def checks(self) -> dict:
         """The counts `medix eval list`, scores.json and the report show."""
@@ -276,11 +360,14 @@ def load_items(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | 
     return load_task(spec, data_dir, limit, protocol).items
 
 
-def _ids(spec: TaskSpec, rows: list[dict]) -> list[str]:
+def _ids(spec: TaskSpec, rows: Rows, lines: list[int]) -> list[str]:
     id_column = spec.columns.get("id")
-    ids = [str(r.get(id_column)) for r in rows] if id_column else []
+    ids = []
+    if id_column:
+        column = rows.column(id_column)
+        ids = [str(column[n - 1]) for n in lines]
     if not ids or len(set(ids)) != len(ids) or "None" in ids:
-        ids = [str(i) for i in range(len(rows))]  # no usable id column: the row number is stable
+        ids = [str(i) for i in range(len(lines))]  # no usable id column: the row number is stable
     return ids
 
 
@@ -294,16 +381,17 @@ def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | N
     build_fn = BUILDERS.get(spec.builder)
     if build_fn is None:
         raise MedixError(f"task {spec.name}: unknown builder {spec.builder!r}{suggest(spec.builder, list(BUILDERS))}")
-    rows, base = _rows(spec, data_dir)
-    lines = [n + 1 for n, r in enumerate(rows) if all(str(r.get(k)) == v for k, v in spec.filter.items())]
-    rows = [rows[n - 1] for n in lines]
+    rows = _rows(spec, data_dir)
+    kept = [rows.column(k) for k in spec.filter]
+    lines = [n + 1 for n in range(len(rows)) if all(str(c[n]) == v for c, v in zip(kept, spec.filter.values()))]
     if limit is not None:
-        rows, lines = rows[:limit], lines[:limit]
-    if spec.image_archive and data_dir is None:
-        fetch_image_archive(spec)
-    data = TaskData([])
-    for item_id, row, line in zip(_ids(spec, rows), rows, lines):
-        where = f"{base / 'test.jsonl'}, line {line}" if base is not None else f"{spec.source_label} row {line}"
+        lines = lines[:limit]
+    archive = fetch_image_archive(spec) if spec.image_archive and data_dir is None else None
+    roots = [r for r in (rows.base, archive) if r is not None]
+    data = TaskData([], revision=rows.revision)
+    where_ = "" if rows.base is not None else f"{spec.source_label} "
+    for item_id, line in zip(_ids(spec, rows, lines), lines):
+        row, where = rows.row(line - 1), where_ + rows.where(line)
         bad = check_row(row, spec.builder, spec.columns)
         try:
             built = None if bad else build_fn(row, spec.columns, spec, protocol)
@@ -315,27 +403,28 @@ def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | N
             continue
         for flag in built.flags:
             data.flags[flag] = data.flags.get(flag, 0) + 1
-        data.items.append(_item(spec, row, base, item_id, len(data.items), built))
+        data.items.append(_item(spec, row, rows, roots, item_id, len(data.items), built))
     for message in data.bad_rows[:5]:
         log.warning("task %s: row skipped: %s", spec.name, message)
     if len(data.bad_rows) > 5:
         log.warning("task %s: %d rows skipped in all (scores.json lists the first 5)", spec.name, len(data.bad_rows))
-    if rows and not data.items:
-        raise TaskUnavailable(f"every one of its {len(rows)} rows is bad, e.g. {data.bad_rows[0]}; check the data "
+    if lines and not data.items:
+        raise TaskUnavailable(f"every one of its {len(lines)} rows is bad, e.g. {data.bad_rows[0]}; check the data "
                               "and the columns in its YAML")
     return data
 
 
-def _item(spec: TaskSpec, row: dict, base: Path | None, item_id: str, index: int, built: Built) -> EvalItem:
+def _item(spec: TaskSpec, row: dict, rows: Rows, roots: list[Path], item_id: str, index: int,
+          built: Built) -> EvalItem:
     image_col = spec.columns.get("image")
-    images = _archive_image(spec, row, base)  # an archive name wins, as in the official loader
+    images = _archive_image(spec, row, roots)  # an archive name wins, as in the official loader
     if not images and image_col:
-        images = _image_paths(row.get(image_col), base, spec.name, item_id)
+        images = _image_paths(row.get(image_col), rows, spec.name, item_id)
     meta = {k: row.get(k) for k in spec.breakdowns if row.get(k) is not None}
     meta.update({flag: True for flag in built.flags})
     if (image_col or spec.image_archive) and not images:
-        meta["image_missing"], meta["image_missing_reason"] = True, _missing_reason(spec, row, base)
+        meta["image_missing"], meta["image_missing_reason"] = True, _missing_reason(spec, row, roots)
     answer_idx = row.get("answer_idx")
     return EvalItem(id=item_id, task=spec.name, question=built.question, reference=built.reference,
                     choices=built.choices, images=images, meta=meta, index=index,
-                    answer_idx=None if answer_idx is None else str(answer_idx))
+                    answer_idx=None if answer_idx is None else str(answer_idx), data_revision=rows.revision)

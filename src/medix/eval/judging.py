@@ -51,8 +51,8 @@ def _record(gen: GenerationRecord, spec: TaskSpec, identity: dict, candidate: st
     score = verdict.score if verdict else (0.0 if status == "empty_answer" else None)
     normalized = None if score is None else (score / 5.0 if spec.judge == "rubric" else score)
     return JudgmentRecord(
-        id=gen.id, task=gen.task, prompt_sha256=gen.prompt_sha256, judge=identity, kind=spec.judge,
-        candidate=candidate, reference=gen.reference, score=score, normalized=normalized,
+        id=gen.id, task=gen.task, prompt_sha256=gen.prompt_sha256, data_revision=gen.data_revision, judge=identity,
+        kind=spec.judge, candidate=candidate, reference=gen.reference, score=score, normalized=normalized,
         rounds=verdict.rounds if verdict else [], raws=verdict.raws if verdict else [],
         parse_failures=verdict.parse_failures if verdict else 0,
         error=error or (verdict.error if verdict else None), note=note, status=status)

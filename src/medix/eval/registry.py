@@ -29,6 +29,8 @@ class Source(BaseModel):
     hub: str | None = Field(None, description="Hugging Face dataset id; None = only local mirrors (--data-dir).")
     config: str | None = Field(None, description="Dataset config (subset) name.")
     split: str = Field("test", description="The split the paper evaluates on.")
+    revision: str | None = Field(None, description="Branch, tag or commit of the hub dataset (`--tasks "
+                                 "task@revision`); None = main, resolved to its commit when loaded.")
 
 
 class TaskSpec(BaseModel):
@@ -64,7 +66,8 @@ class TaskSpec(BaseModel):
         if not self.source.hub:
             return "local mirror only"
         config = f":{self.source.config}" if self.source.config else ""
-        return f"{self.source.hub}{config}@{self.source.split}"
+        revision = f" at revision {self.source.revision}" if self.source.revision else ""
+        return f"{self.source.hub}{config}@{self.source.split}{revision}"
 
 
 def _load_yaml(path: Path) -> dict:
@@ -93,7 +96,8 @@ def suggest(name: str, choices: list[str]) -> str:
 
 
 def select_tasks(selectors: list[str] | str) -> list[TaskSpec]:
-    """`all` / `llm` / `vlm` / task names (comma-separated strings allowed) → specs, registry order."""
+    """`all` / `llm` / `vlm` / task names (comma-separated strings allowed) → specs, registry order. A task
+    name may pin its hub dataset's revision: `rad_vqa@<commit>` (a branch or tag works too)."""
     if isinstance(selectors, str):
         selectors = [selectors]
     names = [s.strip() for item in selectors for s in item.split(",") if s.strip()]
@@ -101,7 +105,16 @@ def select_tasks(selectors: list[str] | str) -> list[TaskSpec]:
         raise MedixError("no tasks selected; use --tasks all, llm, vlm or task names (see `medix eval list`)")
     tasks = registry()
     wanted: set[str] = set()
+    pinned: dict[str, str] = {}
     for name in names:
+        name, _, revision = name.partition("@")
+        if revision:
+            if name not in tasks:
+                raise MedixError(f"'{name}@{revision}': a revision pins one task's dataset, and {name!r} is not a "
+                                 f"task{suggest(name, list(tasks))}")
+            if not tasks[name].source.hub:
+                raise MedixError(f"task {name} has no hub source to pin (its data is local only)")
+            pinned[name] = revision
         if name == "all":
             wanted |= set(tasks)
         elif name in GROUPS:
@@ -111,4 +124,5 @@ def select_tasks(selectors: list[str] | str) -> list[TaskSpec]:
         else:
             raise MedixError(f"unknown task {name!r}{suggest(name, ['all', *GROUPS, *tasks])} "
                              "(`medix eval list` shows every task)")
-    return [spec for spec in tasks.values() if spec.name in wanted]
+    return [spec.model_copy(update={"source": spec.source.model_copy(update={"revision": pinned[spec.name]})})
+            if spec.name in pinned else spec for spec in tasks.values() if spec.name in wanted]

@@ -72,6 +72,8 @@ def _manifest(out: Path, cfg: EvalConfig, judge: EvalJudge, new_judge: bool) -> 
                          "Pass --new-judge to judge again (old verdicts are kept, never reused), or use a new "
                          "--output-dir.")
     current["judges"] = {**judges, judge.key: judge.identity}
+    if previous.get("hub_revisions"):
+        current["hub_revisions"] = previous["hub_revisions"]
     return current
 
 
@@ -189,6 +191,7 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
     result = RunResult(out)
     if "generate" in cfg.phases:
         _generate(cfg, specs, out, result, progress)
+    _note_revisions(out, manifest)
     generations: dict[str, list[GenerationRecord]] = {}
     for spec in specs:
         if spec.name in result.skipped:
@@ -205,6 +208,7 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
     if "judge" in cfg.phases:
         with _served(cfg, "judge", out):
             _judge_phase(cfg, available, out, judge, result, progress, generations, manifest)
+    _note_revisions(out, manifest)  # with the judge's model, when it loads from the hub
     if "score" in cfg.phases:
         from medix.eval.report import write_report
         from medix.eval.score import read_judgments, run_score
@@ -235,6 +239,17 @@ def _judge_phase(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJ
         result.failures[f"judge/{spec.name}"] = run_judge(spec, judge, gens, store, progress("judge", spec.name, todo))
 
 
+def _note_revisions(out: Path, manifest: dict) -> None:
+    """OUT/run.json's `hub_revisions`: the commit of every hub dataset and model this run (and the runs before it
+    into OUT) read, `"dataset <repo>"` / `"model <repo>"` → SHA."""
+    from medix import hub
+
+    found = {**manifest.get("hub_revisions", {}), **hub.loaded()}
+    if found != manifest.get("hub_revisions"):
+        manifest["hub_revisions"] = found
+        (out / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
 def _note_identity(out: Path, judge: EvalJudge, manifest: dict) -> None:
     """OUT/run.json's entry for this judge (`manifest`, as this run wrote it), with what the probe noted
     (e.g. `p_yes: unavailable`)."""
@@ -243,21 +258,27 @@ def _note_identity(out: Path, judge: EvalJudge, manifest: dict) -> None:
         (out / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def task_listing(data_dir: str | None = None) -> list[dict]:
-    """Rows {task, group, kind, judge, source, items, bad_rows, note} for `medix eval list`."""
+def task_listing(data_dir: str | None = None, from_hub: bool = False) -> list[dict]:
+    """Rows {task, group, kind, judge, source, items, bad_rows, note} for `medix eval list`: counted in the local
+    mirrors of `data_dir`, or (`from_hub`) in the hub datasets, downloaded into the Hugging Face cache (offline,
+    HF_HUB_OFFLINE=1: what the cache holds), each with the commit read."""
     from medix.eval.registry import registry
 
     if data_dir is not None and not Path(data_dir).is_dir():
         raise MedixError(f"--data-dir {data_dir} does not exist (a folder holding <task>/test.jsonl)")
+    if data_dir is not None and from_hub:
+        raise MedixError("--data-dir and --hub: choose one (local mirrors or the hub)")
     rows = []
     for spec in registry().values():
         count, bad, note = None, None, spec.description
-        if data_dir is not None:
+        if data_dir is not None or from_hub:
             try:
                 data = load_task(spec, data_dir)
                 count, bad = len(data.items), len(data.bad_rows)
                 if data.flags:
                     note = "; ".join(f"{v} {k.replace('_', ' ')}" for k, v in data.flags.items()) + f"; {note}"
+                if data.revision:
+                    note = f"commit {data.revision[:12]}; {note}"
             except MedixError as err:  # no data, or a bad row: this task is skipped, the listing goes on
                 note = f"skipped: {err}"
         if spec.stand_in_for:

@@ -40,12 +40,16 @@ class EvalItem(BaseModel):
     index: int = Field(0, description="Position in the task's rows in dataset order (after its filter), from 0: "
                        "the official submission id is <task>_<index>.")
     answer_idx: str | None = Field(None, description="The row's own answer_idx column, when it has one (USMLE-SA).")
+    data_revision: str | None = Field(None, description="Commit SHA of the hub dataset the row was read from; None "
+                                      "for a local mirror.")
 
 
 class GenerationRecord(BaseModel):
     id: str
     task: str
-    prompt_sha256: str = Field(..., description="sha256 of the system prompt, user prompt and image paths.")
+    prompt_sha256: str = Field(..., description="sha256 of the system prompt, user prompt and image contents.")
+    data_revision: str | None = Field(None, description="Commit SHA of the hub dataset the item came from; None "
+                                      "for a local mirror.")
     generator: dict = Field(..., description="Model, backend and sampling parameters that produced `raw`.")
     question: str = Field(..., description="The item's question (copied, so later phases need no data).")
     reference: str = Field(..., description="The item's reference answer.")
@@ -68,6 +72,7 @@ class JudgmentRecord(BaseModel):
     id: str
     task: str
     prompt_sha256: str = Field(..., description="Copied from the generation record judged.")
+    data_revision: str | None = Field(None, description="Copied from the generation record judged.")
     judge: dict = Field(..., description="The judge identity (backend, model, method, template hash, rounds, ...).")
     kind: str = Field(..., description="'binary' or 'rubric'.")
     candidate: str = Field(..., description="What the judge saw: the answer with reasoning stripped.")
@@ -120,6 +125,15 @@ def _status_of_old_record(record: dict) -> Status:
 def sha256(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes (the path itself when there is no such file)."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return path
 
 
 _EDITED = ("A records file is only appended to, so this line was edited or damaged: delete that line (the next "

@@ -128,7 +128,7 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
     are scored, and the ones not judged yet are counted (`unjudged`). `generations` / `judgments`: the
     records the caller already holds (else they are read from OUT)."""
     found = judgments if judgments is not None else read_judgments(out, judge_key, [s.name for s in specs])
-    judgments, meta, unjudged = {}, {}, {}
+    judgments, meta, unjudged, revisions = {}, {}, {}, {}
     for spec in specs:
         if spec.name in found:
             records = found[spec.name]
@@ -141,14 +141,17 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
             if gens is None:
                 gens = JsonlStore(generations_path(out, spec.name)).read_models(GenerationRecord)
             meta[spec.name] = {g.id: g.meta for g in gens}
+            revisions[spec.name] = sorted({g.data_revision for g in gens if g.data_revision})
     body = score_tasks(specs, judgments, meta, resamples, seed, protocol=protocol)
     for name, entry in body["tasks"].items():  # generated (for this item list) but never judged
         ids = current[name] if current is not None and name in current else set(meta[name])
         entry["not_judged"] = len((set(meta[name]) & ids) - {r["id"] for r in judgments[name]})
+        found_revisions = revisions.get(name, [])  # the hub commit the items were read from; None: a local mirror
+        entry["data_revision"] = found_revisions[0] if len(found_revisions) == 1 else (found_revisions or None)
     body["failures"] = {label: sum(t[key] for t in body["tasks"].values()) for label, key in (
         ("judge", "judge_failures"), ("generation", "generation_failures"), ("not_judged", "not_judged"))}
     scores = {"model": model, "judge": judge_identity, "judge_key": judge_key, **body, "skipped": dict(skipped),
-              "unjudged": {t: n for t, n in unjudged.items() if n}}
+              "unjudged": {t: n for t, n in unjudged.items() if n}, "hub_revisions": _hub_revisions(out)}
     checks = read_data_checks(out)
     for name, entry in scores["tasks"].items():  # rows skipped at load never became items: counted here
         found = checks.get(name, {})
@@ -156,6 +159,14 @@ def run_score(out: Path, specs: list[TaskSpec], model: str, judge_identity: dict
                          **{k: v for k, v in found.items() if k not in ("bad_rows", "bad_row_examples")}}
     (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
     return scores
+
+
+def _hub_revisions(out: Path) -> dict:
+    """The commits of the hub datasets and models the run read (run.json's `hub_revisions`)."""
+    try:
+        return json.loads((out / "run.json").read_text(encoding="utf-8")).get("hub_revisions", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def read_scores(path: str | Path) -> dict:

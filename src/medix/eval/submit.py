@@ -124,8 +124,18 @@ def build_submission(run: str | Path, output_dir: str | Path | None = None, allo
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for file in sorted(folder.iterdir()):
             zf.write(file, f"{u}/{file.name}")
+        zf.comment = _provenance(scores)
     validate_submission(target)
     return target
+
+
+def _provenance(scores: dict) -> bytes:
+    """The zip's comment (outside the official files, which stay as the checker expects): model, judge and the
+    hub commit of every dataset and model the run read. `zipfile.ZipFile(path).comment` reads it back."""
+    body = {"model": scores["model"], "judge_key": scores["judge_key"],
+            "data_revisions": {t: e.get("data_revision") for t, e in scores["tasks"].items()},
+            "hub_revisions": scores.get("hub_revisions", {})}
+    return json.dumps(body, sort_keys=True).encode("utf-8")[:65535]
 
 
 def _task_of(record_id: str) -> str:

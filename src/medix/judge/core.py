@@ -170,6 +170,11 @@ def judge_identity(config: JudgeConfig, method: str, template_sha256: str, proto
         dtype = runtime_dtype(config.device, config.dtype)
         if dtype != "float32":
             identity["dtype"] = dtype
+        from medix.models import model_revision
+
+        revision = model_revision(config.model, "judge model")
+        if revision:  # a hub id: the commit its weights were read from
+            identity["model_revision"] = revision
     # Absent when left at their defaults, so identities (and judgment folders) of older runs still match.
     for name, default in (("thinking", "auto"), ("threshold", 0.5), ("soft", False)):
         if getattr(config, name) != default:

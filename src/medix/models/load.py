@@ -16,7 +16,7 @@ from functools import lru_cache
 from medix.errors import MedixError
 from medix.models.embedded import resolve
 from medix.models.hardware import pick_device, runtime_dtype, training_dtype
-from medix.models.zoo import MINILM, SMOLLM2, known
+from medix.models.zoo import MINILM, SMOLLM2, known, served_name
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,24 @@ def hub_error(name: str, err: Exception, kind: str) -> MedixError:
     )
 
 
+def model_path(name: str, dtype: str | None = None, kind: str = "model") -> str:
+    """Where a model's files are: an embedded model's folder, a folder given, or a hub id's snapshot at one
+    commit (`medix.hub.model_folder`: `org/name@revision` pins one; the commit is recorded)."""
+    from medix import hub
+
+    return hub.model_folder(resolve(name, dtype), kind)
+
+
+def model_revision(name: str, kind: str = "model") -> str | None:
+    """The hub commit `name` loads at (`medix.hub.model_revision`); None for an embedded model or a folder."""
+    from medix import hub
+
+    entry = known(name)
+    if entry is not None and entry.embedded:
+        return None
+    return hub.model_revision(served_name(name), kind)
+
+
 def is_vision_model(name: str) -> bool:
     """A zoo model by its kind; any other from its config (a `vision_config` → image-text-to-text)."""
     entry = known(name)
@@ -95,7 +113,7 @@ def is_vision_model(name: str) -> bool:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(resolve(name))
+        config = AutoConfig.from_pretrained(model_path(name))
     except OSError as err:
         raise hub_error(name, err, "model") from None
     except Exception as err:  # a config.json transformers cannot read (bad JSON, unknown model_type, ...)
@@ -118,7 +136,7 @@ def load_causal_lm(name: str, device: str | None = None, dtype: str | None = Non
 
     device = pick_device(device)
     chosen = None if dtype is None else runtime_dtype(device, dtype)
-    path = resolve(name, chosen)
+    path = model_path(name, chosen, "language model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(device, chosen)).to(device).eval()
@@ -135,7 +153,7 @@ def load_embedder(name: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 
     try:
-        return SentenceTransformer(resolve(name), device=pick_device(device))
+        return SentenceTransformer(model_path(name, kind="embedding model"), device=pick_device(device))
     except OSError as err:
         raise hub_error(name, err, "embedding model") from None
 
@@ -163,17 +181,30 @@ def load_for_training(name: str, dtype: str = "auto", attn_implementation: str |
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-    path = resolve(name)
+    path = model_path(name)
     kwargs = {"dtype": getattr(torch, training_dtype(dtype))}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
         vision = has_vision_config(AutoConfig.from_pretrained(path))
         if vision:
-            return AutoModelForImageTextToText.from_pretrained(path, **kwargs), AutoProcessor.from_pretrained(path)
+            processor = vision_processor(AutoProcessor.from_pretrained(path), name)
+            return AutoModelForImageTextToText.from_pretrained(path, **kwargs), processor
         return AutoModelForCausalLM.from_pretrained(path, **kwargs), AutoTokenizer.from_pretrained(path)
     except OSError as err:
         raise hub_error(name, err, "model") from None
+
+
+def vision_processor(processor, name: str):
+    """`processor` when it can read images. AutoProcessor falls back to the bare tokenizer when the model's
+    processor cannot be built, and a vision model would then run on the text alone, every image silently
+    dropped: refuse that, naming the likely cause."""
+    if getattr(processor, "image_processor", None) is None:
+        raise MedixError(f"vision model '{name}': its processor could not be built (transformers returned only "
+                         f"the tokenizer, {type(processor).__name__}), so its images would be ignored. Qwen-VL "
+                         "processors need torchvision for their video half: `pip install torchvision` matching "
+                         "your torch, then run again")
+    return processor
 
 
 def _load_vision(name: str, device: str | None):
@@ -181,8 +212,9 @@ def _load_vision(name: str, device: str | None):
 
     device = pick_device(device)
     try:
-        processor = AutoProcessor.from_pretrained(resolve(name))
-        model = AutoModelForImageTextToText.from_pretrained(resolve(name), dtype=_torch_dtype(device, None))
+        path = model_path(name, kind="vision-language model")
+        processor = vision_processor(AutoProcessor.from_pretrained(path), name)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=_torch_dtype(device, None))
         model = model.to(device).eval()
     except OSError as err:
         raise hub_error(name, err, "vision-language model") from None

@@ -55,8 +55,13 @@ def vllm_layout_args(spec: ServeConfig, max_model_len: int | None = None) -> lis
 
 def vllm_command(model: str, port: int, args: list[str] | tuple = ()) -> list[str]:
     """The vLLM OpenAI-server argv for `model` (any zoo name, hub id or folder), served under its hub id and
-    under the name given, so a request may use either."""
+    under the name given, so a request may use either. `org/name@revision` loads that revision (vLLM's
+    `--revision`, for the weights and the tokenizer)."""
+    from medix.hub import split_revision
+
     hub = served_name(model)
     names = [hub] + ([model] if model != hub else [])
-    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve(hub),
+    repo, revision = split_revision(resolve(hub))
+    pinned = ["--revision", revision, "--tokenizer-revision", revision] if revision else []
+    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", repo, *pinned,
             "--served-model-name", *names, "--host", "127.0.0.1", "--port", str(port), *args]

@@ -83,13 +83,14 @@ def _image_processor(model: str):
     or when its files cannot be read here (offline without a cache: the server then keeps its defaults)."""
     from transformers import AutoConfig, AutoImageProcessor
 
+    from medix.hub import split_revision
     from medix.models import resolve, served_name
 
-    path = resolve(served_name(model))
+    path, revision = split_revision(resolve(served_name(model)))
     try:
-        if getattr(AutoConfig.from_pretrained(path), "vision_config", None) is None:
+        if getattr(AutoConfig.from_pretrained(path, revision=revision), "vision_config", None) is None:
             return None
-        return AutoImageProcessor.from_pretrained(path)
+        return AutoImageProcessor.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as err:
         log.warning("could not read %s's config to size its server (%s); vLLM's defaults stay", model, err)
         return None

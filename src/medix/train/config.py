@@ -56,6 +56,8 @@ class FewShot(_Config):
 class DataConfig(_Config):
     train: str = Field(..., description="Training samples: local .jsonl/.json/.parquet or hub `name@split`.")
     eval: str | None = Field(None, description="Held-out samples for validation (same formats). None = no validation.")
+    revision: str | None = Field(None, description="Branch, tag or commit of the hub datasets in `train` / `eval`; "
+                                 "None = main, resolved to its commit (recorded in OUTPUT/config.json).")
     eval_limit: int | None = Field(64, ge=1, description="Validation samples used at each validation.")
     limit: int | None = Field(None, ge=1, description="Use only the first N training samples.")
     max_prompt_tokens: int = Field(4352, ge=16, description="Longer prompts are filtered out and counted (paper: 4352).")

@@ -217,7 +217,8 @@ def prepare(source: str, cfg: DataConfig, processing, vision: bool, limit: int |
     """Load, validate, build prompts and drop over-long ones, once per node (pass `main_process_first=None`
     to run in every process, or e.g. a `TrainingArguments.main_process_first` to use the trainer's)."""
     with (main_process_first or contextlib.nullcontext)():
-        rows = load_rows(source, limit=limit, on_invalid=cfg.on_invalid, num_proc=cfg.num_proc, decode_images=vision)
+        rows = load_rows(source, limit=limit, on_invalid=cfg.on_invalid, num_proc=cfg.num_proc, decode_images=vision,
+                         revision=cfg.revision)
         measured = _with_prompts(rows, source, cfg, processing, vision)
         kept = measured.filter(_fits, input_columns="prompt_tokens", batched=True,
                                fn_kwargs={"max_tokens": cfg.max_prompt_tokens},

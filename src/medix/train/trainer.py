@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medix.errors import MedixError
 from medix.rewards.composite import trl_reward_functions
 from medix.train.callbacks import CompletionsLogger, JsonMetricsLogger, ValidationCallback
 from medix.train.config import TrainConfig
@@ -93,11 +94,36 @@ def save_final(trainer, path: Path) -> None:
     trainer.save_model(str(path))
 
 
+def _recorded_revisions(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text()).get("hub_revisions", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _record_revisions(file: Path, cfg: TrainConfig, earlier: dict, first: bool) -> None:
+    """config.json gains `hub_revisions`: the commit of every dataset and model this run read from the hub. A
+    resumed run that finds another commit than its checkpoint was trained on stops and says which."""
+    from medix import hub
+
+    now = hub.loaded()
+    moved = {k: (v, now[k]) for k, v in earlier.items() if k in now and now[k] != v}
+    if moved:
+        what, (old, new) = next(iter(moved.items()))
+        raise MedixError(f"resuming {cfg.trainer.output_dir}: its checkpoints were trained on {what} at commit "
+                         f"{old}, and the hub now serves {new}. Pin the old commit (data.revision or "
+                         "model.name: org/name@<commit>) to go on, or start a new trainer.output_dir")
+    if first:
+        body = {**json.loads(cfg.model_dump_json()), "hub_revisions": {**earlier, **now}}
+        file.write_text(json.dumps(body, indent=2))
+
+
 def run_training(cfg: TrainConfig) -> dict:
     """Train, save the final policy in HF format, write OUTPUT/summary.json; returns the summary."""
     out = Path(cfg.trainer.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     first = int(os.environ.get("RANK", "0")) == 0  # under accelerate, one process writes the run's files
+    earlier = _recorded_revisions(out / "config.json") if cfg.trainer.resume_from_checkpoint else {}
     if first:
         (out / "config.json").write_text(cfg.model_dump_json(indent=2))
     from medix.judge.audit import warn_if_weak
@@ -107,9 +133,11 @@ def run_training(cfg: TrainConfig) -> dict:
     with managed_judge(cfg):
         check_judge_reachable(cfg)
         run = build_trainer(cfg)
+        _record_revisions(out / "config.json", cfg, earlier, first)
         try:
             result = run.trainer.train(resume_from_checkpoint=cfg.trainer.resume_from_checkpoint)
             save_final(run.trainer, out / "final")
+            _record_revisions(out / "config.json", cfg, earlier, first)  # with the reward's models, loaded lazily
         finally:
             run.trainer.reward_funcs[0].composite.close()
     monitor = run.trainer.monitor
