@@ -1,7 +1,8 @@
 """A local Hugging Face hub for the tests: olah (a self-hosted hub mirror, from PyPI) in offline mode on 127.0.0.1,
 serving plain git repositories built here from the benchmark mirrors in hub form.
 
-    with LocalHub(tmp) as hub:                 # builds every repository, starts the server, stops it by pid
+    with LocalHub(tmp) as hub:                 # builds the dataset repositories, starts the server, stops it
+        hub.add_models()                       # the tiny models, when a test needs them
         env = hub.env(tmp / "home")            # HF_ENDPOINT, a fresh HF_HOME and MEDIX_CACHE for a subprocess
         hub.sha("datasets/hails/mmlu_no_train", "v0")
 
@@ -183,11 +184,11 @@ def _tiny_embedder(folder: Path) -> None:
 
 
 def build(root: Path, benchmarks: Path) -> Path:
-    """Every repository under root/mirrors (datasets/<org>/<name>, models/<org>/<name>); returns that folder."""
+    """The dataset repositories under root/mirrors/datasets/<org>/<name>; returns root/mirrors. The models come
+    with `LocalHub.add_models` (the server reads the folders as it is asked, so they may come later)."""
     mirrors = root / "mirrors"
     for make in (_mmlu, _rad_vqa, _slake, _train_data):
         make(mirrors, benchmarks)
-    _models(mirrors)
     return mirrors
 
 
@@ -217,7 +218,7 @@ class LocalHub:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the hub server exited: {(self.root / 'hub.log').read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/api/models/{MODELS['text']}", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/api/datasets/{TRAIN_DATA}", timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -238,6 +239,17 @@ class LocalHub:
     def sha(self, repo: str, revision: str = "main") -> str:
         """The commit of `repo` ("datasets/org/name" or "models/org/name") at `revision`."""
         return _git(self.mirrors / repo, "rev-parse", f"{revision}^{{commit}}")
+
+    def add_models(self) -> None:
+        """The tiny models (about 40 s: Qwen3-VL's full processor is written in a process with torchvision)."""
+        if not (self.mirrors / "models").is_dir():
+            _models(self.mirrors)
+
+    def commit(self, repo: str, name: str, text: str) -> str:
+        """A new commit on `repo`'s main that writes `text` into file `name`; its SHA."""
+        (self.mirrors / repo / name).write_text(text)
+        _commit(self.mirrors / repo, f"update {name}")
+        return self.sha(repo)
 
     def env(self, home: Path, **extra: str) -> dict:
         """The environment of a subprocess that reads this hub: a fresh HF_HOME and MEDIX_CACHE under `home`."""

@@ -1,6 +1,7 @@
 """Task registry, question building and item counts of the real benchmark mirrors."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,34 @@ def test_paper_judge_sees_the_response_after_the_last_think_tag(raw, seen):
     from medix.eval.protocol import paper_candidate
 
     assert paper_candidate(raw) == seen
+
+
+def test_a_hub_image_split_is_not_decoded_and_its_images_keep_their_bytes(monkeypatch, tmp_path, benchmarks_dir):
+    """A hub split's Image() column is read as stored bytes, item by item: nothing is decoded to PIL, and the
+    file written for an item holds the hub's bytes (so the prompt hash equals the mirror's)."""
+    import datasets
+
+    from medix import hub
+    from medix.eval.registry import registry
+
+    rows = [json.loads(line) for line in (benchmarks_dir / "rad_vqa" / "test.jsonl").open()][:4]
+    for row in rows:
+        path = benchmarks_dir / "rad_vqa" / row["image"]
+        row["image"] = {"bytes": path.read_bytes(), "path": path.name}
+    features = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string"),
+                                  "answer": datasets.Value("string"), "answer_type": datasets.Value("string")})
+    split = datasets.Dataset.from_list([{k: r[k] for k in features} for r in rows], features=features)
+    monkeypatch.setattr(hub, "load_dataset", lambda *a, **k: (split, "0" * 40))
+    monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image was decoded while the task loaded")
+
+    monkeypatch.setattr(datasets.Image, "decode_example", refuse)
+    items = load_items(registry()["rad_vqa"], None, limit=3)
+    assert len(items) == 3
+    mirror = [benchmarks_dir / "rad_vqa" / json.loads(line)["image"]
+              for _, line in zip(range(3), (benchmarks_dir / "rad_vqa" / "test.jsonl").open())]
+    assert [Path(i.images[0]).read_bytes() for i in items] == [p.read_bytes() for p in mirror]
+    assert all("/eval_images/rad_vqa/000000000000/" in i.images[0] for i in items)
+    assert {i.data_revision for i in items} == {"0" * 40}

@@ -5,6 +5,7 @@ test server is HF_ENDPOINT, as a user's run is tied to huggingface.co; HF_HOME a
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,17 @@ pytestmark = pytest.mark.skipif(not server_installed(), reason="the hub server i
 
 
 @pytest.fixture(scope="module")
-def local_hub(tmp_path_factory, benchmarks_dir):
+def hub_server(tmp_path_factory, benchmarks_dir):
+    """The server with the dataset repositories (the error tests need no more)."""
     with LocalHub(tmp_path_factory.mktemp("hub"), benchmarks_dir) as hub:
         yield hub
+
+
+@pytest.fixture(scope="module")
+def local_hub(hub_server):
+    """The server with the tiny models too."""
+    hub_server.add_models()
+    return hub_server
 
 
 def records(folder: Path, task: str) -> list[dict]:
@@ -67,6 +76,10 @@ def test_eval_from_the_hub_gives_the_records_of_the_local_mirror(local_hub, benc
     scores = json.loads((tmp_path / "hub" / "scores.json").read_text())
     assert {t: scores["tasks"][t]["data_revision"] for t in data} == data
     assert scores["hub_revisions"] == run["hub_revisions"]
+    ok(medix(env, "eval", "submit", str(tmp_path / "hub"), "--allow-incomplete"))
+    [submission] = (tmp_path / "hub" / "results").glob("*.zip")
+    provenance = json.loads(zipfile.ZipFile(submission).comment)
+    assert provenance["data_revisions"] == data and provenance["hub_revisions"] == run["hub_revisions"]
 
 
 @pytest.mark.slow
@@ -116,18 +129,28 @@ def test_train_a_step_on_hub_data_with_a_hub_policy(local_hub, tmp_path):
     and embedder by hub id; config.json records every commit read."""
     env = local_hub.env(tmp_path / "home")
     out = tmp_path / "run"
+    steps = ["trainer.max_steps=1", "trainer.save_steps=1"]
     config = tmp_path / "train.yaml"
     config.write_text(f"data: {{train: '{TRAIN_DATA}@train'}}\nmodel: {{name: {MODELS['vl']}}}\n")
-    ok(medix(env, "train", "--config", str(config), "algorithm.recipe=grpo",
-             f"reward.judge.model={MODELS['judge']}", "reward.judge.backend=local",
-             f"reward.embedder.model={MODELS['embed']}", "rollout.num_generations=2",
-             "rollout.max_completion_tokens=8", "trainer.per_device_train_batch_size=2", "trainer.max_steps=1",
-             f"trainer.output_dir={out}", "trainer.save_steps=100"))
+    command = ["train", "--config", str(config), "algorithm.recipe=grpo",
+               f"reward.judge.model={MODELS['judge']}", "reward.judge.backend=local",
+               f"reward.embedder.model={MODELS['embed']}", "rollout.num_generations=2",
+               "rollout.max_completion_tokens=8", "trainer.per_device_train_batch_size=2",
+               f"trainer.output_dir={out}"]
+    ok(medix(env, *command, *steps))
     assert json.loads((out / "summary.json").read_text())["global_step"] == 1
     recorded = json.loads((out / "config.json").read_text())["hub_revisions"]
-    assert recorded[f"dataset {TRAIN_DATA}"] == local_hub.sha(f"datasets/{TRAIN_DATA}")
+    trained_on = local_hub.sha(f"datasets/{TRAIN_DATA}")
+    assert recorded[f"dataset {TRAIN_DATA}"] == trained_on
     assert recorded[f"model {MODELS['vl']}"] == local_hub.sha(f"models/{MODELS['vl']}")
     assert recorded[f"model {MODELS['judge']}"] == local_hub.sha(f"models/{MODELS['judge']}")
+    # The dataset gets a new commit on the hub; resuming the run would train its next steps on other data.
+    local_hub.commit(f"datasets/{TRAIN_DATA}", "NOTES.md", "A newer note.\n")
+    moved = medix(env, *command, "trainer.max_steps=2", "trainer.save_steps=1", "--resume")
+    said = " ".join((moved.stdout + moved.stderr).split())
+    assert moved.returncode != 0 and "Traceback" not in said, said[-2000:]
+    assert trained_on in said and local_hub.sha(f"datasets/{TRAIN_DATA}") in said and "data.revision" in said
+    assert json.loads((out / "config.json").read_text())["hub_revisions"] == recorded  # the record kept
 
 
 @pytest.mark.slow
@@ -201,8 +224,8 @@ def probe(env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_missing_repo_config_split_revision_and_model_are_named(local_hub, tmp_path):
-    said = probe(local_hub.env(tmp_path / "home"))
+def test_missing_repo_config_split_revision_and_model_are_named(hub_server, tmp_path):
+    said = probe(hub_server.env(tmp_path / "home"))
     assert "dataset 'nobody/nothing' not found on http://127.0.0.1" in said["repo"]
     assert "use --data-dir" in said["repo"] and "HF_TOKEN" in said["repo"]
     assert "no config 'astronomy'" in said["config"] and "anatomy" in said["config"]  # the ones there are

@@ -184,3 +184,19 @@ def test_a_zoo_name_of_a_hub_model_resolves_to_its_hub_id():
 def test_a_policy_trains_in_float32_on_cpu_and_bfloat16_on_cuda(monkeypatch, asked, cuda, expected):
     monkeypatch.setattr(hardware, "pick_device", lambda device: device or ("cuda" if cuda else "cpu"))
     assert hardware.training_dtype(asked) == expected
+
+
+def test_a_vision_model_whose_processor_falls_back_to_its_tokenizer_is_refused(tmp_path):
+    """AutoProcessor returns the bare tokenizer when a processor cannot be built (Qwen3-VL's full processor
+    without torchvision): the model would then run on text alone, its images dropped without a word."""
+    import importlib.util
+
+    from medix.errors import MedixError
+    from medix.models import load_model
+    from medix.testing.tiny import save_tiny
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("with torchvision installed the processor builds")
+    folder = save_tiny(tmp_path / "vl", vision=True)
+    with pytest.raises(MedixError, match="processor could not be built.*torchvision"):
+        load_model(folder)

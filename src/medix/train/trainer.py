@@ -124,8 +124,9 @@ def run_training(cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     first = int(os.environ.get("RANK", "0")) == 0  # under accelerate, one process writes the run's files
     earlier = _recorded_revisions(out / "config.json") if cfg.trainer.resume_from_checkpoint else {}
-    if first:
-        (out / "config.json").write_text(cfg.model_dump_json(indent=2))
+    if first:  # the commits a resumed run's checkpoints were trained on stay recorded until this run's are known
+        (out / "config.json").write_text(json.dumps({**json.loads(cfg.model_dump_json()), "hub_revisions": earlier},
+                                                    indent=2))
     from medix.judge.audit import warn_if_weak
 
     warn_if_weak(cfg.reward.judge, cfg.reward.weights.judge)
