@@ -21,9 +21,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from typer.testing import CliRunner
 
 from medix.config import JudgeConfig
+from cli_runner import cli
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
@@ -31,17 +31,6 @@ from medix.testing.stub_server import JudgeStub, LoopbackServer, free_port
 
 SECRET = "sk-or-v1-0123456789abcdef0123456789abcdef"
 PASSWORD = "hunter2-pw"
-
-
-def cli(*args: str):
-    """`medix ARGS` in-process: (exit code, output, the exception a MedixError ended it with or None)."""
-    from medix.cli import app
-
-    result = CliRunner().invoke(app, list(args))
-    error = result.exception if isinstance(result.exception, MedixError) else None
-    if result.exception is not None and error is None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback is a failed case
-    return result.exit_code, result.output, error
 
 
 def _jsonl(path: Path, rows: list) -> Path:
@@ -107,11 +96,20 @@ OUTPUT_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(OUTPUT_CASES))
-def test_outputs_are_never_clobbered_and_bad_paths_are_named(tmp_path, monkeypatch, case):
+def _no_judge(monkeypatch) -> None:
+    """Building a Judge fails the case. The modules that import `Judge` by name are imported first, so none of
+    them keeps the stand-in after this test (a later test would meet it)."""
+    import medix.cli.judge
+    import medix.eval.runner
     import medix.judge
+    import medix.rewards.components  # noqa: F401
 
     monkeypatch.setattr(medix.judge, "Judge", lambda *a, **k: pytest.fail("the judge was built before the check"))
+
+
+@pytest.mark.parametrize("case", list(OUTPUT_CASES))
+def test_outputs_are_never_clobbered_and_bad_paths_are_named(tmp_path, monkeypatch, case):
+    _no_judge(monkeypatch)
     pairs = _pairs(tmp_path)
     (tmp_path / "old.yaml").write_text("mine\n")
     _jsonl(tmp_path / "train.jsonl", [{"problem": "a b c", "solution": "<X_RAY> d"}])
@@ -145,9 +143,8 @@ def test_demo_into_a_previous_training_run_is_refused(tmp_path):
 
 def test_read_only_json_output_of_an_audit_is_refused_before_the_judge(tmp_path, monkeypatch):
     import medix.files
-    import medix.judge
 
-    monkeypatch.setattr(medix.judge, "Judge", lambda *a, **k: pytest.fail("the judge was built before the check"))
+    _no_judge(monkeypatch)
 
     monkeypatch.setattr(medix.files.tempfile, "TemporaryFile",
                         lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))

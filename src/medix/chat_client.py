@@ -50,7 +50,7 @@ from typing import Any, Callable
 import openai
 
 from medix.errors import MedixError
-from medix.files import display_url, redact, url_secrets
+from medix.files import display_url, redact, url_secrets, valid_unicode
 
 
 class CrossOriginRedirect(openai.OpenAIError):
@@ -306,7 +306,8 @@ class ChatClient:
                 continue
             self._answered(index)
             try:
-                text = redact(reply_text(response), secrets)  # an echoed key never reaches a record
+                # an echoed key never reaches a record; a lone surrogate never stops the writer
+                text = valid_unicode(redact(reply_text(response), secrets))
             except BadReply as err:
                 result.error = self._describe(index, params, err)
                 continue

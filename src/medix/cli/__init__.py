@@ -18,12 +18,11 @@ import os
 import sys
 
 import typer
-from rich.logging import RichHandler
 from rich.markup import escape
 
 from medix.cli import eval as eval_commands
 from medix.cli import infer, judge, reward, train
-from medix.cli.common import console
+from medix.cli.common import SafeRichHandler, console
 from medix.errors import MedixError
 
 app = typer.Typer(help="MediX-R1: open-ended medical RL — composite reward, LLM judge. Research use only.",
@@ -38,7 +37,7 @@ app.add_typer(eval_commands.app, name="eval")
 @app.callback()
 def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show info-level logs.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)])
+                        handlers=[SafeRichHandler(console=console, show_path=False)])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not verbose:  # libraries' deprecation notices are for developers (-v shows them), not in user output
         import warnings

@@ -7,10 +7,29 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from medix.files import terminal_safe
+
+
+class SafeConsole(Console):
+    """A Rich console whose every string (printed, a table cell, a log line) has its control characters written
+    out (`medix.files.terminal_safe`): a reply, an error body or a data file cannot drive the terminal."""
+
+    def render_str(self, text: str, *args, **kwargs):
+        return super().render_str(terminal_safe(text), *args, **kwargs)
+
+
+class SafeRichHandler(RichHandler):
+    """Rich's log handler, its messages made terminal-safe as the console's strings are."""
+
+    def render_message(self, record, message: str):
+        return super().render_message(record, terminal_safe(message))
+
+
 # Diagnostics, progress and notes go to stderr; tables and results to stdout (so `medix ... > file` keeps them).
-console = Console(stderr=True)
+console = SafeConsole(stderr=True)
 
 
 def fmt(value) -> str:
@@ -20,7 +39,7 @@ def fmt(value) -> str:
 
 def stdout_console(width: int) -> Console:
     """A console for a result table: the terminal's width, or `width` when stdout is a file or a pipe."""
-    return Console(width=None if sys.stdout.isatty() else width)
+    return SafeConsole(width=None if sys.stdout.isatty() else width)
 
 
 def progress_bar(description: str = "{task.description}", transient: bool = True) -> Progress:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from medix.cli.common import console, fmt, given_flags, progress_bar, progress_factory, stdout_console
+from medix.cli.common import (SafeConsole, console, fmt, given_flags, progress_bar, progress_factory,
+                              stdout_console)
+from medix.files import terminal_safe
 from medix.errors import MedixError
 
 app = typer.Typer(help="Evaluate on the 17 medical benchmarks: generate → judge → score → report.",
@@ -96,7 +97,7 @@ def eval_run(
     for task, reason in result.skipped.items():
         console.print(f"[yellow]skipped[/yellow] {task}: {escape(reason)}")
     if result.scores:
-        print(result.report)
+        print(terminal_safe(result.report))
         console.print(f"wrote {result.output_dir}/scores.json, scores.md, scores.png, report.html")
     unscored = [t for t, e in ((result.scores or {}).get("tasks") or {}).items() if e.get("scored", 1) == 0]
     if unscored:
@@ -130,7 +131,9 @@ def eval_submit(run: Optional[Path] = typer.Argument(None, help="A scored run fo
                 output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for results/ (default: the run)."),
                 check: Optional[Path] = typer.Option(None, "--check", help="Only check this submission zip."),
                 allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
-                                                      help="Submit although paper tasks are missing (recorded).")) -> None:
+                                                      help="Submit although paper tasks are missing (recorded)."),
+                overwrite: bool = typer.Option(False, "--overwrite",
+                                               help="Replace a submission of the same model already there.")) -> None:
     """Build and check the leaderboard submission in the official layout (results/<U>/, <md5>_<U>_submission.zip)."""
     from medix.eval.submit import build_submission, validate_submission
     from medix.files import check_output_dir
@@ -140,7 +143,7 @@ def eval_submit(run: Optional[Path] = typer.Argument(None, help="A scored run fo
     if check is not None:
         counts = validate_submission(check)
     elif run is not None:
-        check = build_submission(run, output, allow_incomplete)
+        check = build_submission(run, output, allow_incomplete, overwrite)
         counts = validate_submission(check)
     else:
         raise MedixError("give a run folder to build a submission, or --check ZIP to check one")
@@ -164,7 +167,7 @@ def eval_compare(run_a: Path = typer.Argument(..., help="Baseline run folder."),
                       f"[{100 * t['ci'][0]:+.1f}, {100 * t['ci'][1]:+.1f}]", str(t["n"]))
     o = result["overall"]
     table.add_row("overall", "", "", f"{100 * o['diff']:+.1f}", f"[{100 * o['ci'][0]:+.1f}, {100 * o['ci'][1]:+.1f}]", "")
-    Console().print(table)
+    SafeConsole().print(table)
 
 
 @app.command("contamination")

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from medix.cli.common import console
+from medix.cli.common import SafeConsole, console
 
 # Its commands sit at the top level of `medix` (added to the app without a group name).
 app = typer.Typer()
@@ -41,7 +40,7 @@ def infer(
     if as_json:
         print(json.dumps(reply.to_dict(), ensure_ascii=False))
         return
-    out = Console(highlight=False)
+    out = SafeConsole(highlight=False)
     out.print(f"[bold cyan]<{reply.modality}>[/bold cyan]" if reply.modality else "[dim](no modality tag)[/dim]")
     if reply.reasoning:
         out.print(f"[dim]{escape(reply.reasoning)}[/dim]")

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from medix.cli.common import console, fmt, progress_bar, stdout_console
+from medix.cli.common import SafeConsole, console, fmt, progress_bar, stdout_console
 from medix.errors import MedixError
 
 DEMO_HELD_OUT = 80  # every held-out question of the demo set (train/demo_data/heldout.jsonl)
@@ -54,7 +53,7 @@ def train(
         if accelerate_config is None and cfg.accelerate_config:  # the launch the config names
             accelerate_config = config.parent / cfg.accelerate_config
         result = plan_training(cfg, launch_shape(accelerate_config, gpus, gpu_memory, sharding), str(config))
-        render(result, Console(width=160))
+        render(result, SafeConsole(width=160))
         if not result.fits:
             console.print(f"[bold red]does not fit:[/bold red] {escape(result.refusal())}", highlight=False,
                           soft_wrap=True)

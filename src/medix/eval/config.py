@@ -9,7 +9,7 @@ from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, Valid
                       model_validator)
 
 from medix.backends import check_backend, get_backend
-from medix.config import JudgeConfig, _Config, build, deep_merge, read_yaml
+from medix.config import JudgeConfig, ServerURL, _Config, build, deep_merge, read_yaml
 from medix.serving.config import ServeConfig
 from medix.errors import MedixError
 from medix.eval.protocol import PAPER, Protocol, get_protocol
@@ -57,7 +57,7 @@ class EvalConfig(_Config):
     backend: str = Field("local", description="A backend of medix.backends: 'local': transformers on this machine "
                          "(batched); 'openai': an OpenAI-compatible server.")
     _known_backend = field_validator("backend")(check_backend)
-    base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], min_length=1, description="Policy servers for "
+    base_urls: list[ServerURL] = Field(["http://127.0.0.1:8000/v1"], min_length=1, description="Policy servers for "
                                  "backend 'openai' (one per GPU or node): each request goes to the one with the "
                                  "fewest in flight; a server that stops answering has its items retried on the others.")
     serve: bool = Field(False, description="Start vLLM on this node (GPU machine): the policy servers of "

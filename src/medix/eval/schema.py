@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from medix.errors import MedixError
-from medix.files import iter_jsonl
+from medix.files import iter_jsonl, valid_unicode
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class JsonlStore:
     def append(self, records: Iterable[BaseModel | dict], sync: bool = True) -> int:
         """Write whole lines in one call and flush (enough for SIGKILL); `sync` also fsyncs (power loss)."""
         dicts = [r.model_dump() if isinstance(r, BaseModel) else r for r in records]
-        lines = [json.dumps(d, ensure_ascii=False) + "\n" for d in dicts]
+        lines = [valid_unicode(json.dumps(d, ensure_ascii=False)) + "\n" for d in dicts]
         if not lines:
             return 0
         if self._ids is not None:
@@ -231,7 +231,8 @@ class JsonlStore:
         if len(keep) == len(records):
             return 0
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
+        text = "".join(valid_unicode(json.dumps(r, ensure_ascii=False)) + "\n" for r in keep)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, self.path)
         self._ids = {r["id"] for r in keep}
         return len(records) - len(keep)

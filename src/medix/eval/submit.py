@@ -33,6 +33,7 @@ from medix.errors import MedixError
 from medix.eval.registry import registry
 from medix.eval.schema import GenerationRecord, JsonlStore, generations_path
 from medix.eval.score import read_judgments, read_scores, require_keys
+from medix.files import valid_unicode
 
 RECORD_FIELDS = ("id", "question", "answer", "response", "answer_idx")
 
@@ -100,9 +101,12 @@ def score_text(model: str, recomputed: dict, incomplete: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_submission(run: str | Path, output_dir: str | Path | None = None, allow_incomplete: bool = False) -> Path:
+def build_submission(run: str | Path, output_dir: str | Path | None = None, allow_incomplete: bool = False,
+                     overwrite: bool = False) -> Path:
     """Write OUTPUT/results/<U>/ and OUTPUT/results/<zip>; returns the zip path (OUTPUT defaults to the run).
-    The score file is computed from the records written (as the checker recomputes it), not copied."""
+    The score file is computed from the records written (as the checker recomputes it), not copied. The zip holds
+    exactly the three files written (a stray file in the folder stays out); a submission already there (another
+    run's of the same model name) is refused unless `overwrite`."""
     run = Path(run)
     scores = read_scores(run)
     require_keys(scores, ("model", "judge_key", "overall"), str(run))
@@ -115,18 +119,26 @@ def build_submission(run: str | Path, output_dir: str | Path | None = None, allo
                          "(the submission then says so)")
     u = underscored(scores["model"])
     folder = Path(output_dir or run) / "results" / u
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {f"{u}.jsonl": gens, f"{u}_eval.jsonl": evals}
-    for name, records in files.items():
-        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    (folder / f"{u}_score.txt").write_text(score_text(scores["model"], recompute(evals), incomplete), encoding="utf-8")
     target = folder.parent / zip_name(u)
+    texts = {f"{u}.jsonl": _lines(gens), f"{u}_eval.jsonl": _lines(evals),
+             f"{u}_score.txt": score_text(scores["model"], recompute(evals), incomplete)}
+    there = [str(p) for p in [target, *(folder / name for name in texts)] if p.exists()]
+    if there and not overwrite:
+        raise MedixError(f"a submission for {u} is already there ({', '.join(there)}); pass --overwrite to "
+                         "replace it, or --output another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file in sorted(folder.iterdir()):
-            zf.write(file, f"{u}/{file.name}")
+        for name in sorted(texts):
+            zf.write(folder / name, f"{u}/{name}")
         zf.comment = _provenance(scores)
     validate_submission(target)
     return target
+
+
+def _lines(records: list[dict]) -> str:
+    return "".join(valid_unicode(json.dumps(r, ensure_ascii=False)) + "\n" for r in records)
 
 
 def _provenance(scores: dict) -> bytes:

@@ -1,0 +1,172 @@
+"""Issue "nothing silent, nothing lost, no secret written, round 4": each test is a row of docs/reliability.md.
+
+Loopback servers, tiny files, in-process CLI calls. New names are imported inside the tests, so this file also
+runs against the code before the change (to see every case fail there).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cli_runner import cli
+from medix.errors import MedixError
+from medix.testing.stub_server import JudgeStub, LoopbackServer, free_port
+
+PASSWORD = "hunter2-pw"
+# What a hostile reply may hold: clear screen, an OSC-8 link, a carriage return over a fake success line, the
+# bell, an 8-bit CSI.
+HOSTILE = "\x1b[2J\x1b]8;;http://evil.example/\x07click\x1b]8;;\x07\rOK: all requests succeeded\x07\x9b31m"
+
+
+def _reply_app(content: str | None = None, raw_json: str | None = None, status: int = 200):
+    """A chat server answering every request with `content` (or a raw JSON body, for text json.dumps cannot
+    encode as UTF-8, or an error body with `status`)."""
+    async def completions(request: Request):
+        body = await request.json()
+        if raw_json is not None:
+            return Response(raw_json.encode("utf-8", "surrogatepass"), status_code=status,
+                            media_type="application/json")
+        return JSONResponse({"id": "r", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                          "finish_reason": "stop"}]}, status_code=status)
+
+    async def models(request: Request):
+        return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
+                             Route("/v1/models", models)])
+
+
+def _no_control(text: str) -> None:
+    assert not any(c in text for c in "\x1b\x07\r\x9b"), repr(text[:300])
+
+
+# --- 5: text from a server cannot drive the terminal -------------------------------------------------------------
+
+def test_infer_prints_a_hostile_reply_with_its_control_characters_written_out():
+    reply = f"<OTHER><think>{HOSTILE}</think><answer>{HOSTILE}</answer>"
+    with LoopbackServer(_reply_app(reply)) as server:
+        code, output, _ = cli("infer", "--question", "q?", "--server", server.url, "--model", "m")
+    assert code == 0
+    _no_control(output)
+    flat = " ".join(output.split())
+    assert "\\x1b[2J" in flat and "OK: all requests succeeded" in flat  # shown, harmless
+
+
+def test_a_hostile_error_body_is_one_harmless_line(tmp_path):
+    with LoopbackServer(_reply_app(raw_json=json.dumps({"error": HOSTILE}), status=400)) as server:
+        code, output, error = cli("infer", "--question", "q?", "--server", server.url, "--model", "m",
+                                  "--timeout", "2")
+    from medix.cli.common import console
+
+    with console.capture() as captured:  # the one-line error of `medix` (cli.main) goes through this console
+        console.print(f"error: {error}" if error else output)
+    _no_control(captured.get())
+
+
+def test_reward_score_table_and_log_lines_are_terminal_safe(tmp_path):
+    import logging
+
+    from medix.cli.common import SafeRichHandler, console
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"response": f"<answer>{HOSTILE}</answer>", "solution": "x"}) + "\n")
+    config = tmp_path / "reward.yaml"
+    with LoopbackServer(_reply_app("YES")) as judge:
+        config.write_text(f"judge: {{backend: openai, model: m, base_urls: ['{judge.url}'], cache: false}}\n")
+        code, output, _ = cli("reward", "score", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"),
+                              "-c", str(config), "--show", "5")
+    assert code == 0
+    _no_control(output)
+    record = logging.LogRecord("medix", logging.WARNING, __file__, 1, f"server said {HOSTILE}", None, None)
+    with console.capture() as captured:
+        SafeRichHandler(console=console, show_path=False).emit(record)
+    _no_control(captured.get())
+
+
+# --- 7: a reply no writer can encode does not stop a phase --------------------------------------------------------
+
+def test_a_lone_surrogate_in_a_reply_is_replaced_and_the_item_recorded(tmp_path):
+    from medix.eval.config import EvalConfig
+    from medix.eval.runner import run_eval
+
+    data = tmp_path / "data" / "mmlu_anatomy" / "test.jsonl"
+    data.parent.mkdir(parents=True)
+    data.write_text(json.dumps({"question": "q?", "choices": ["x", "y"], "answer": 0}) + "\n")
+    body = ('{"id": "r", "object": "chat.completion", "created": 0, "model": "m", "choices": [{"index": 0, '
+            '"message": {"role": "assistant", "content": "<answer>A \\ud800</answer>"}, "finish_reason": "stop"}]}')
+    with LoopbackServer(_reply_app(raw_json=body)) as policy, JudgeStub() as judge:
+        from medix.config import JudgeConfig
+
+        cfg = EvalConfig(model="m", backend="openai", base_url=policy.url, data_dir=str(tmp_path / "data"),
+                         output_dir=str(tmp_path / "run"), tasks=["mmlu_anatomy"], bootstrap=0, max_retries=1,
+                         judge=JudgeConfig(backend="openai", model="stub", base_urls=[judge.url], cache=False))
+        result = run_eval(cfg)
+    [record] = [json.loads(line) for line in (tmp_path / "run" / "generations" / "mmlu_anatomy.jsonl").open()]
+    assert record["raw"] == "<answer>A \ufffd</answer>" and record["error"] is None
+    assert result.scores is not None
+
+
+# --- 2 and 6: a submission never replaces another, and holds only what it wrote ----------------------------------
+
+def _scored_run(tmp_path: Path, name: str) -> Path:
+    from medix.config import JudgeConfig
+    from medix.eval.config import EvalConfig
+    from medix.eval.runner import run_eval
+
+    data = tmp_path / "data" / "mmlu_anatomy" / "test.jsonl"
+    if not data.is_file():
+        data.parent.mkdir(parents=True)
+        data.write_text(json.dumps({"question": "q?", "choices": ["x", "y"], "answer": 0}) + "\n")
+    with JudgeStub(role="policy", policy_answer="A") as policy, JudgeStub() as judge:
+        run_eval(EvalConfig(model="org/same-model", backend="openai", base_url=policy.url, tasks=["mmlu_anatomy"],
+                            data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / name), bootstrap=0,
+                            judge=JudgeConfig(backend="openai", model="stub", base_urls=[judge.url], cache=False)))
+    return tmp_path / name
+
+
+def test_a_second_submission_of_the_same_model_is_refused_and_stray_files_stay_out(tmp_path):
+    from medix.eval.submit import build_submission
+
+    run_a, run_b = _scored_run(tmp_path, "a"), _scored_run(tmp_path, "b")
+    subs = tmp_path / "subs"
+    first = build_submission(run_a, subs, allow_incomplete=True)
+    kept = first.read_bytes()
+    (subs / "results" / "same_model" / "notes.txt").write_text("my own notes")
+    with pytest.raises(MedixError, match="already there.*--overwrite"):
+        build_submission(run_b, subs, allow_incomplete=True)
+    assert first.read_bytes() == kept
+    again = build_submission(run_b, subs, allow_incomplete=True, overwrite=True)
+    with zipfile.ZipFile(again) as zf:
+        assert sorted(zf.namelist()) == ["same_model/same_model.jsonl", "same_model/same_model_eval.jsonl",
+                                         "same_model/same_model_score.txt"]
+
+
+# --- 1: URLs: refused without a scheme, named without credentials or query --------------------------------------
+
+@pytest.mark.parametrize("given", [f"medix:{PASSWORD}@127.0.0.1:8000/v1", "127.0.0.1:8000/v1",
+                                   "http://127.0.0.1:99999/v1", "ftp://127.0.0.1/v1"])
+def test_a_server_url_that_is_not_http_with_a_host_is_refused_without_its_password(given, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"reference": "a", "candidate": "a", "label": True}) + "\n")
+    code, output, error = cli("judge", "audit", "--pairs", str(pairs), "--judge-backend", "openai",
+                              "--judge-model", "m", "--judge-url", given)
+    said = str(error) if error else output
+    assert code != 0 and "URL" in said and PASSWORD not in said and PASSWORD not in output
+
+
+def test_a_key_in_a_url_query_reaches_no_identity_or_message():
+    from medix.config import JudgeConfig
+    from medix.judge.core import one_turn_identity
+
+    url = f"http://127.0.0.1:{free_port()}/v1?api_key={PASSWORD}"
+    identity = json.dumps(one_turn_identity(JudgeConfig(backend="openai", model="m", base_urls=[url])))
+    assert PASSWORD not in identity and "127.0.0.1" in identity
