@@ -287,11 +287,14 @@ def test_a_missing_gpu_package_is_named_with_its_setting(overrides, env, message
         check_installed(cfg)
 
 
-def test_a_trl_credential_never_reaches_config_json():
-    cfg = load_train_config(None, ["data.train=x.jsonl", "trainer.hub_token=hf_do_not_write",
-                                   "trainer.push_to_hub=true"])
-    assert "hf_do_not_write" not in cfg.model_dump_json()
-    assert grpo_args(cfg).hub_token == "hf_do_not_write"  # TRL still gets it
+@pytest.mark.parametrize("given", ["trainer.hub_token=hf_do_not_write",
+                                   "trainer.model_init_kwargs={token: hf_do_not_write}"])
+def test_a_credential_in_a_config_is_refused_with_the_login_advice(given):
+    """TRL pickles every GRPOConfig field into training_args.bin (each checkpoint, final/): a token given in a
+    config would be stored there in clear, whatever config.json says."""
+    with pytest.raises(MedixError, match=r"credential in a config.*hf auth login.*HF_TOKEN") as err:
+        load_train_config(None, ["data.train=x.jsonl", given, "trainer.push_to_hub=true"])
+    assert "hf_do_not_write" not in str(err.value)
 
 
 def test_an_unreachable_judge_url_is_named_without_its_credentials():

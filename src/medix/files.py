@@ -25,6 +25,7 @@ reports or submissions; `display_url` is how a server is named anywhere (errors,
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -189,8 +190,8 @@ def valid_unicode(text: str) -> str:
 
 
 # Secrets out of what medix writes.
-# Bearer tokens and OpenAI / OpenRouter style keys, wherever a server echoes them.
-_SECRET = re.compile(r"(?i)(\bbearer\s+)[\w.~+/=-]{8,}|\bsk-[\w-]{8,}")
+# Bearer tokens, HTTP Basic credentials and OpenAI / OpenRouter style keys, wherever a server echoes them.
+_SECRET = re.compile(r"(?i)(\b(?:bearer|basic)\s+)[\w.~+/=-]{8,}|\bsk-[\w-]{8,}")
 # user:password@ (or user@) inside any URL in a text, e.g. an exception message that quotes one.
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 PLACEHOLDER = "[redacted]"
@@ -247,13 +248,14 @@ def check_url(url: str) -> str:
 
 
 def url_secrets(urls: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """The passwords inside `urls` (user:password@host), to redact wherever they might be echoed."""
+    """The passwords inside `urls` (user:password@host), and their HTTP Basic form, to redact wherever they might
+    be echoed."""
     found = []
     for url in urls:
         try:
             password = urlsplit(url).password
         except ValueError:
             continue
-        if password:
-            found.append(password)
+        if password:  # also as an HTTP Basic header carries it
+            found += [password, base64.b64encode(f"{urlsplit(url).username or ''}:{password}".encode()).decode()]
     return tuple(found)

@@ -23,6 +23,7 @@ from typing import AsyncIterator
 
 from medix.chat_client import ChatClient
 from medix.config import JudgeConfig
+from medix.files import display_url
 from medix.judge.parse import VERDICT_WORDS, combine_rounds, in_thinking, parse_reply, parse_verdict
 from medix.judge.types import Conversation, Verdict
 
@@ -85,7 +86,7 @@ class OpenAIBackend:
         except (AttributeError, IndexError, TypeError):
             sent = False
         if not sent and self.logprobs_available is None:
-            url = self.client.base_urls[server or 0]
+            url = display_url(self.client.base_urls[server or 0])
             log.warning("judge server %s returned no logprobs (model '%s'): P(YES) is unavailable; verdicts "
                         "are read from the reply text (judge identity: p_yes: unavailable)", url, self.config.model)
         if self.logprobs_available is None or not sent:

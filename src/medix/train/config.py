@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_serializer,
-                      model_validator)
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from medix.backends import get_backend
 from medix.config import RewardConfig, _Config, build, deep_merge, read_yaml
@@ -37,16 +36,6 @@ class _TrlSection(BaseModel):
     def _trl_names(self):
         check_passthrough(self._section, self.model_extra or {}, sorted(type(self).model_fields))
         return self
-
-    @model_serializer(mode="wrap")
-    def _no_secrets(self, handler):
-        """config.json never holds a TRL credential given here (hub_token and the like)."""
-        data = handler(self)
-        for key in self.model_extra or {}:
-            if key.endswith(("_token", "_key", "password")) and data.get(key):
-                data[key] = "<redacted>"
-        return data
-
 
 class FewShot(_Config):
     problem: str = Field(..., description="An example question.")

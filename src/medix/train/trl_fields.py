@@ -6,6 +6,7 @@ nothing of medix's training code; building the GRPOConfig is `medix.train.trl_ar
 from __future__ import annotations
 
 import difflib
+import re
 import functools
 from typing import Any
 
@@ -36,9 +37,33 @@ def grpo_fields() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(GRPOConfig) if f.init)
 
 
+# Keys that hold a credential: TRL writes every GRPOConfig field into training_args.bin in each checkpoint and in
+# final/, so a token given in a config would be stored there in clear.
+_CREDENTIAL = re.compile(r"(?i)(^|_)(token|key|apikey|password|secret)$")
+
+
+def _credentials(value: Any, path: str) -> list[str]:
+    """The dotted paths under `path` whose key names a credential and whose value is set."""
+    if not isinstance(value, dict):
+        return []
+    found = []
+    for key, inner in value.items():
+        here = f"{path}.{key}"
+        if _CREDENTIAL.search(str(key)) and inner not in (None, "", False):
+            found.append(here)
+        found += _credentials(inner, here)
+    return found
+
+
 def check_passthrough(section: str, extras: dict[str, Any], own: list[str]) -> None:
-    """ValueError naming the first key of `extras` that is neither a GRPOConfig field nor allowed here."""
+    """ValueError naming the first key of `extras` that is neither a GRPOConfig field nor allowed here, or that
+    holds a credential (at any depth: `model_init_kwargs.token`)."""
     fields = grpo_fields()
+    secrets = _credentials(extras, section)
+    if secrets:
+        raise ValueError(f"{secrets[0]}: a credential in a config would be stored in clear in every checkpoint's "
+                         "training_args.bin; log in with `hf auth login` or set HF_TOKEN in the environment "
+                         "instead, and remove it here")
     for key in extras:
         if key in MANAGED:
             raise ValueError(f"{section}.{key} is set by {MANAGED[key]}; remove it")
