@@ -46,3 +46,13 @@ def reply_server(reply: Callable[[dict], str | None]) -> LoopbackServer:
 
     return LoopbackServer(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
                                             Route("/v1/models", models)]))
+
+
+def echo_auth_server() -> LoopbackServer:
+    """A policy server whose normal 200 reply repeats the Authorization header it got (`your header was ...`)."""
+    async def completions(request: Request):
+        body = await request.json()
+        return JSONResponse(completion(f"<answer>A</answer> (your header was {request.headers.get('authorization')})",
+                                       body.get("model", "m")))
+
+    return LoopbackServer(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])]))

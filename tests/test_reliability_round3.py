@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from medix.config import JudgeConfig
 from cli_runner import cli
+from red_servers import echo_auth_server
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
@@ -256,23 +256,12 @@ def test_a_redirect_to_another_origin_is_refused(stub):
 
 # --- 6: no secret written ----------------------------------------------------------------------------------------
 
-def _echo_app():
-    """A policy server whose normal 200 reply repeats the Authorization header it got."""
-    async def completions(request: Request):
-        body = await request.json()
-        text = f"<answer>A</answer> (your header was {request.headers.get('authorization')})"
-        return JSONResponse({"id": "e", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                          "finish_reason": "stop"}]})
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
-
-
 def test_a_key_echoed_in_a_normal_reply_reaches_no_file(tmp_path, monkeypatch, stub):
     from medix.eval.submit import build_submission
 
     monkeypatch.setenv("MEDIX_POLICY_KEY", SECRET)
     _jsonl(tmp_path / "data" / "mmlu_anatomy" / "test.jsonl", _mcq_rows(2))
-    with LoopbackServer(_echo_app()) as echo:
+    with echo_auth_server() as echo:
         run_eval(_eval_cfg(tmp_path, echo.url, stub.url, api_key_env="MEDIX_POLICY_KEY"))
     zip_path = build_submission(tmp_path / "run", allow_incomplete=True)
     written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]

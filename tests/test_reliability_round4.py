@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cli_runner import cli
+from red_servers import echo_auth_server
 from medix.errors import MedixError
 from medix.testing.stub_server import JudgeStub, LoopbackServer, free_port
 
@@ -174,17 +175,6 @@ def test_a_key_in_a_url_query_reaches_no_identity_or_message():
 
 # --- 1: credentials echoed back or logged ------------------------------------------------------------------------
 
-def _echo_header_app():
-    """A chat server whose normal reply repeats the Authorization header it got (HTTP Basic from the URL)."""
-    async def completions(request: Request):
-        body = await request.json()
-        text = f"<answer>A</answer> (you sent: {request.headers.get('authorization')})"
-        return JSONResponse({"id": "e", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                          "finish_reason": "stop"}]})
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
-
-
 def test_a_basic_auth_header_echoed_back_reaches_no_record(tmp_path):
     import base64
 
@@ -196,13 +186,13 @@ def test_a_basic_auth_header_echoed_back_reaches_no_record(tmp_path):
     data.parent.mkdir(parents=True)
     data.write_text(json.dumps({"question": "q?", "choices": ["x", "y"], "answer": 0}) + "\n")
     basic = base64.b64encode(f"medix:{PASSWORD}".encode()).decode()
-    with LoopbackServer(_echo_header_app()) as echo, JudgeStub() as judge:
+    with echo_auth_server() as echo, JudgeStub() as judge:
         url = echo.url.replace("http://", f"http://medix:{PASSWORD}@")
         run_eval(EvalConfig(model="m", backend="openai", base_url=url, data_dir=str(tmp_path / "data"),
                             output_dir=str(tmp_path / "run"), tasks=["mmlu_anatomy"], bootstrap=0, max_retries=1,
                             judge=JudgeConfig(backend="openai", model="stub", base_urls=[judge.url], cache=False)))
     raw = (tmp_path / "run" / "generations" / "mmlu_anatomy.jsonl").read_text()
-    assert "you sent: Basic [redacted]" in raw
+    assert "your header was Basic [redacted]" in raw
     leaks = [p.name for p in (tmp_path / "run").rglob("*") if p.is_file()
              and (basic.encode() in p.read_bytes() or PASSWORD.encode() in p.read_bytes())]
     assert not leaks
