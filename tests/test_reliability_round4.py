@@ -7,6 +7,7 @@ runs against the code before the change (to see every case fail there).
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -208,3 +209,54 @@ def test_the_no_logprobs_warning_names_the_server_without_credentials(caplog):
             judge.judge([JudgeRequest(candidate="a", reference="a")])
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "returned no logprobs" in said and PASSWORD not in said
+
+
+# --- 3 and 4: one home for every config key; the plan is the run -------------------------------------------------
+
+@pytest.mark.parametrize("given,message", [
+    ("rollout.learning_rate=0.5", "rollout.learning_rate: learning_rate is medix's trainer.learning_rate"),
+    ("rollout.max_steps=0", "rollout.max_steps: max_steps is medix's trainer.max_steps"),
+    ("algorithm.learning_rate=-1e-5", "algorithm.learning_rate: learning_rate is medix's trainer.learning_rate"),
+    ("algorithm.output_dir=/elsewhere/earlier-run", "algorithm.output_dir: output_dir is medix's trainer.output_dir"),
+    ("rollout.use_vllm=false", "rollout.use_vllm is set by rollout.backend"),
+    ("trainer.warmup_steps=abc", "trainer.warmup_steps='abc': TRL's warmup_steps takes float"),
+])
+def test_a_key_outside_its_home_or_of_the_wrong_type_is_refused(given, message):
+    from medix.train.config import load_train_config
+
+    with pytest.raises(MedixError, match=re.escape(message)):
+        load_train_config(None, ["data.train=x.jsonl", given])
+
+
+def test_a_pass_through_number_is_typed_as_trl_types_it():
+    from medix.train.config import load_train_config
+
+    cfg = load_train_config(None, ["data.train=x.jsonl", "trainer.adam_epsilon=1e-8"])  # YAML 1.1: a string
+    assert cfg.trainer.model_extra["adam_epsilon"] == 1e-8
+    with pytest.raises(MedixError, match="warmup_steps is given twice, as algorithm.warmup_steps and "
+                                         "trainer.warmup_steps"):
+        load_train_config(None, ["data.train=x.jsonl", "algorithm.warmup_steps=3", "trainer.warmup_steps=4"])
+
+
+@pytest.mark.parametrize("text,line", [
+    ("data: {train: x.jsonl}\ntrainer:\n  max_steps: 3\ntrainer:\n  learning_rate: 0.5\n", "line 4"),
+    ("data: {train: x.jsonl}\ntrainer:\n  max_steps: 3\n  max_steps: 5\n", "line 4"),
+])
+def test_a_key_given_twice_in_a_yaml_file_is_refused_naming_both_lines(tmp_path, text, line):
+    from medix.train.config import load_train_config
+
+    config = tmp_path / "train.yaml"
+    config.write_text(text)
+    with pytest.raises(MedixError, match=f"{line}: .*given twice \\(lines (2|3) and 4\\)"):
+        load_train_config(config, [])
+
+
+def test_plan_flags_and_accelerate_numbers_that_are_not_numbers_are_named(tmp_path):
+    accelerate = tmp_path / "acc.yaml"
+    accelerate.write_text("distributed_type: MULTI_GPU\nnum_processes: eight\n")
+    config = tmp_path / "train.yaml"
+    config.write_text("data: {train: x.jsonl}\n")
+    code, output, error = cli("train", "--config", str(config), "--plan", "--gpu-memory", "nan")
+    assert code != 0 and error is not None and "--gpu-memory (nan GiB) a number > 0" in str(error)
+    code, output, error = cli("train", "--config", str(config), "--plan", "--accelerate-config", str(accelerate))
+    assert code != 0 and error is not None and "num_processes is 'eight'" in str(error)

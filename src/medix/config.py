@@ -224,14 +224,36 @@ def deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base loader says what is wrong with it
+                break
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {first} and {key_node.start_mark.line + 1}); "
+                    "keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a file; a key given twice in one mapping is refused, naming both lines."""
     file = Path(path)
     if not file.is_file():
         raise MedixError(f"config file not found: {file}")
     try:
-        data = yaml.safe_load(read_text(file)) or {}
+        data = yaml.load(read_text(file), Loader=_UniqueKeys) or {}
     except yaml.YAMLError as err:
-        raise MedixError(f"{file}: not valid YAML ({err})") from None
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+        if mark is not None and problem:
+            raise MedixError(f"{file}, line {mark.line + 1}: not valid YAML: {problem}") from None
+        raise MedixError(f"{file}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
         raise MedixError(f"{file}: expected a mapping at the top level")
     return data

@@ -20,7 +20,7 @@ from medix.errors import MedixError
 from medix.models import SMOLLM2
 from medix.serving.config import JudgeServeConfig
 from medix.files import display_url
-from medix.train.trl_fields import check_passthrough, check_report_to
+from medix.train.trl_fields import check_passthrough, check_report_to, coerce
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 RECIPES = tuple(sorted(path.stem for path in RECIPE_DIR.glob("*.yaml")))  # a new recipe is a YAML file there
@@ -34,7 +34,10 @@ class _TrlSection(BaseModel):
 
     @model_validator(mode="after")
     def _trl_names(self):
-        check_passthrough(self._section, self.model_extra or {}, sorted(type(self).model_fields))
+        extras = self.model_extra or {}
+        check_passthrough(self._section, extras, sorted(type(self).model_fields))
+        for key, value in extras.items():  # typed as TRL's dataclass types them: YAML 1.1 reads 1e-8 as text
+            extras[key] = coerce(self._section, key, value)
         return self
 
 class FewShot(_Config):
@@ -213,6 +216,23 @@ class TrainConfig(_Config):
     accelerate_config: str | None = Field(
         None, description="The accelerate config this run is launched with (relative paths from the training "
         "config's folder); `medix train --plan` plans that launch when --accelerate-config is not given.")
+
+    @model_validator(mode="after")
+    def _one_home(self) -> "TrainConfig":
+        """A TRL name given in `algorithm`, `rollout` or `trainer` must not be a medix field of another section
+        (`rollout.learning_rate` would override `trainer.learning_rate` unchecked) nor be given in two."""
+        sections = ("algorithm", "rollout", "trainer")  # the ones that feed GRPOConfig (monitor.warmup_steps is not TRL's)
+        owner = {name: section for section in sections for name in type(getattr(self, section)).model_fields}
+        given: dict[str, str] = {}
+        for section in sections:
+            for key in getattr(self, section).model_extra or {}:
+                if owner.get(key, section) != section:
+                    raise ValueError(f"{section}.{key}: {key} is medix's {owner[key]}.{key}; give it there (its "
+                                     "checks and --plan read it there)")
+                if key in given:
+                    raise ValueError(f"{key} is given twice, as {given[key]}.{key} and {section}.{key}; keep one")
+                given[key] = section
+        return self
 
     @model_validator(mode="after")
     def _checks(self) -> "TrainConfig":

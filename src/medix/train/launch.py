@@ -8,6 +8,7 @@ devices, FSDP sharding strategy, num_processes, num_machines), or from flags alo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +52,20 @@ class Launch:
     source: str
 
 
+def _count(data: dict, key: str, default: int, file) -> int:
+    """A whole number >= 1 of an accelerate config (`default` when absent), or a MedixError naming file and key."""
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MedixError(f"{file}: {key} is {value!r}; give a whole number >= 1")
+    return value
+
+
 def launch_shape(accelerate_config: str | Path | None, gpus: int, gpu_gib: float, sharding: str | None) -> Launch:
     """The node shape from an accelerate config file and/or flags (`--sharding` wins over the file's)."""
-    if gpus < 1 or gpu_gib <= 0:
-        raise MedixError(f"--gpus ({gpus}) must be >= 1 and --gpu-memory ({gpu_gib} GiB) > 0")
+    if gpus < 1 or not (math.isfinite(gpu_gib) and gpu_gib > 0):
+        raise MedixError(f"--gpus ({gpus}) must be >= 1 and --gpu-memory ({gpu_gib} GiB) a number > 0")
     if sharding is not None and sharding not in SHARDINGS:
         raise MedixError(f"--sharding {sharding}: choose one of {', '.join(SHARDINGS)}")
     if accelerate_config is None:
@@ -63,7 +74,8 @@ def launch_shape(accelerate_config: str | Path | None, gpus: int, gpu_gib: float
         raise MedixError(f"--accelerate-config {accelerate_config}: no such file (see configs/accelerate/)")
     data = read_yaml(accelerate_config)
     found = _accelerate_sharding(data, str(accelerate_config))
-    processes, machines = int(data.get("num_processes") or gpus), int(data.get("num_machines") or 1)
+    processes = _count(data, "num_processes", gpus, accelerate_config)
+    machines = _count(data, "num_machines", 1, accelerate_config)
     return Launch(SHARDINGS[sharding] if sharding else found, processes, machines, gpus, gpu_gib,
                   str(accelerate_config))
 

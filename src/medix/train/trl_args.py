@@ -6,9 +6,10 @@
 The `algorithm`, `rollout` and `trainer` sections accept, besides their own fields, every field of the installed
 `GRPOConfig` (which includes all of transformers' `TrainingArguments`) under TRL's own name. Such a key is
 checked against the real dataclass when the config is read — an unknown name is an error that suggests the
-nearest valid one — and handed to GRPOConfig as is, over the value medix would map from its own field (so
-`trainer.max_completion_length` wins over `rollout.max_completion_tokens`). A few fields medix must own are
-refused with the section that sets them (`medix.train.trl_fields.MANAGED`).
+nearest valid one, a value is typed as the dataclass types it — and handed to GRPOConfig. A name has one home:
+a medix field is given in its own section only (`rollout.learning_rate` is refused for `trainer.learning_rate`),
+a TRL name in one section only, and the fields medix derives from its own are refused with the field that sets
+them (`medix.train.trl_fields.MANAGED`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def check_installed(cfg: TrainConfig) -> None:
     from transformers.utils import strtobool
 
     needs = []
-    if passthrough_fields(cfg).get("use_vllm", cfg.rollout.backend == "vllm"):
+    if cfg.rollout.backend == "vllm":  # TRL's use_vllm is refused in a config: rollout.backend is its one home
         needs.append(("vllm", "rollout.backend=vllm"))
     if strtobool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")):
         needs.append(("deepspeed", "the DeepSpeed accelerate config"))

@@ -22,9 +22,44 @@ MANAGED = {
     "activation_checkpointing": "model.gradient_checkpointing (medix sets TRL's activation_checkpointing from it)",
     "max_completion_length": "rollout.max_completion_tokens (also read by vLLM's context length, --plan and "
                              "validation; rollout.max_completion_length is accepted too)",
+    "use_vllm": "rollout.backend (vllm or transformers; also read by --plan)",
 }
 # report_to names that are not transformers integrations.
 EXTRA_REPORTERS = ("json",)
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    import dataclasses
+    import typing
+
+    from trl import GRPOConfig
+
+    try:
+        hints = typing.get_type_hints(GRPOConfig)
+    except Exception:  # noqa: BLE001 — a forward reference typing cannot resolve: the declared types
+        hints = {}
+    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(GRPOConfig) if f.init}
+
+
+def coerce(section: str, key: str, value: Any) -> Any:
+    """`value` as GRPOConfig's field `key` types it ("1e-8" from YAML 1.1 → 1e-08), or ValueError naming the
+    field and its type. A type pydantic cannot check passes the value through."""
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
+    kind = _field_types().get(key)
+    if kind is None or isinstance(kind, str):
+        return value
+    try:
+        adapter = TypeAdapter(kind)
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
+        return value
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+        raise ValueError(f"{section}.{key}={value!r}: TRL's {key} takes {name}") from None
 
 
 @functools.cache
