@@ -260,3 +260,106 @@ def test_plan_flags_and_accelerate_numbers_that_are_not_numbers_are_named(tmp_pa
     assert code != 0 and error is not None and "--gpu-memory (nan GiB) a number > 0" in str(error)
     code, output, error = cli("train", "--config", str(config), "--plan", "--accelerate-config", str(accelerate))
     assert code != 0 and error is not None and "num_processes is 'eight'" in str(error)
+
+
+# --- 6: `submit --check` reads every member and accepts exactly the official layout --------------------------------
+
+def _rebuilt(zip_path: Path, tmp_path: Path, change) -> Path:
+    """A copy of `zip_path` (same name, another folder) whose members `change(members)` rewrites:
+    members is a list of (ZipInfo, bytes)."""
+    with zipfile.ZipFile(zip_path) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    target = tmp_path / "tampered" / zip_path.name
+    target.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(target, "w") as zf, _quiet():
+        for info, data in change(members):
+            zf.writestr(info, data)
+    return target
+
+
+def _quiet():
+    import contextlib
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")  # zipfile warns on a duplicate name, which is the point of one case
+    return stack
+
+
+def _member(name: str, data: bytes, mode: int | None = None) -> tuple[zipfile.ZipInfo, bytes]:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (0o100644 if mode is None else mode) << 16
+    return info, data
+
+
+def _twice(text: bytes, task: bytes) -> bytes:
+    """The score file with the task's line repeated (a later copy that claims another score)."""
+    line = next(x for x in text.splitlines(True) if x.startswith(task))
+    return text.replace(line, line + line.replace(b"0.0000", b"1.0000").replace(b"1.0000", b"0.0000", 0))
+
+
+def _u(members) -> str:
+    return members[0][0].filename.split("/")[0]
+
+
+MEMBER_CASES = {
+    "a path outside the folder": (lambda m: m + [_member(f"{_u(m)}/../../evil.sh", b"rm -rf ~")], "unexpected member"),
+    "a file at the root": (lambda m: m + [_member("readme.txt", b"hi")], "unexpected member 'readme.txt'"),
+    "a symlink to /etc/passwd": (lambda m: [(i, d) for i, d in m if not i.filename.endswith("_score.txt")] + [
+        _member(next(i.filename for i, _ in m if i.filename.endswith("_score.txt")), b"/etc/passwd", 0o120777)],
+        "not a regular file"),
+    "a tampered first copy of a member": (lambda m: [_member(m[0][0].filename, m[0][1].replace(b'"score": 1', b'"score": 0')
+                                                              .replace(b'"score": 0', b'"score": 1'))] + m,
+                                          "appears twice"),
+    "a score file with two lines for one task": (lambda m: [(i, _twice(d, b"mmlu_anatomy")
+                                                             if i.filename.endswith("_score.txt") else d)
+                                                            for i, d in m], "two lines for mmlu_anatomy"),
+    "a member that is not UTF-8": (lambda m: [(i, d + b"\xff\xfe" if i.filename.endswith("_eval.jsonl") else d)
+                                              for i, d in m], "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(MEMBER_CASES))
+def test_submission_check_reads_every_member_and_refuses_anything_else(tmp_path, case):
+    from medix.eval.submit import build_submission, validate_submission
+
+    good = build_submission(_scored_run(tmp_path, "run"), allow_incomplete=True)
+    validate_submission(good)
+    change, message = MEMBER_CASES[case]
+    code, output, error = cli("eval", "submit", "--check", str(_rebuilt(good, tmp_path, change)))
+    assert code != 0 and error is not None and message in str(error), output
+
+
+def test_a_corrupt_member_is_named_not_a_traceback(tmp_path):
+    from medix.eval.submit import build_submission
+
+    good = build_submission(_scored_run(tmp_path, "run"), allow_incomplete=True)
+    target = _rebuilt(good, tmp_path, lambda m: m)  # stored, uncompressed: a byte of data is easy to flip
+    with zipfile.ZipFile(target) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("_eval.jsonl"))
+    raw = bytearray(target.read_bytes())
+    raw[info.header_offset + 30 + len(info.filename) + 5] ^= 0xFF
+    target.write_bytes(bytes(raw))
+    code, output, error = cli("eval", "submit", "--check", str(target))
+    assert code != 0 and error is not None and "cannot be read" in str(error)
+
+
+def test_an_encrypted_member_is_named(tmp_path):
+    """The encryption bit set in the member's central-directory entry (zipfile cannot write encrypted members)."""
+    import struct
+
+    from medix.eval.submit import build_submission
+
+    good = build_submission(_scored_run(tmp_path, "run"), allow_incomplete=True)
+    target = _rebuilt(good, tmp_path, lambda m: m)
+    raw = bytearray(target.read_bytes())
+    at = raw.find(b"PK\x01\x02")
+    while at != -1:  # every central-directory entry: flag bits at +8, name length at +28, name at +46
+        length = struct.unpack_from("<H", raw, at + 28)[0]
+        if raw[at + 46:at + 46 + length].endswith(b"_eval.jsonl"):
+            raw[at + 8] |= 0x1
+        at = raw.find(b"PK\x01\x02", at + 46)
+    target.write_bytes(bytes(raw))
+    code, output, error = cli("eval", "submit", "--check", str(target))
+    assert code != 0 and error is not None and "is encrypted" in str(error)

@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -155,24 +156,58 @@ def _task_of(record_id: str) -> str:
 
 
 def _read_zip(path: Path) -> tuple[str, list[dict], list[dict], str]:
-    """(U, generation records, eval records, score file text) of a zip in the official layout."""
+    """(U, generation records, eval records, score file text) of a zip in exactly the official layout: the folder
+    <U>/ and its three files, each once, regular, unencrypted, readable and UTF-8; any other member is refused."""
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as err:
         raise MedixError(f"{path}: not a readable zip ({err})") from None
     with zf:
-        names = zf.namelist()
-        tops = {n.split("/")[0] for n in names if "/" in n}
+        members = zf.infolist()
+        tops = {m.filename.split("/")[0] for m in members if "/" in m.filename}
         if len(tops) != 1:
             raise MedixError(f"{path}: expected exactly one top folder <U>/, found {sorted(tops) or 'none'}")
         u = tops.pop()
         if path.name != zip_name(u):
             raise MedixError(f"{path}: the zip should be named {zip_name(u)} for folder {u}/")
-        for suffix in (".jsonl", "_eval.jsonl", "_score.txt"):
-            if f"{u}/{u}{suffix}" not in names:
-                raise MedixError(f"{path}: missing {u}/{u}{suffix}")
-        return (u, _read_jsonl(zf, f"{u}/{u}.jsonl", path), _read_jsonl(zf, f"{u}/{u}_eval.jsonl", path),
-                zf.read(f"{u}/{u}_score.txt").decode("utf-8", "replace"))
+        files = {f"{u}/{u}{suffix}" for suffix in (".jsonl", "_eval.jsonl", "_score.txt")}
+        seen: set[str] = set()
+        texts = {name: text for name, text in (_member_text(zf, m, path, files | {f"{u}/"}, seen) for m in members)
+                 if name}
+        for name in sorted(files):
+            if name not in texts:
+                raise MedixError(f"{path}: missing {name}")
+        return (u, _jsonl_records(texts[f"{u}/{u}.jsonl"], f"{u}/{u}.jsonl", path),
+                _jsonl_records(texts[f"{u}/{u}_eval.jsonl"], f"{u}/{u}_eval.jsonl", path), texts[f"{u}/{u}_score.txt"])
+
+
+def _member_text(zf: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, allowed: set[str],
+                 seen: set[str]) -> tuple[str, str]:
+    """(name, text) of one expected member, ("", "") for the folder entry; a MedixError for anything else."""
+    import stat
+
+    name = member.filename
+    if name not in allowed:
+        raise MedixError(f"{path}: unexpected member {name!r} (a submission holds {sorted(allowed)} only)")
+    if name in seen:
+        raise MedixError(f"{path}: member {name!r} appears twice")
+    seen.add(name)
+    if name.endswith("/"):
+        return "", ""
+    kind = stat.S_IFMT(member.external_attr >> 16)  # 0: no file type recorded (zipfile's writestr, many tools)
+    if kind not in (0, stat.S_IFREG):
+        raise MedixError(f"{path}: member {name!r} is not a regular file (a link or a device)")
+    if member.flag_bits & 0x1:
+        raise MedixError(f"{path}: member {name!r} is encrypted")
+    try:
+        data = zf.read(member)
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError) as err:
+        raise MedixError(f"{path}: member {name!r} cannot be read ({err})") from None
+    try:
+        return name, data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise MedixError(f"{path}: {name}, line {line}: not UTF-8") from None
 
 
 def _check_records(path: Path, file: str, records: list[dict], id_pattern: re.Pattern) -> dict[str, dict]:
@@ -201,12 +236,14 @@ def _check_records(path: Path, file: str, records: list[dict], id_pattern: re.Pa
     return out
 
 
-def _claimed(text: str) -> dict[str, float]:
-    """{task or "Overall": fraction} from the score file's table lines."""
+def _claimed(text: str, path: Path, name: str) -> dict[str, float]:
+    """{task or "Overall": fraction} from the score file's table lines; a task with two lines is refused."""
     found = {}
     for line in text.splitlines():
         match = re.match(r"^(\S+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s*$", line)
         if match:
+            if match.group(1) in found:
+                raise MedixError(f"{path}: {name} has two lines for {match.group(1)}")
             found[match.group(1)] = float(match.group(2))
     return found
 
@@ -240,7 +277,7 @@ def validate_submission(path: str | Path) -> dict:
         differ = [k for k in RECORD_FIELDS if evals[record_id][k] != g[k]]
         if differ:
             raise MedixError(f"{path}: {record_id}: {', '.join(differ)} differ between {u}.jsonl and {u}_eval.jsonl")
-    recomputed, claimed = recompute(list(evals.values())), _claimed(score_file)
+    recomputed, claimed = recompute(list(evals.values())), _claimed(score_file, path, f"{u}_score.txt")
     for task, score in [*recomputed["tasks"].items(), ("Overall", recomputed["overall"])]:
         if task not in claimed:
             raise MedixError(f"{path}: {u}_score.txt has no line for {task}")
@@ -257,12 +294,12 @@ def validate_submission(path: str | Path) -> dict:
             "tasks": sorted({_task_of(i) for i in gens}), "incomplete": incomplete}
 
 
-def _read_jsonl(zf: zipfile.ZipFile, name: str, path: Path) -> list[dict]:
+def _jsonl_records(text: str, name: str, path: Path) -> list[dict]:
     out = []
-    for line, text in enumerate(zf.read(name).decode("utf-8", "replace").splitlines(), 1):
-        if text.strip():
+    for line, row in enumerate(text.splitlines(), 1):
+        if row.strip():
             try:
-                record = json.loads(text)
+                record = json.loads(row)
             except json.JSONDecodeError as err:
                 raise MedixError(f"{path}: {name}, line {line}: not JSON ({err.msg})") from None
             if not isinstance(record, dict):
