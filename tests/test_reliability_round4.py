@@ -363,3 +363,40 @@ def test_an_encrypted_member_is_named(tmp_path):
     target.write_bytes(bytes(raw))
     code, output, error = cli("eval", "submit", "--check", str(target))
     assert code != 0 and error is not None and "is encrypted" in str(error)
+
+
+# --- 7: the official files given to --official-tasks -------------------------------------------------------------
+
+TASKS_YAML = "llm:\n  pubmedqa:\n    path: some/sets\n    name: pubmedqa\n    split: test\n    choices:\n      - yes\n      - no\n"
+UTILS_PY = ('def load(sample, dataset_name):\n    if dataset_name == "mimic_cxr_report_summarization":\n'
+            '        question = f"""Summarize.\\n{sample.get("report")}"""\n')
+LAUGHS = ("llm:\n  pubmedqa:\n    path: some/sets\n    a: &a [x, x, x, x, x, x, x, x, x]\n    b: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+          "    c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n    choices: [*c, *c, *c, *c, *c, *c, *c, *c]\n")
+
+OFFICIAL_CASES = {
+    # name: (tasks.yaml bytes, utils.py bytes, message)
+    "tasks.yaml not UTF-8": (TASKS_YAML.encode().replace(b"test", b"t\xe9st"), UTILS_PY.encode(), "line 5"),
+    "utils.py not UTF-8": (TASKS_YAML.encode(), UTILS_PY.encode().replace(b"Summarize", b"Summ\xe9rize"), "utils.py"),
+    "utils.py with a syntax error": (TASKS_YAML.encode(), UTILS_PY.encode().replace(b"if dataset_name", b"if if"),
+                                     "line 2: not valid Python"),
+    "path: [1, 2]": (TASKS_YAML.replace("path: some/sets", "path: [1, 2]").encode(), UTILS_PY.encode(),
+                     "task pubmedqa: path is list"),
+    "nested aliases as choices": (LAUGHS.encode(), UTILS_PY.encode(), "choice 1 is not one option's text"),
+    "a field name with attribute access": (TASKS_YAML.encode(), UTILS_PY.replace('"report"', '"report.__class__"')
+                                           .encode(), "column 'report.__class__' is not a plain name"),
+    "a field name with a width spec": (TASKS_YAML.encode(), UTILS_PY.replace('"report"', '"report:>99999999"')
+                                       .encode(), "column 'report:>99999999' is not a plain name"),
+}
+
+
+@pytest.mark.parametrize("case", list(OFFICIAL_CASES))
+def test_a_broken_official_file_is_named_with_line_and_cause(tmp_path, case):
+    tasks, utils, message = OFFICIAL_CASES[case]
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "tasks.yaml").write_bytes(tasks)
+    (folder / "utils.py").write_bytes(utils)
+    code, output, error = cli("eval", "run", "--model", "m", "--backend", "openai", "--tasks",
+                              "pubmedqa,mimic_cxr_report_summarization", "--official-tasks", str(folder),
+                              "--output-dir", str(tmp_path / "run"))
+    assert code != 0 and error is not None and message in " ".join(str(error).split()), str(error)

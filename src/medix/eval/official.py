@@ -22,9 +22,11 @@ import yaml
 
 from medix.errors import MedixError
 from medix.eval.registry import Source, TaskSpec
+from medix.files import read_text
 
 log = logging.getLogger(__name__)
 _COLUMN_KEYS = ("question_column", "answer_column", "answer_id", "choices_column")
+_MAX_CHOICE = 2000  # characters: an option longer than any benchmark's is a broken (or hostile) file
 
 
 def _tasks_file(path: Path) -> Path:
@@ -38,9 +40,14 @@ def read_official_tasks(path: str | Path) -> dict[str, dict]:
     """{task: its entry} from an official-shaped tasks.yaml (groups `llm:` / `vlm:` of task mappings)."""
     file = _tasks_file(Path(path))
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(file))
     except yaml.YAMLError as err:
-        raise MedixError(f"--official-tasks {file}: not valid YAML ({err})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise MedixError(f"--official-tasks {file}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") \
+            from None
+    except MedixError as err:  # not UTF-8: file and line named
+        raise MedixError(f"--official-tasks: {err}") from None
     if not isinstance(data, dict):
         raise MedixError(f"--official-tasks {file}: expected groups (llm:, vlm:) of task mappings")
     tasks: dict[str, dict] = {}
@@ -58,18 +65,28 @@ def _format_part(node: ast.expr, file: Path) -> str:
         return node.value.replace("{", "{{").replace("}", "}}")
     if isinstance(node, ast.FormattedValue):
         value = node.value
+        column = None
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "get" \
                 and value.args and isinstance(value.args[0], ast.Constant):
-            return "{" + str(value.args[0].value) + "}"
-        if isinstance(value, ast.Subscript) and isinstance(value.slice, ast.Constant):
-            return "{" + str(value.slice.value) + "}"
+            column = value.args[0].value
+        elif isinstance(value, ast.Subscript) and isinstance(value.slice, ast.Constant):
+            column = value.slice.value
+        if isinstance(column, str) and column.isidentifier():  # a plain name: no attribute, index or format spec
+            return "{" + column + "}"
+        if column is not None:
+            raise MedixError(f"--official-tasks: {file}, line {node.lineno}: column {column!r} is not a plain name")
     raise MedixError(f"--official-tasks: {file}, line {node.lineno}: a question built from an expression medix "
                      "cannot read without running the code; use the task YAML's `instruction` instead")
 
 
 def fixed_questions(utils: Path) -> dict[str, str]:
     """{task: format string} for every `if dataset_name == '<task>': question = <string>` in `utils`."""
-    tree = ast.parse(utils.read_text(encoding="utf-8"), str(utils))
+    try:
+        tree = ast.parse(read_text(utils), str(utils))
+    except SyntaxError as err:
+        raise MedixError(f"--official-tasks: {utils}, line {err.lineno}: not valid Python ({err.msg})") from None
+    except MedixError as err:  # not UTF-8
+        raise MedixError(f"--official-tasks: {err}") from None
     found = {}
     for node in ast.walk(tree):
         test = node.test if isinstance(node, ast.If) else None
@@ -81,6 +98,24 @@ def fixed_questions(utils: Path) -> dict[str, str]:
                 parts = stmt.value.values if isinstance(stmt.value, ast.JoinedStr) else [stmt.value]
                 found[str(test.comparators[0].value)] = "".join(_format_part(p, utils) for p in parts)
     return found
+
+
+def _check_entry(task: str, entry: dict, file: Path) -> None:
+    """The fields medix reads from a task's entry have the official file's types: `path`, `name`, `split`,
+    `instruction` text; `choices` a list of scalars (YAML 1.1 reads `yes` as True) of bounded length."""
+    at = f"--official-tasks {file}, task {task}"
+    for key in ("path", "name", "split", "instruction"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise MedixError(f"{at}: {key} is {type(entry[key]).__name__} {str(entry[key])[:60]!r}, not text")
+    choices = entry.get("choices")
+    if choices is None:
+        return
+    if not isinstance(choices, list) or len(choices) > 26:
+        raise MedixError(f"{at}: choices must be a list of at most 26 options, got {type(choices).__name__}")
+    for n, option in enumerate(choices):
+        if isinstance(option, (list, dict)) or len(str(option)) > _MAX_CHOICE:
+            raise MedixError(f"{at}: choice {n + 1} is not one option's text ({type(option).__name__}, "
+                             f"{len(str(option))} characters)")
 
 
 def _check_columns(spec: TaskSpec, entry: dict) -> None:
@@ -108,6 +143,7 @@ def apply_official(specs: list[TaskSpec], path: str | Path) -> list[TaskSpec]:
             log.warning("--official-tasks: %s is not in %s; it keeps medix's prompt", spec.name, file)
             out.append(spec)
             continue
+        _check_entry(spec.name, entry, file)
         _check_columns(spec, entry)
         update: dict = {}
         if entry.get("path"):
