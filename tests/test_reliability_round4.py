@@ -400,3 +400,79 @@ def test_a_broken_official_file_is_named_with_line_and_cause(tmp_path, case):
                               "pubmedqa,mimic_cxr_report_summarization", "--official-tasks", str(folder),
                               "--output-dir", str(tmp_path / "run"))
     assert code != 0 and error is not None and message in " ".join(str(error).split()), str(error)
+
+
+# --- 8: flags that would be ignored, empty data, partial comparisons, one-class calibration, small audits ---------
+
+def test_a_server_flag_with_an_in_process_backend_is_refused(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"reference": "a", "candidate": "a", "label": True}) + "\n")
+    for args in (["eval", "run", "--model", "m", "--backend", "local", "--base-url", "http://127.0.0.1:8000/v1",
+                  "--tasks", "mmlu_anatomy", "--output-dir", str(tmp_path / "run")],
+                 ["eval", "run", "--model", "m", "--backend", "openai", "--judge-backend", "local",
+                  "--judge-url", "http://127.0.0.1:8000/v1", "--tasks", "mmlu_anatomy", "--output-dir",
+                  str(tmp_path / "run")],
+                 ["judge", "audit", "--pairs", str(pairs), "--judge-backend", "local", "--judge-url",
+                  "http://127.0.0.1:8000/v1"]):
+        code, output, error = cli(*args)
+        assert code != 0 and error is not None and "runs the model in this process" in str(error), args
+
+
+def test_an_empty_task_file_is_named_as_empty(tmp_path):
+    from medix.eval.items import TaskUnavailable, load_task
+    from medix.eval.registry import registry
+
+    (tmp_path / "mmlu_anatomy").mkdir()
+    (tmp_path / "mmlu_anatomy" / "test.jsonl").write_text("")
+    with pytest.raises(TaskUnavailable, match="test.jsonl has no rows"):
+        load_task(registry()["mmlu_anatomy"], tmp_path)
+
+
+def test_compare_says_what_it_leaves_out(tmp_path):
+    from medix.eval.compare import compare_runs
+
+    data = tmp_path / "data" / "mmlu_anatomy" / "test.jsonl"
+    data.parent.mkdir(parents=True)
+    data.write_text("".join(json.dumps({"question": f"q{i}?", "choices": ["x", "y"], "answer": 0}) + "\n"
+                            for i in range(3)))
+    from medix.config import JudgeConfig
+    from medix.eval.config import EvalConfig
+    from medix.eval.runner import run_eval
+
+    with JudgeStub(role="policy", policy_answer="A") as policy, JudgeStub() as judge:
+        for name, limit in (("a", 3), ("b", 2)):
+            run_eval(EvalConfig(model="m", backend="openai", base_url=policy.url, tasks=["mmlu_anatomy"],
+                                data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / name), limit=limit,
+                                bootstrap=0, judge=JudgeConfig(backend="openai", model="stub",
+                                                               base_urls=[judge.url], cache=False)))
+    result = compare_runs(tmp_path / "a", tmp_path / "b")
+    assert result["left_out"] == ["mmlu_anatomy: 2 shared items compared (1 only in A, 0 only in B)"]
+    code, output, _ = cli("eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert code == 0 and "not compared" in output and "1 only in A" in " ".join(output.split())
+
+
+def test_calibrating_on_one_label_class_is_refused_before_the_judge(tmp_path, monkeypatch):
+    import medix.cli.judge
+    import medix.judge
+
+    monkeypatch.setattr(medix.judge, "Judge", lambda *a, **k: pytest.fail("the judge was built"))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"reference": "a", "candidate": c, "label": True}) + "\n" for c in "ab"))
+    code, output, error = cli("judge", "audit", "--pairs", str(pairs), "--calibrate", str(tmp_path / "j.yaml"))
+    assert code != 0 and error is not None and "one label only" in str(error)
+    assert not (tmp_path / "j.yaml").exists()
+
+
+def test_a_small_audit_never_replaces_the_shipped_one(tmp_path, monkeypatch):
+    from medix.config import JudgeConfig
+    from medix.judge.audit import cached_audit, save_audit
+    from medix.judge.core import one_turn_identity
+
+    monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
+    config = JudgeConfig(backend="local", model="smollm2-135m")
+    shipped = cached_audit(config)
+    assert shipped is not None and shipped["pairs"] >= 100  # measured for the embedded judge, shipped with medix
+    kept = save_audit({"judge": one_turn_identity(config), "pairs": 4, "accuracy": 1.0, "tpr": 1.0, "fpr": 0.0,
+                       "auc": 1.0})
+    assert kept is not None and kept["pairs"] == shipped["pairs"]
+    assert cached_audit(config)["pairs"] == shipped["pairs"]

@@ -168,6 +168,8 @@ def eval_compare(run_a: Path = typer.Argument(..., help="Baseline run folder."),
     o = result["overall"]
     table.add_row("overall", "", "", f"{100 * o['diff']:+.1f}", f"[{100 * o['ci'][0]:+.1f}, {100 * o['ci'][1]:+.1f}]", "")
     SafeConsole().print(table)
+    if result["left_out"]:  # the comparison covers the shared judged items only: say what it leaves out
+        console.print("[yellow]not compared:[/yellow] " + "; ".join(result["left_out"]), highlight=False)
 
 
 @app.command("contamination")

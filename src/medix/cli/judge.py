@@ -38,18 +38,25 @@ def judge_audit(
     """Measure a judge on labelled (reference, candidate, label) pairs: accuracy, TPR, FPR, AUC, thresholds."""
     import yaml
 
+    from medix.backends import get_backend
     from medix.config import JudgeConfig
+    from medix.errors import MedixError
     from medix.files import check_output_file
     from medix.judge import Judge
     from medix.judge.audit import calibrated_config, roc_png, run_audit, save_audit
 
     judge_cfg = JudgeConfig.from_sources(config, {"backend": judge_backend, "model": judge_model,
                                                   "base_urls": [judge_url] if judge_url else None})
+    if judge_url and not get_backend(judge_cfg.backend).served:
+        raise MedixError(f"--judge-url names a server, but the judge backend is {judge_cfg.backend!r}, which runs "
+                         "the model in this process: add --judge-backend openai to use the server, or drop the flag")
     png = png or (json_out.with_suffix(".png") if json_out else None)
     for output in (json_out, png, calibrate):  # before any judge loads: never the input, never a silent replace
         if output is not None:
             check_output_file(output, overwrite, inputs=[pairs_file] if pairs_file else [])
     pairs = _audit_pairs(pairs_file, data_dir, sample, tasks, n, hub)
+    if calibrate and len({p.label for p in pairs}) < 2:  # before the judge runs: nothing could be fitted
+        raise MedixError("--calibrate: the pairs hold one label only (all YES or all NO); calibrate on both")
     with Judge(judge_cfg) as judge, _phase_bars() as progress:
         report = run_audit(judge, pairs, rounds, rounds_n, progress)
     kept = save_audit(report)

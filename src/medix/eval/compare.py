@@ -54,4 +54,17 @@ def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = 1000, se
         raise MedixError("the runs share no judged items; compare runs of the same tasks")
     overall = np.stack(reps).mean(axis=0)
     return {"a": scores_a["model"], "b": scores_b["model"], "tasks": tasks,
-            "overall": {"diff": float(np.mean([t["diff"] for t in tasks.values()])), "ci": interval(overall)}}
+            "overall": {"diff": float(np.mean([t["diff"] for t in tasks.values()])), "ci": interval(overall)},
+            "left_out": _left_out(a, b, tasks)}
+
+
+def _left_out(a: dict, b: dict, compared: dict) -> list[str]:
+    """What the comparison does not cover: tasks of one run only, and items judged in one run only (another
+    --limit, failed items), per task; empty when both runs hold the same judged items."""
+    notes = [f"{t}: only in {side}" for side, mine, other in (("A", a, b), ("B", b, a))
+             for t in mine if t not in other]
+    for task, entry in compared.items():
+        only_a, only_b = len(set(a[task]) - set(b[task])), len(set(b[task]) - set(a[task]))
+        if only_a or only_b:
+            notes.append(f"{task}: {entry['n']} shared items compared ({only_a} only in A, {only_b} only in B)")
+    return notes

@@ -188,7 +188,13 @@ class EvalConfig(_Config):
         """
         base = read_yaml(yaml_path) if yaml_path else {}
         source = f"{yaml_path} + command-line flags" if yaml_path else "command-line flags"
-        return build(cls, deep_merge(base, flag_overrides(flags, base)), source)
+        cfg = build(cls, deep_merge(base, flag_overrides(flags, base)), source)
+        for flag, backend, option in (("base_url", cfg.backend, "--backend"),
+                                      ("judge_url", cfg.judge.backend, "--judge-backend")):
+            if flags.get(flag) is not None and not get_backend(backend).served:
+                raise MedixError(f"--{flag.replace('_', '-')} names a server, but {option} is {backend!r}, which runs "
+                                 f"the model in this process: add {option} openai to use the server, or drop the flag")
+        return cfg
 
 
 # `medix eval run` flags named as an EvalConfig field (paths become strings); the others are mapped below.

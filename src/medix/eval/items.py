@@ -384,6 +384,10 @@ def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | N
     rows = _rows(spec, data_dir)
     kept = [rows.column(k) for k in spec.filter]
     lines = [n + 1 for n in range(len(rows)) if all(str(c[n]) == v for c, v in zip(kept, spec.filter.values()))]
+    if not lines:  # nothing to ask: said here, not later as "no generations yet"
+        source = rows.base / "test.jsonl" if rows.base is not None else spec.source_label
+        raise TaskUnavailable(f"{source} has no rows" + (f" matching its filter {spec.filter}" if len(rows) else "")
+                              + "; check the data")
     if limit is not None:
         lines = lines[:limit]
     archive = fetch_image_archive(spec) if spec.image_archive and data_dir is None else None

@@ -240,11 +240,11 @@ def audit_cache_path(identity: dict) -> Path:
 
 
 def save_audit(report: dict) -> dict | None:
-    """Cache the audit of this judge identity, unless the cached one was measured on more pairs: a 4-pair
-    audit must not replace a 400-pair one (and silence the weak-judge warning). Returns the audit kept instead,
-    or None when this one was saved."""
+    """Cache the audit of this judge identity, unless the cached or shipped one was measured on more pairs: a
+    4-pair audit must not replace a 400-pair one (and silence the weak-judge warning). Returns the audit kept
+    instead, or None when this one was saved."""
     path = audit_cache_path(report["judge"])
-    previous = _audit_of(report["judge"]) if path.is_file() else None
+    previous = _audit_of(report["judge"])  # the user's cached audit, else the one shipped with medix
     if previous and (previous.get("pairs") or 0) > report["pairs"]:
         return previous
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,6 +310,9 @@ def _weak_message(config: JudgeConfig, audit: dict | None) -> str | None:
 def calibrated_config(config: JudgeConfig, report: dict, rule: str = "best_accuracy") -> dict:
     """The judge config as a dict with the chosen threshold, for `--calibrate FILE`."""
     chosen = (report.get("thresholds") or {}).get(rule)
+    if "auc" in report and report["auc"] is None and chosen:  # one label class: no threshold can be fitted
+        raise MedixError("the pairs hold one label only (all YES or all NO), so no threshold can be fitted; "
+                         "calibrate on pairs of both labels")
     if not chosen:
         raise MedixError("this judge gives no probabilities (text verdicts only), so there is no threshold to "
                          "calibrate; use a local judge or a server that returns logprobs")
