@@ -165,6 +165,15 @@ def test_a_server_url_that_is_not_http_with_a_host_is_refused_without_its_passwo
     assert code != 0 and "URL" in said and PASSWORD not in said and PASSWORD not in output
 
 
+def test_infer_and_rollout_server_urls_are_checked_the_same_way():
+    from medix.train.config import load_train_config
+
+    code, output, error = cli("infer", "--question", "q?", "--server", f"medix:{PASSWORD}@127.0.0.1:8000/v1")
+    assert code != 0 and error is not None and "--server:" in str(error) and PASSWORD not in str(error)
+    with pytest.raises(MedixError, match="rollout.vllm_server_base_url: .*not an http"):
+        load_train_config(None, ["data.train=x.jsonl", "rollout.vllm_server_base_url=localhost:8000"])
+
+
 def test_a_key_in_a_url_query_reaches_no_identity_or_message():
     from medix.config import JudgeConfig
     from medix.judge.core import one_turn_identity

@@ -23,6 +23,7 @@ from medix.data.images import MAX_IMAGE_SIDE, load_image, openai_content  # noqa
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
+from medix.files import check_url
 from medix.models import SMOLLM2, is_vision_model, served_name, zoo_entry
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,11 @@ class Assistant:
                              "for the modality tag, the reasoning and the answer (e.g. 512)")
         if timeout_s <= 0:
             raise MedixError(f"the server timeout must be positive (got {timeout_s} s)")
+        if server is not None:
+            try:
+                server = check_url(server)
+            except ValueError as err:
+                raise MedixError(f"--server: {err}") from None
         self.model = model or DEFAULT_MODEL
         self.hub_id = served_name(self.model)
         self.vision = True if server else is_vision_model(self.model)  # a server decides; we always send the image

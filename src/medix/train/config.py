@@ -15,7 +15,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from medix.backends import get_backend
-from medix.config import RewardConfig, _Config, build, deep_merge, read_yaml
+from medix.config import RewardConfig, ServerURL, _Config, build, deep_merge, read_yaml
 from medix.errors import MedixError
 from medix.models import SMOLLM2
 from medix.serving.config import JudgeServeConfig
@@ -141,7 +141,7 @@ class RolloutConfig(_TrlSection):
     backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine for rollouts.")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process, or a "
                                                      "separate `trl vllm-serve` server (multi-node).")
-    vllm_server_base_url: str | None = Field(None, description="URL of the rollout vLLM server (server mode).")
+    vllm_server_base_url: ServerURL | None = Field(None, description="URL of the rollout vLLM server (server mode).")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM memory share in colocate mode.")
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (colocate mode).")
     vllm_max_model_length: int | None = Field(
