@@ -10,6 +10,7 @@ Run through bench/gpu_smoke.sh.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -43,7 +44,9 @@ def train(folder: Path, device: str, judge_url: str) -> dict:
     from medix.train.trainer import build_trainer
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model, processor = tiny_qwen3_vl()
+    # Qwen3-VL's full processor (its video half needs torchvision), so the eval phase can load it from the folder
+    # as it loads a user's checkpoint; without torchvision medix refuses the folder (its images would be dropped).
+    model, processor = tiny_qwen3_vl(video=importlib.util.find_spec("torchvision") is not None)
     model.config._attn_implementation = "sdpa"  # what a GPU node without flash-attn falls back to
     model = model.to(device=device, dtype=dtype)
     model.save_pretrained(folder / "policy")  # the eval phase below loads it like a user's checkpoint

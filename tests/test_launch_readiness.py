@@ -261,8 +261,11 @@ def test_judge_placement_becomes_vllm_arguments():
 @pytest.mark.slow
 def test_gpu_smoke_script_runs_on_cpu():
     """bench/gpu_smoke.sh --smoke: the GPU smoke flow on CPU, so the script cannot rot between GPU loans."""
+    from distributed import vllm_env  # torchvision, which Qwen3-VL's full processor needs (as on a GPU node)
+
+    env = {k: v for k, v in vllm_env().items() if not k.startswith(("VLLM_", "MEDIX_TEST_VLLM"))}
     done = subprocess.run([str(REPO / "bench" / "gpu_smoke.sh"), "--smoke"], capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "gpu smoke: OK" in done.stdout and '"params_changed": "0/' not in done.stdout
 
