@@ -56,3 +56,17 @@ def echo_auth_server() -> LoopbackServer:
                                        body.get("model", "m")))
 
     return LoopbackServer(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])]))
+
+
+def headers_then_nothing(seconds: float = 3.0) -> LoopbackServer:
+    """A server that answers every request with 200 headers and then sends no body for `seconds`."""
+    import asyncio
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+        await asyncio.sleep(seconds)
+
+    return LoopbackServer(app)

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from medix.config import JudgeConfig
 from cli_runner import cli
-from red_servers import echo_auth_server
+from red_servers import echo_auth_server, headers_then_nothing
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
@@ -206,28 +206,17 @@ def test_ui_on_a_busy_port_is_refused_before_serving(monkeypatch):
     assert "serving" not in output
 
 
-def _headers_then_nothing():
-    """A server that answers every request with 200 headers and then never sends the body."""
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
-        await asyncio.sleep(3)  # longer than every bound here
-    return LoopbackServer(app)
-
-
 def test_a_server_that_sends_headers_then_nothing_costs_one_bound_per_item(tmp_path):
     from medix.chat_client import ChatClient
 
-    with _headers_then_nothing() as server:
+    with headers_then_nothing() as server:
         client = ChatClient(server.url, timeout_s=0.4, max_retries=3, backoff_s=0.01, max_consecutive_failures=0)
         start = time.monotonic()
         result = asyncio.run(client.chat([{"role": "user", "content": "x"}], model="m", deadline_s=0.8))
         elapsed = time.monotonic() - start
     assert not result.ok and result.attempts == 2 and elapsed < 1.4, (result, elapsed)  # not 4 × 0.4 s
     assert "gave up after 0.8 s (every try together)" in result.error
-    with _headers_then_nothing() as server:  # the eval's default bound: 2 × timeout_s per item, all tries
+    with headers_then_nothing() as server:  # the eval's default bound: 2 × timeout_s per item, all tries
         _jsonl(tmp_path / "data" / "mmlu_anatomy" / "test.jsonl", _mcq_rows(1))
         start = time.monotonic()
         result = run_eval(_eval_cfg(tmp_path, server.url, server.url, timeout_s=0.4, max_retries=3,

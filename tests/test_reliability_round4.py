@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cli_runner import cli
-from red_servers import echo_auth_server
+from red_servers import echo_auth_server, headers_then_nothing
 from medix.errors import MedixError
 from medix.testing.stub_server import JudgeStub, LoopbackServer, free_port
 
@@ -485,3 +485,32 @@ def test_a_small_audit_never_replaces_the_shipped_one(tmp_path, monkeypatch):
                        "auc": 1.0})
     assert kept is not None and kept["pairs"] == shipped["pairs"]
     assert cached_audit(config)["pairs"] == shipped["pairs"]
+
+
+
+def test_a_stalled_policy_server_is_said_while_the_phase_waits(tmp_path, caplog):
+    """Headers, then nothing: the phase says which server holds its requests and which settings bound the wait."""
+    from medix.config import JudgeConfig
+    from medix.eval.config import EvalConfig
+    from medix.eval.runner import run_eval
+
+    data = tmp_path / "data" / "mmlu_anatomy" / "test.jsonl"
+    data.parent.mkdir(parents=True)
+    data.write_text(json.dumps({"question": "q?", "choices": ["x", "y"], "answer": 0}) + "\n")
+    with headers_then_nothing(5) as server:
+        url = server.url.replace("http://", f"http://medix:{PASSWORD}@")
+        run_eval(EvalConfig(model="m", backend="openai", base_url=url, data_dir=str(tmp_path / "data"),
+                            output_dir=str(tmp_path / "run"), tasks=["mmlu_anatomy"], timeout_s=1.2,
+                            item_timeout_s=2.5, max_retries=3, phases=["generate"],
+                            judge=JudgeConfig(backend="openai", model="stub", base_urls=[url], cache=False)))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "no reply from the policy server(s) http://127.0.0.1:" in said and "item_timeout_s=2 s" in said
+    assert PASSWORD not in said
+
+
+def test_non_finite_numbers_are_refused_in_medix_and_trl_fields():
+    from medix.train.config import load_train_config
+
+    for given in ("trainer.learning_rate=.nan", "trainer.adam_epsilon=.inf"):
+        with pytest.raises(MedixError, match="finite number"):
+            load_train_config(None, ["data.train=x.jsonl", given])

@@ -25,7 +25,7 @@ from medix.models import MINILM, PAPER, default_judge, known
 ServerURL = Annotated[str, AfterValidator(check_url)]
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # nan / inf refused
 
 
 class EmbedderConfig(_Config):

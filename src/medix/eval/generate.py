@@ -22,6 +22,7 @@ from medix.data.images import load_image, openai_content
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
+from medix.files import display_url
 from medix.eval.config import EvalConfig
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, file_sha256, sha256
 from medix.models import served_name, zoo_entry
@@ -101,9 +102,17 @@ async def _openai_all(cfg: EvalConfig, generator: dict, items: list[EvalItem], s
     out = []
     tasks = [asyncio.ensure_future(_openai_one(cfg, generator, client, item)) for item in items]
     pending = set(tasks)
+    quiet_s, waited = min(120.0, cfg.timeout_s / 2), 0.0  # a server that holds every request: said, not silent
     try:
         while pending and not client.circuit_error:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(pending, timeout=quiet_s, return_when=asyncio.FIRST_COMPLETED)
+            waited = 0.0 if done else waited + quiet_s
+            if not done:
+                log.warning("no reply from the policy server(s) %s for %.0f s (%d requests waiting); each try gives "
+                            "up after timeout_s=%.0f s and an item after item_timeout_s=%.0f s: lower them in the "
+                            "eval config to fail a stalled server sooner",
+                            ", ".join(display_url(u) for u in cfg.base_urls), waited, len(pending), cfg.timeout_s,
+                            cfg.item_timeout_s or 2 * cfg.timeout_s)
             for task in done:
                 record, circuit_open = task.result()
                 if circuit_open:  # not recorded: the same command tries it again once the server is back

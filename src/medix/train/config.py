@@ -29,7 +29,7 @@ RECIPES = tuple(sorted(path.stem for path in RECIPE_DIR.glob("*.yaml")))  # a ne
 class _TrlSection(BaseModel):
     """A section that also takes any TRL GRPOConfig field under TRL's own name (train/trl_args.py)."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     _section: ClassVar[str] = ""
 
     @model_validator(mode="after")

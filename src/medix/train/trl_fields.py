@@ -6,8 +6,9 @@ nothing of medix's training code; building the GRPOConfig is `medix.train.trl_ar
 from __future__ import annotations
 
 import difflib
-import re
 import functools
+import math
+import re
 from typing import Any
 
 # GRPOConfig fields medix derives from its own sections; setting them directly would break a run.
@@ -56,7 +57,10 @@ def coerce(section: str, key: str, value: Any) -> Any:
     except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
         return value
     try:
-        return adapter.validate_python(value)
+        typed = adapter.validate_python(value)
+        if isinstance(typed, float) and not math.isfinite(typed):
+            raise ValueError(f"{section}.{key}={value!r}: not a finite number")
+        return typed
     except ValidationError:
         name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
         raise ValueError(f"{section}.{key}={value!r}: TRL's {key} takes {name}") from None
