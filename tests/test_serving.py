@@ -106,8 +106,9 @@ def test_serve_flags_reach_the_config(monkeypatch, tmp_path):
     assert cfg.judge_server.gpus == [4, 5, 6, 7] and cfg.judge_server.data_parallel_size == 4
     assert cfg.judge_server.gpu_memory_utilization == 0.8 and cfg.judge_server.port == 8100
     seen.clear()
-    result = CliRunner().invoke(app, ["eval", "run", "--model", "m", "--base-url", "http://a:1/v1",
-                                      "--base-url", "http://b:2/v1", "--judge-url", "http://c:3/v1"])
+    result = CliRunner().invoke(app, ["eval", "run", "--model", "m", "--backend", "openai", "--base-url",
+                                      "http://a:1/v1", "--base-url", "http://b:2/v1", "--judge-backend", "openai",
+                                      "--judge-url", "http://c:3/v1"])
     assert seen["cfg"].base_urls == ["http://a:1/v1", "http://b:2/v1"] and seen["cfg"].judge_server is None
     assert seen["cfg"].judge.base_urls == ["http://c:3/v1"]
 
