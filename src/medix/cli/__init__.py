@@ -5,10 +5,10 @@
     medix eval run --model smollm2-135m --sample --protocol medix
 
 cli/infer.py (infer, ui), cli/train.py (train, merge-lora, demo), cli/reward.py (reward score), cli/judge.py
-(judge serve, judge audit), cli/eval.py (eval run / list / submit / compare / contamination), cli/common.py (the
-console, progress bars, given flags). A command parses its flags, calls one public function and prints; merging
-flags with a YAML file lives in the config modules (`EvalConfig.from_sources`, `JudgeConfig.from_sources`,
-`load_reward_config`). Exit codes: 0 done, 1 done with failures (named), 2 bad input or setup, 130 interrupted.
+(judge serve, judge audit), cli/eval.py (eval run / list / submit / compare / contamination), cli/review.py
+(review create / serve / report / backup), cli/common.py (the console, progress bars, given flags). A command
+parses its flags, calls one public function and prints; merging flags with a YAML file lives in the config
+modules (`EvalConfig.from_sources`, `JudgeConfig.from_sources`, `load_reward_config`). Exit codes: 0 done, 1 done with failures (named), 2 bad input or setup, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 
 from medix.cli import eval as eval_commands
-from medix.cli import infer, judge, reward, train
+from medix.cli import infer, judge, review, reward, train
 from medix.cli.common import SafeRichHandler, console
 from medix.errors import MedixError
 
@@ -32,6 +32,7 @@ app.add_typer(train.app)  # train, merge-lora, demo: top-level commands
 app.add_typer(reward.app, name="reward")
 app.add_typer(judge.app, name="judge")
 app.add_typer(eval_commands.app, name="eval")
+app.add_typer(review.app, name="review")
 
 
 @app.callback()
