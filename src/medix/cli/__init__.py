@@ -8,7 +8,8 @@ cli/infer.py (infer, ui), cli/train.py (train, merge-lora, demo), cli/reward.py 
 (judge serve, judge audit), cli/eval.py (eval run / list / submit / compare / contamination), cli/review.py
 (review create / serve / report / backup), cli/common.py (the console, progress bars, given flags). A command
 parses its flags, calls one public function and prints; merging flags with a YAML file lives in the config
-modules (`EvalConfig.from_sources`, `JudgeConfig.from_sources`, `load_reward_config`). Exit codes: 0 done, 1 done with failures (named), 2 bad input or setup, 130 interrupted.
+modules (`EvalConfig.from_sources`, `JudgeConfig.from_sources`, `load_reward_config`). Exit codes: 0 done, 1 done
+with failures (named), 2 bad input or setup, 130 interrupted.
 """
 
 from __future__ import annotations
