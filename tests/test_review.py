@@ -294,7 +294,6 @@ def test_grading_report_html_and_audit_export_read_back(runs, tmp_path):
     assert code != 0 and "is the input file" in str(error)
 
 
-@pytest.mark.slow
 def test_audit_export_runs_through_medix_judge_audit(runs, tmp_path):
     store = _build(runs, tmp_path / "grading.sqlite", kind="grading", k=1)
     _review_all(store, lambda reviewer, row: "correct" if row["verdict_a"] == 1.0 else "incorrect")

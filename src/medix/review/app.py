@@ -69,24 +69,24 @@ class ReviewSession:
         try:
             item = self.store.next_item(reviewer_id or "")
         except MedixError as err:
-            return self.show(None, None, f"⚠️ {err}")
+            return self.show(None, None, f"Error: {err}")
         reviewer = reviewer_id.strip()
         return self.show(reviewer, item, f"Reviewing as **{reviewer}**." if item else self._done())
 
     def choose(self, choice: str, reviewer: str | None, key: int | None, comment: str | None) -> tuple:
         if not reviewer or key is None:
-            return self.show(reviewer, None, "⚠️ enter your reviewer ID and press Start first")
+            return self.show(reviewer, None, "Enter your reviewer ID and press Start first")
         try:
             new = self.store.submit(key, reviewer, choice, comment or "")
             item = self.store.next_item(reviewer)
         except MedixError as err:
-            return self.show(reviewer, None, f"⚠️ {err}")
-        said = (f"✅ item {key}: recorded ({LABELS[choice]})." if new
+            return self.show(reviewer, None, f"Error: {err}")
+        said = (f"Saved — item {key}: recorded ({LABELS[choice]})." if new
                 else f"item {key}: already recorded earlier — your first answer is kept.")
         return self.show(reviewer, item, said + ("" if item else " " + self._done()))
 
     def _done(self) -> str:
-        return ("🎉 Nothing left for you right now: you have reviewed every item that still needs a review, or the "
+        return ("Nothing left for you right now: you have reviewed every item that still needs a review, or the "
                 "last ones are on other reviewers' screens (come back in a few minutes). Thank you!")
 
 
