@@ -292,6 +292,9 @@ def test_grading_report_html_and_audit_export_read_back(runs, tmp_path):
     assert all(p.source.startswith("expert grading: ") and p.question for p in pairs)
     code, _, error = cli("review", "report", str(store.path), "--json", str(store.path), "--overwrite")
     assert code != 0 and "is the input file" in str(error)
+    code, _, error = cli("review", "create", "--run", str(runs[0]), "--kind", "grading", "--sample", "-o",
+                         str(store.path), "--overwrite")
+    assert code != 0 and "holds 30 reviews" in str(error) and len(store.rows("SELECT id FROM reviews")) == 30
 
 
 def test_audit_export_runs_through_medix_judge_audit(runs, tmp_path):

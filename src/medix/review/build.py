@@ -187,6 +187,7 @@ def build_set(output: str | Path, run_paths: list[str | Path], settings: Setting
     """Read the runs, choose the items, blind them and write the set (see the module docstring)."""
     from medix.eval.registry import registry
 
+    _refuse_reviewed(Path(output))
     runs = [read_run(p, judge_key) for p in run_paths]
     _check_runs(runs, settings.kind)
     keys = _shared(runs, tasks)
@@ -217,6 +218,21 @@ def build_set(output: str | Path, run_paths: list[str | Path], settings: Setting
                   "judge_key": r.judge_key, "judge": r.judge} for i, r in enumerate(runs)]
     log.info("review set: %d items of %d answered by every run", len(items), len(keys))
     return ReviewStore.create(output, settings, described, items)
+
+
+def _refuse_reviewed(output: Path) -> None:
+    """--overwrite replaces a set, never the reviews in one: a set that holds any is refused."""
+    import sqlite3
+
+    if not output.is_file():
+        return
+    try:
+        held = ReviewStore(output).rows("SELECT COUNT(*) AS n FROM reviews")[0]["n"]
+    except sqlite3.Error:
+        return
+    if held:
+        raise MedixError(f"{output} holds {held} reviews; a new set would discard them. Choose another --output "
+                         "(or move the old set away first)")
 
 
 def _normalized(verdict: JudgmentRecord | None) -> float | None:
