@@ -24,7 +24,10 @@ def judge_audit(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Benchmark mirrors DIR/<task>/test.jsonl."),
     sample: bool = typer.Option(False, "--sample", help="Build pairs from the bundled sample set."),
     hub: bool = typer.Option(False, "--hub", help="Build pairs from the tasks' hub datasets."),
-    tasks: str = typer.Option("llm", "--tasks", "-t", help="Tasks whose MCQ items give the pairs."),
+    tasks: str = typer.Option("all", "--tasks", "-t", help="Tasks whose items give the pairs (report tasks are "
+                              "skipped)."),
+    kind: str = typer.Option("all", "--kind", help="Kinds of pairs: all, sentences (all but options) or a comma list "
+                             "of options, frames, negation, yesno, laterality, location, numbers, synonyms."),
     pairs_file: Optional[Path] = typer.Option(None, "--pairs", help="Your labelled pairs (JSONL)."),
     n: int = typer.Option(200, "--n", help="Pairs at most (half positive, half negative)."),
     rounds: int = typer.Option(3, help="Rounds of the evaluation conversation for the flip count (1 = skip)."),
@@ -32,7 +35,10 @@ def judge_audit(
                                            "all; fewer for a slow judge, half positive and half negative)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here."),
     png: Optional[Path] = typer.Option(None, "--png", help="ROC plot (default: beside --json; none without either)."),
-    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Write a judge config with the fitted threshold."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Write a judge config with the threshold "
+                                             "chosen out of sample."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Folds (by item) for the out-of-sample calibration figures."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pair sample and the folds."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --json / --png / --calibrate files that exist."),
 ) -> None:
     """Measure a judge on labelled (reference, candidate, label) pairs: accuracy, TPR, FPR, AUC, thresholds."""
@@ -44,6 +50,7 @@ def judge_audit(
     from medix.files import check_output_file
     from medix.judge import Judge
     from medix.judge.audit import calibrated_config, roc_png, run_audit, save_audit
+    from medix.judge.pairs import parse_kinds
 
     judge_cfg = JudgeConfig.from_sources(config, {"backend": judge_backend, "model": judge_model,
                                                   "base_urls": [judge_url] if judge_url else None})
@@ -54,15 +61,12 @@ def judge_audit(
     for output in (json_out, png, calibrate):  # before any judge loads: never the input, never a silent replace
         if output is not None:
             check_output_file(output, overwrite, inputs=[pairs_file] if pairs_file else [])
-    pairs = _audit_pairs(pairs_file, data_dir, sample, tasks, n, hub)
+    pairs = _audit_pairs(pairs_file, data_dir, sample, tasks, n, hub, parse_kinds(kind), seed)
     if calibrate and len({p.label for p in pairs}) < 2:  # before the judge runs: nothing could be fitted
         raise MedixError("--calibrate: the pairs hold one label only (all YES or all NO); calibrate on both")
     with Judge(judge_cfg) as judge, _phase_bars() as progress:
-        report = run_audit(judge, pairs, rounds, rounds_n, progress)
-    kept = save_audit(report)
-    console.print(_audit_table(report, judge_cfg))
-    for line in _audit_lines(report, kept):
-        console.print(line)
+        report = run_audit(judge, pairs, rounds, rounds_n, progress, folds)
+    _show_audit(report, save_audit(report), judge_cfg)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     if png:
@@ -76,9 +80,10 @@ def judge_audit(
 
 
 def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, tasks: str, n: int,
-                 hub: bool = False) -> list:
-    """Your labelled pairs (the first n), else pairs built from the MCQ items of `tasks`: in --data-dir, in the
-    hub datasets (--hub), else in the bundled sample set."""
+                 hub: bool = False, kinds: tuple[str, ...] = ("options",), seed: int = 0) -> list:
+    """Your labelled pairs (the first n), else pairs of `kinds` built from the items of `tasks` (report tasks
+    left out: their references are whole reports): in --data-dir, in the hub datasets (--hub), else in the
+    bundled sample set."""
     from medix.errors import MedixError
     from medix.eval.items import TaskUnavailable, load_items
     from medix.eval.registry import select_tasks
@@ -93,13 +98,15 @@ def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, t
         root = None if hub else sample_dir() if sample or data_dir is None else data_dir
         items = []
         for spec in select_tasks(tasks):
+            if spec.kind == "report":
+                continue
             try:
                 items += load_items(spec, root, protocol="paper")
             except TaskUnavailable as err:
-                if hub:
+                if hub or data_dir is not None:
                     console.print(f"[yellow]{spec.name} skipped:[/yellow] {escape(str(err))}")
                 continue
-        pairs = pairs_from_items(items, n)
+        pairs = pairs_from_items(items, n, seed, kinds)
         if not sample and data_dir is None and not hub:
             console.print("no --data-dir: pairs from the bundled sample set")
     if not pairs:
@@ -151,17 +158,64 @@ def _pct(value) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
+def _show_audit(report: dict, kept: dict | None, judge_cfg) -> None:
+    """The tables by kind and category, the calibration in and out of sample, and the summary lines."""
+    console.print(_audit_table(report, judge_cfg))
+    if report.get("calibration"):
+        console.print(_calibration_table(report["calibration"]))
+    for line in _audit_lines(report, kept):
+        console.print(line)
+
+
 def _audit_table(report: dict, judge_cfg):
-    """Accuracy, TPR and FPR by the source of the pairs, then over all of them."""
+    """Accuracy, false-YES and false-NO rates (and AUC) per kind of pair and per category, then overall."""
     from rich.table import Table
 
-    table = Table(title=f"judge audit — {judge_cfg.model} ({judge_cfg.backend}), {report['pairs']} pairs")
-    for column in ("pairs from", "n", "accuracy %", "TPR %", "FPR %"):
-        table.add_column(column, justify="left" if column == "pairs from" else "right")
-    for source, r in report["by_source"].items():
-        table.add_row(source, str(r["n"]), _pct(r["accuracy"]), _pct(r["tpr"]), _pct(r["fpr"]))
-    table.add_row("all", str(report["n"]), _pct(report["accuracy"]), _pct(report["tpr"]), _pct(report["fpr"]),
-                  style="bold")
+    table = Table(title=f"judge audit — {judge_cfg.model} ({judge_cfg.backend}), {report['pairs']} pairs, "
+                        f"threshold {report['threshold']}")
+    for column in ("kind / category", "n", "accuracy %", "false YES %", "false NO %", "AUC"):
+        table.add_column(column, justify="left" if column == "kind / category" else "right")
+    several = len(report.get("kinds") or []) > 1
+    for kind in report.get("kinds") or []:
+        if several:
+            r = report["by_kind"][kind]
+            auc = "—" if r.get("auc") is None else f"{r['auc']:.3f}"
+            table.add_row(kind, str(r["n"]), _pct(r["accuracy"]), _pct(r["fpr"]), _pct(r["fnr"]), auc, style="bold")
+        for source, r in report["by_source"].items():
+            if r.get("kind", kind) == kind:
+                label = source.split(" / ", 1)[-1] if several else source
+                table.add_row(f"  {escape(label)}" if several else escape(label), str(r["n"]), _pct(r["accuracy"]),
+                              _pct(r["fpr"]), _pct(r.get("fnr")), "")
+    auc = "—" if report.get("auc") is None else f"{report['auc']:.3f}"
+    table.add_row("all", str(report["n"]), _pct(report["accuracy"]), _pct(report["fpr"]), _pct(report.get("fnr")),
+                  auc, style="bold")
+    return table
+
+
+def _calibration_table(calibration: dict):
+    """Each calibration method in sample and out of sample (k folds by item), with the judge's own threshold."""
+    from rich.table import Table
+
+    table = Table(title=f"calibration — {calibration['folds']} folds, split {calibration['split']}")
+    for column in ("method", "threshold", "in sample %", "out of sample %", "false YES %", "false NO %",
+                   "worst kind (out of sample)"):
+        table.add_column(column, justify="left" if column in ("method", "worst kind (out of sample)") else "right")
+
+    def worst(summary: dict) -> str:
+        kinds = [(r["accuracy"], k) for k, r in summary["by_kind"].items() if r["accuracy"] is not None]
+        return f"{min(kinds)[1]} {_pct(min(kinds)[0])}%" if len(kinds) > 1 else "—"
+
+    if calibration.get("current"):
+        c = calibration["current"]
+        table.add_row("this judge's threshold", f"{c['threshold']:.4f}", "—", _pct(c["accuracy"]), _pct(c["fpr"]),
+                      _pct(c["fnr"]), worst(c))
+    for method, entry in calibration["methods"].items():
+        oos = entry["out_of_sample"]
+        threshold = f"{entry['threshold']:.4f}" if "threshold" in entry else "per kind"
+        table.add_row(method + (" (chosen)" if (calibration.get("chosen") or {}).get("method") == method else ""),
+                      threshold, _pct(entry["in_sample"]["accuracy"]) if "in_sample" in entry else "—",
+                      _pct(oos["accuracy"]) if oos else "—", _pct(oos["fpr"]) if oos else "—",
+                      _pct(oos["fnr"]) if oos else "—", worst(oos) if oos else "—")
     return table
 
 

@@ -133,7 +133,12 @@ def _judge_line(judge: dict) -> str:
     audit = judge.get("audit")
     if not audit:
         return line + "; never audited: measure it with `medix judge audit`"
-    line += (f"; audit: {100 * audit['accuracy']:.0f}% accuracy on {audit['pairs']} labelled pairs"
+    from medix.judge.audit import describe_kinds
+
+    oos = audit.get("out_of_sample")
+    line += (f"; audit: {100 * audit['accuracy']:.0f}% accuracy on {audit['pairs']} labelled pairs "
+             f"({describe_kinds(audit.get('kinds') or ['options'])})"
+             + (f", {100 * oos['accuracy']:.0f}% out of sample ({oos['folds']}-fold)" if oos else "")
              + (f", AUC {audit['auc']:.2f}" if audit.get("auc") is not None else ""))
     if judge.get("warning"):
         line += (" — too weak for accuracy_llm to mean much; for a judge with signal: pip install -e "

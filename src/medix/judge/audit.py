@@ -4,16 +4,14 @@
     medix judge audit --judge-backend openai --judge-model Qwen/Qwen3-4B-Instruct-2507 --data-dir benchmarks
     medix judge audit --pairs my_pairs.jsonl --calibrate judge.yaml
 
-Labelled (reference, candidate, label) pairs come from real MCQ items, built without any model:
-  negatives  the correct option vs each distractor, as text and as "C. text" (plausible wrong answers:
-             the case that matters for reward hacking);
-  positives  the correct option vs forms that must count as the same answer: its letter, "B. text",
-             lower case, without / with a leading article, trailing punctuation, inside a short sentence.
-or from a user's JSONL file (`reference`, `candidate`, `label`, optional `question`, `source`).
-Reports accuracy, TPR, false-YES rate (FPR), AUC where the judge gives P(YES), the threshold that
-maximises accuracy and the one that keeps FPR ≤ 5%, a per-source table, how often rounds 2-3 of the
-evaluation conversation flip round 1, and a ROC plot. The result is cached per judge identity, so
-`medix train`, `medix reward score` and `medix eval run` can warn about a judge that measured badly.
+Labelled (reference, candidate, label) pairs come from benchmark items, built without any model, in kinds
+(medix.judge.pairs: MCQ options and their surface forms; sentences: answer frames, negations, yes/no with an
+explanation, laterality and location swaps, numbers, synonyms), or from a user's JSONL file. Reports
+accuracy, TPR, false-YES and false-NO rates per kind and per category, AUC where the judge gives P(YES), a
+reliability table, the thresholds in sample and out of sample (k folds by item: medix.judge.calibration),
+how often rounds 2-3 of the evaluation conversation flip round 1, and a ROC + reliability plot. The result
+is cached per judge identity, so `medix train`, `medix reward score` and `medix eval run` can warn about a
+judge that measured badly, and the judge line of every run names the kinds it was measured on.
 """
 
 from __future__ import annotations
@@ -21,9 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,103 +26,15 @@ import numpy as np
 
 from medix.backends import get_backend
 from medix.config import JudgeConfig
-from medix.data.datasets import read_records
-from medix.errors import MedixError, where
+from medix.errors import MedixError
 from medix.files import cache_dir
+from medix.judge.calibration import cross_validate, rates, reliability, roc_auc
 from medix.judge.core import Judge, identity_key, one_turn_identity
+from medix.judge.pairs import Pair, pairs_from_file, pairs_from_items  # noqa: F401  (the audit's inputs)
 from medix.judge.types import JudgeRequest
 
 log = logging.getLogger(__name__)
 WEAK_ACCURACY = 0.70  # below this a cached audit triggers the warning in train / reward score / eval run
-_ARTICLE = re.compile(r"^(the|a|an)\s+", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Pair:
-    reference: str
-    candidate: str
-    label: bool  # True: the candidate means the reference
-    question: str = ""
-    source: str = "file"  # how the pair was built
-
-
-def _variants(letter: str, text: str) -> list[tuple[str, str]]:
-    """(source, candidate) forms that must count as the correct answer `text` (option `letter`)."""
-    bare = _ARTICLE.sub("", text)
-    out = [("letter", letter), ("letter+text", f"{letter}. {text}"), ("lower case", text.lower()),
-           ("punctuation", f"{text}."), ("sentence", f"The answer is {text[0].lower() + text[1:]}.")]
-    if bare != text:
-        out.append(("article", bare))
-    elif text[:1].islower() or text[:1].isupper():  # a cased first letter: "the x" reads as English
-        out.append(("article", f"the {text[0].lower() + text[1:]}"))
-    return [(s, c) for s, c in out if c.strip() and c != text]
-
-
-def pairs_from_items(items, n: int | None = None, seed: int = 0) -> list[Pair]:
-    """Balanced positive / negative pairs from MCQ items (EvalItems with `choices`); `n` caps the total."""
-    rng = random.Random(seed)
-    positives, negatives = [], []
-    for item in items:
-        if not item.choices or len(item.choices) < 2:
-            continue
-        letter = next((k for k, v in item.choices.items() if v.strip() == item.reference.strip()), None)
-        if letter is None:  # medix-protocol reference "B. text"
-            letter = item.reference[:1] if item.reference[1:3] == ". " else None
-        if letter not in item.choices:
-            continue
-        text = item.choices[letter].strip()
-        if len(text) < 2:
-            continue
-        question = item.question
-        for source, candidate in _variants(letter, text):
-            positives.append(Pair(text, candidate, True, question, f"positive: {source}"))
-        for other, wrong in item.choices.items():
-            if other != letter and wrong.strip() and wrong.strip().lower() != text.lower():
-                negatives.append(Pair(text, wrong.strip(), False, question, "negative: distractor"))
-                negatives.append(Pair(text, f"{other}. {wrong.strip()}", False, question,
-                                      "negative: distractor letter+text"))
-    rng.shuffle(positives)
-    rng.shuffle(negatives)
-    half = min(len(positives), len(negatives)) if n is None else min(n // 2, len(positives), len(negatives))
-    pairs = positives[:half] + negatives[:half]
-    if not pairs:
-        raise MedixError("no MCQ items to build audit pairs from; pass --tasks with MCQ tasks, --sample or --pairs")
-    return pairs
-
-
-def pairs_from_file(path: str | Path) -> list[Pair]:
-    """A user's labelled pairs: JSONL with reference, candidate, label (true/false or 1/0), optional question."""
-    path = Path(path)
-    pairs = []
-    for row, record in enumerate(read_records(path), 1):
-        for name in ("reference", "candidate"):
-            if not isinstance(record.get(name), str):
-                raise MedixError(f"{where(path, row, name)}: missing or not a string")
-        label = record.get("label")
-        if label not in (True, False, 0, 1, "yes", "no", "true", "false"):
-            raise MedixError(f"{where(path, row, 'label')}: expected true/false or 1/0, got {label!r}")
-        pairs.append(Pair(record["reference"], record["candidate"], label in (True, 1, "yes", "true"),
-                          str(record.get("question") or ""), str(record.get("source") or "file")))
-    if not pairs:
-        raise MedixError(f"{path}: no pairs")
-    return pairs
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties half."""
-    pos, neg = scores[labels], scores[~labels]
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
-
-
-def rates(labels: np.ndarray, yes: np.ndarray) -> dict:
-    tp, fp = int((yes & labels).sum()), int((yes & ~labels).sum())
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    return {"accuracy": float((yes == labels).mean()) if len(labels) else None,
-            "tpr": tp / positives if positives else None, "fpr": fp / negatives if negatives else None,
-            "n": int(len(labels)), "positives": positives, "negatives": negatives}
 
 
 def thresholds(labels: np.ndarray, p: np.ndarray) -> dict:
@@ -144,9 +51,10 @@ def thresholds(labels: np.ndarray, p: np.ndarray) -> dict:
 
 
 def run_audit(judge: Judge, pairs: list[Pair], rounds: int = 3, rounds_n: int | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> dict:
+              progress: Callable[[str, int, int], None] | None = None, folds: int = 5) -> dict:
     """Judge every pair one-turn and, when rounds > 1, the first `rounds_n` pairs (default all) in the
-    evaluation conversation; the report dict. `progress(phase, done, total)` is called as verdicts arrive."""
+    evaluation conversation; the report dict, with `folds`-fold calibration where the judge gives P(YES).
+    `progress(phase, done, total)` is called as verdicts arrive."""
     requests = [JudgeRequest(candidate=p.candidate, reference=p.reference, question=p.question) for p in pairs]
     # Judged in (question, reference) order, so pairs of one item meet in a slice and share their prefix pass.
     order = sorted(range(len(requests)), key=lambda i: (requests[i].question, requests[i].reference))
@@ -171,10 +79,26 @@ def run_audit(judge: Judge, pairs: list[Pair], rounds: int = 3, rounds_n: int | 
         report["auc"] = roc_auc(labels[ok], p)
         report["thresholds"] = thresholds(labels[ok], p)
         report["roc"] = roc_points(labels[ok], p)
-    report["by_source"] = {}
-    for source in sorted({p.source for p in pairs}):
-        mask = np.array([p.source == source for p in pairs]) & ok
-        report["by_source"][source] = rates(labels[mask], yes[mask])
+    kinds = np.array([p.kind for p in pairs])
+    report["kinds"] = sorted(set(kinds.tolist()))
+    report["by_kind"], report["by_source"] = {}, {}
+    for kind in report["kinds"]:
+        mask = (kinds == kind) & ok
+        report["by_kind"][kind] = rates(labels[mask], yes[mask])
+        if has_p:
+            report["by_kind"][kind]["auc"] = roc_auc(labels[mask], np.array([probs[i] for i in np.flatnonzero(mask)]))
+    for kind, source in sorted({(p.kind, p.source) for p in pairs}):
+        mask = np.array([p.source == source and p.kind == kind for p in pairs]) & ok
+        report["by_source"][source if len(report["kinds"]) == 1 else f"{kind} / {source}"] = {
+            "kind": kind, **rates(labels[mask], yes[mask])}
+    if has_p:
+        report["reliability"] = reliability(labels[ok], p)
+        report["calibration"] = cross_validate(
+            labels[ok], p, [pr.group or f"{pr.question}\n{pr.reference}" for pr, good in zip(pairs, ok) if good],
+            kinds[ok].tolist(), [pr.source for pr, good in zip(pairs, ok) if good], k=folds,
+            current=judge.config.threshold)
+    report["verdicts"] = [{"kind": pr.kind, "source": pr.source, "label": pr.label, "p_yes": v.p_yes,
+                           "yes": bool(y), "ok": bool(good)} for pr, v, y, good in zip(pairs, verdicts, yes, ok)]
     if rounds > 1:
         chosen = range(len(pairs))
         if rounds_n is not None and rounds_n < len(pairs):  # half positive, half negative, as the pairs are
@@ -213,12 +137,16 @@ def roc_points(labels: np.ndarray, p: np.ndarray) -> list[tuple[float, float]]:
 
 
 def roc_png(report: dict, path: Path) -> None:
+    """The ROC curve (the judge's threshold marked) and, with probabilities, the reliability plot: per P(YES)
+    bin, the share of pairs that are positive."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    panels = 2 if report.get("reliability") else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 4.5), squeeze=False)
+    ax = axes[0][0]
     if report.get("roc"):
         fpr, tpr = zip(*report["roc"])
         label = "AUC undefined (one label only)" if report.get("auc") is None else f"AUC {report['auc']:.3f}"
@@ -228,8 +156,22 @@ def roc_png(report: dict, path: Path) -> None:
     ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1)
     ax.set_xlabel("false-YES rate (FPR)")
     ax.set_ylabel("true-YES rate (TPR)")
-    ax.set_title(f"judge audit: {report['judge']['model']}", fontsize=9)
+    kinds = ", ".join(report.get("kinds") or [])
+    ax.set_title(f"judge audit: {report['judge']['model']}" + (f"\nkinds: {kinds}" if kinds else ""), fontsize=8)
     ax.legend(loc="lower right", fontsize=8)
+    if panels == 2:
+        ax = axes[0][1]
+        bins = report["reliability"]
+        ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1, label="perfectly calibrated")
+        ax.plot([b["mean_p_yes"] for b in bins], [b["positive_share"] for b in bins], marker="o", label="judge")
+        for b in bins:
+            ax.annotate(str(b["n"]), (b["mean_p_yes"], b["positive_share"]), fontsize=6,
+                        textcoords="offset points", xytext=(3, -8))
+        ax.axvline(report["threshold"], color="red", linewidth=1, label=f"threshold {report['threshold']}")
+        ax.set_xlabel("P(YES) (bin mean; label: pairs in the bin)")
+        ax.set_ylabel("share of pairs that are positive")
+        ax.set_title("reliability", fontsize=9)
+        ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -248,7 +190,7 @@ def save_audit(report: dict) -> dict | None:
     if previous and (previous.get("pairs") or 0) > report["pairs"]:
         return previous
     path.parent.mkdir(parents=True, exist_ok=True)
-    slim = {k: v for k, v in report.items() if k != "roc"}
+    slim = {k: v for k, v in report.items() if k not in ("roc", "verdicts")}
     path.write_text(json.dumps(slim, indent=2), encoding="utf-8")
     return None
 
@@ -277,11 +219,38 @@ def judge_summary(config: JudgeConfig) -> dict:
     """Which judge this is and what its audit measured (audit None: never audited), for a run's summary."""
     identity = one_turn_identity(config)
     audit = _audit_of(identity)
-    keep = ("pairs", "accuracy", "tpr", "fpr", "auc")
+    keep = ("pairs", "accuracy", "tpr", "fpr", "auc", "kinds")
     return {"model": config.model, "backend": config.backend, "threshold": config.threshold,
             "dtype": identity.get("dtype", "float32") if get_backend(config.backend).in_process else None,
-            "judge_key": identity_key(identity), "audit": {k: audit.get(k) for k in keep} if audit else None,
+            "judge_key": identity_key(identity),
+            "audit": {**{k: audit.get(k) for k in keep}, "kinds": audit_kinds(audit),
+                      "out_of_sample": _out_of_sample(audit)} if audit else None,
             "warning": _weak_message(config, audit)}
+
+
+def audit_kinds(audit: dict) -> list[str]:
+    """The kinds of pairs an audit was measured on; an audit from before the kinds existed was on MCQ options."""
+    return audit.get("kinds") or ["options"]
+
+
+def describe_kinds(kinds: list[str]) -> str:
+    """"options only" / "sentences only (…)" / "options + 7 sentence kinds": what an audit figure is about."""
+    sentences = [k for k in kinds if k != "options"]
+    if not sentences:
+        return "MCQ options only, not sentences"
+    if "options" not in kinds:
+        return f"sentences only ({', '.join(sentences)})"
+    return f"options + {len(sentences)} sentence kinds"
+
+
+def _out_of_sample(audit: dict) -> dict | None:
+    """The chosen calibration's out-of-sample accuracy, false-YES rate and folds, where the audit has one."""
+    calibration = audit.get("calibration") or {}
+    chosen = (calibration.get("chosen") or {}).get("method")
+    oos = (calibration.get("methods") or {}).get(chosen, {}).get("out_of_sample") if chosen else None
+    if not oos:
+        return None
+    return {"method": chosen, "folds": calibration["folds"], "accuracy": oos["accuracy"], "fpr": oos["fpr"]}
 
 
 def warn_if_weak(config: JudgeConfig, weight: float = 1.0) -> None:
@@ -310,6 +279,8 @@ def _weak_message(config: JudgeConfig, audit: dict | None) -> str | None:
 def calibrated_config(config: JudgeConfig, report: dict, rule: str = "best_accuracy") -> dict:
     """The judge config as a dict with the chosen threshold, for `--calibrate FILE`."""
     chosen = (report.get("thresholds") or {}).get(rule)
+    if chosen and (report.get("calibration") or {}).get("chosen"):  # the method that held best out of sample
+        chosen = report["calibration"]["chosen"]
     if "auc" in report and report["auc"] is None and chosen:  # one label class: no threshold can be fitted
         raise MedixError("the pairs hold one label only (all YES or all NO), so no threshold can be fitted; "
                          "calibrate on pairs of both labels")
