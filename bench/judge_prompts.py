@@ -65,13 +65,17 @@ def variants(names: str | None) -> dict[str, Path | None]:
     return {n: found[n] for n in wanted}
 
 
-def measure(model: str, template: Path | None, pairs: list, folds: int, dtype: str) -> dict:
+def measure(model: str, template: Path | None, pairs: list, folds: int, dtype: str,
+            report_path: Path | None = None) -> dict:
     config = JudgeConfig(backend="local", model=model, template=str(template) if template else None, threshold=0.5,
                          cache=False, dtype=dtype)
     with Judge(config) as judge:
         start = time.perf_counter()
         report = run_audit(judge, pairs, rounds=1, folds=folds)
         seconds = time.perf_counter() - start
+    if report_path is not None:  # the whole audit, P(YES) of every pair included, to re-read without the judge
+        report_path.write_text(json.dumps({k: v for k, v in report.items() if k != "roc"}, indent=1),
+                               encoding="utf-8")
     threshold = report["calibration"]["methods"]["threshold"]
     oos = threshold["out_of_sample"]
     worst = min(((r["accuracy"], k) for k, r in oos["by_kind"].items() if r["n"]), default=(None, "—"))
@@ -96,6 +100,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--reports", type=Path, default=None, help="write each variant's audit report to DIR/<variant>.json")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--smoke", action="store_true", help=f"toy sizes: {SMOKE}")
     args = parser.parse_args()
@@ -109,7 +114,11 @@ def main() -> None:
           f"{args.folds} folds by item; variants run one after another in this process\n")
     rows = {}
     for name, template in variants(args.variants).items():
-        rows[name] = measure(args.model, template, pairs, args.folds, args.dtype)
+        if args.reports:
+            args.reports.mkdir(parents=True, exist_ok=True)
+        rows[name] = measure(args.model, template, pairs, args.folds, args.dtype,
+                             args.reports / f"{name}.json" if args.reports else None)
+        print(f"{name}: {rows[name]['seconds']:.0f} s", flush=True)
     header = ("| variant | s/pair | AUC | acc@0.5 | out-of-sample threshold | out-of-sample acc | false YES | "
               "false NO | worst kind |")
     print(header)

@@ -209,3 +209,27 @@ def test_audit_of_every_kind_on_the_fast_judge(tmp_path, monkeypatch):
     assert {v["kind"] for v in verdicts} == set(report["kinds"])
     assert "calibration" in report and report["calibration"]["folds"] == 2
     assert "false YES" in output and "calibration" in output
+
+
+def test_an_audit_reread_at_another_threshold_by_hand():
+    from medix.config import JudgeConfig
+    from medix.judge.audit import reread
+    from medix.judge.core import identity_key, one_turn_identity
+
+    measured = JudgeConfig(backend="local", model="smollm2-135m", threshold=0.5)
+    verdicts = [{"kind": "yesno", "source": "positive: x", "label": True, "p_yes": 0.45, "ok": True},
+                {"kind": "yesno", "source": "negative: y", "label": False, "p_yes": 0.30, "ok": True},
+                {"kind": "numbers", "source": "positive: x", "label": True, "p_yes": 0.60, "ok": True},
+                {"kind": "numbers", "source": "negative: y", "label": False, "p_yes": 0.42, "ok": True}]
+    report = {"judge": one_turn_identity(measured), "judge_key": identity_key(one_turn_identity(measured)),
+              "threshold": 0.5, "pairs": 4, "verdicts": verdicts,
+              "by_kind": {"yesno": {"auc": 1.0}, "numbers": {"auc": 1.0}}}
+    shipped = JudgeConfig(backend="local", model="smollm2-135m", threshold=0.4)
+    out = reread(report, shipped)
+    # at 0.4: YES for 0.45, 0.60, 0.42 → the yesno pairs right, the numbers negative a false YES
+    assert out["accuracy"] == 0.75 and out["fpr"] == 0.5 and out["fnr"] == 0.0
+    assert out["by_kind"]["yesno"]["accuracy"] == 1.0 and out["by_kind"]["numbers"]["accuracy"] == 0.5
+    assert out["judge"]["threshold"] == 0.4 and out["judge_key"] == identity_key(one_turn_identity(shipped))
+    assert out["reread_from"] == report["judge_key"] and out["by_source"]["numbers / negative: y"]["fpr"] == 1.0
+    with pytest.raises(MedixError, match="re-run it"):
+        reread(report, JudgeConfig(backend="local", model="qwen2.5-coder-1.5b", threshold=0.4))

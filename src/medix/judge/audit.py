@@ -28,7 +28,7 @@ from medix.backends import get_backend
 from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.files import cache_dir
-from medix.judge.calibration import cross_validate, rates, reliability, roc_auc
+from medix.judge.calibration import cross_validate, rates, reliability, roc_auc, summarise
 from medix.judge.core import Judge, identity_key, one_turn_identity
 from medix.judge.pairs import Pair, pairs_from_file, pairs_from_items  # noqa: F401  (the audit's inputs)
 from medix.judge.types import JudgeRequest
@@ -175,6 +175,36 @@ def roc_png(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def reread(report: dict, config: JudgeConfig) -> dict:
+    """The audit `report` re-read at `config`'s threshold from the P(YES) it stored, without running the judge:
+    the audit of a judge that differs only in its threshold (the shipped calibrated one). Refused when `config`
+    is another judge (model, template, dtype) than the one measured."""
+    identity = one_turn_identity(config)
+    measured = {k: v for k, v in report["judge"].items() if k != "threshold"}
+    if {k: v for k, v in identity.items() if k != "threshold"} != measured:
+        raise MedixError(f"the audit was measured on judge {report['judge']}, not {identity}: re-run it instead")
+    rows = [v for v in report.get("verdicts") or [] if v["ok"] and v["p_yes"] is not None]
+    if not rows:
+        raise MedixError("the audit holds no P(YES) per pair (written with --json by this medix version?)")
+    labels = np.array([v["label"] for v in rows])
+    yes = np.array([v["p_yes"] for v in rows]) > config.threshold
+    kinds, sources = np.array([v["kind"] for v in rows]), np.array([v["source"] for v in rows])
+    several = len(set(kinds.tolist())) > 1
+    out = {**report, "judge": identity, "judge_key": identity_key(identity), "threshold": config.threshold,
+           **rates(labels, yes), "reread_from": report["judge_key"],
+           "by_kind": {k: {**rates(labels[kinds == k], yes[kinds == k]), "auc": report["by_kind"][k].get("auc")}
+                       for k in sorted(set(kinds.tolist()))},
+           "by_source": {(f"{k} / {s}" if several else s): {"kind": k, **rates(labels[(kinds == k) & (sources == s)],
+                                                                               yes[(kinds == k) & (sources == s)])}
+                         for k, s in sorted(set(zip(kinds.tolist(), sources.tolist())))},
+           "verdicts": [{**v, "yes": bool(v["ok"] and v["p_yes"] is not None and v["p_yes"] > config.threshold)}
+                        for v in report["verdicts"]]}
+    if report.get("calibration"):
+        out["calibration"] = {**report["calibration"],
+                              "current": {"threshold": config.threshold, **summarise(labels, yes, kinds, sources)}}
+    return out
 
 
 def audit_cache_path(identity: dict) -> Path:

@@ -152,7 +152,7 @@ def folds(groups: list[str], k: int, seed: int = 0) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def _summary(labels: np.ndarray, yes: np.ndarray, kinds: np.ndarray, sources: np.ndarray) -> dict:
+def summarise(labels: np.ndarray, yes: np.ndarray, kinds: np.ndarray, sources: np.ndarray) -> dict:
     return {**rates(labels, yes),
             "by_kind": {k: rates(labels[kinds == k], yes[kinds == k]) for k in sorted(set(kinds))},
             "by_source": {s: rates(labels[sources == s], yes[sources == s]) for s in sorted(set(sources))}}
@@ -168,7 +168,7 @@ def cross_validate(labels: np.ndarray, p: np.ndarray, groups: list[str], kinds: 
     usable = len(set(fold)) >= 2 and labels.any() and (~labels).any()
     out: dict = {"folds": int(len(set(fold))), "split": "by item (all pairs of one item in one fold)", "methods": {}}
     if current is not None:
-        out["current"] = {"threshold": current, **_summary(labels, p > current, kinds_a, sources_a)}
+        out["current"] = {"threshold": current, **summarise(labels, p > current, kinds_a, sources_a)}
     for method in (*METHODS, "per-kind threshold"):
         oof = np.zeros(len(p), dtype=bool)
         thresholds = []
@@ -186,12 +186,12 @@ def cross_validate(labels: np.ndarray, p: np.ndarray, groups: list[str], kinds: 
             model = fit(method, labels[train], p[train])
             thresholds.append(model.threshold)
             oof[test] = model.yes(p[test])
-        entry: dict = {"out_of_sample": _summary(labels, oof, kinds_a, sources_a) if usable else None}
+        entry: dict = {"out_of_sample": summarise(labels, oof, kinds_a, sources_a) if usable else None}
         if method != "per-kind threshold":
             model = fit(method, labels, p)
             entry["threshold"] = model.threshold
             entry["fold_thresholds"] = thresholds
-            entry["in_sample"] = _summary(labels, model.yes(p), kinds_a, sources_a)
+            entry["in_sample"] = summarise(labels, model.yes(p), kinds_a, sources_a)
             entry["brier_in_sample"] = float(np.mean((model.probability(p) - labels) ** 2))
         out["methods"][method] = entry
     if usable:

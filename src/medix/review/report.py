@@ -196,7 +196,9 @@ def audit_rows(store: ReviewStore) -> list[dict]:
     kind = store.settings().kind
     rows = []
     for label, row in _consensus(_reviews(store)).values():
-        base = {"question": row["question"], "reference": row["reference"]}
+        # kind: the audit's table shows these pairs as one kind; group: an item's pairs share a calibration fold
+        base = {"question": row["question"], "reference": row["reference"], "kind": f"expert {kind}",
+                "group": f"{row['task']}:{row['item_id']}"}
         if kind == "grading" and label in ("correct", "incorrect"):
             rows.append({**base, "candidate": row["answer_a"], "label": label == "correct",
                          "source": f"expert grading: {row['task']}"})
