@@ -99,7 +99,7 @@ def test_the_embedded_judge_is_flagged_on_a_fresh_clone(tmp_path, monkeypatch):
     identity, so changing its template without re-measuring (DEVELOPERS.md) turns this red."""
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
     warning = weak_judge_warning(JudgeConfig())
-    assert warning is not None and "smollm2-135m" in warning and "400 labelled pairs" in warning
+    assert warning is not None and "smollm2-135m" in warning and "960 labelled pairs" in warning
 
 
 def test_audit_rates_divide_by_their_own_class():

@@ -52,8 +52,9 @@ def test_medix_default_prompt_and_judge_are_unchanged():
 
     [user] = messages(*SAMPLE, DataConfig(train="x"), vision=True)
     assert [p["type"] for p in user["content"]] == ["image", "text"]  # medix: images first, its own instruction
-    with Judge(JudgeConfig()) as judge:
-        assert "UNSEEN" in judge.render(JudgeRequest(candidate="a", reference="b", question="UNSEEN"))
+    with Judge(JudgeConfig()) as judge:  # medix's default judge: no question either (measured: docs/judge.md),
+        prompt = judge.render(JudgeRequest(candidate="CAND-X", reference="REF-Y", question="UNSEEN"))
+    assert "UNSEEN" not in prompt and prompt.index("REF-Y") < prompt.index("CAND-X")  # but the candidate last
 
 
 def test_the_official_length_filter_measures_characters_with_one_image_placeholder(tmp_path):
