@@ -117,14 +117,21 @@ def build_samples(pairs: list[tuple[str, str]], n: int, seed: int) -> list[Sampl
     """~30% exact reference, ~45% paraphrase, ~25% wrong answer; every (question, reference) is distinct."""
     rng = random.Random(seed)
     open_answers = sorted({a for _, a in pairs if a.lower().rstrip(".") not in CLOSED}) or ["no acute finding"]
-    samples = []
+    samples, seen = [], set()
     for i in range(n):
         question, reference = pairs[i % len(pairs)]
-        if i >= len(pairs):  # cycling must still give distinct judge prompts, or Judge's dedup would flatter medix
+        if i >= len(pairs):
             question = f"case {i // len(pairs) + 1}: {question}"
         roll = rng.random()
         kind = "exact" if roll < 0.30 else "paraphrase" if roll < 0.75 else "wrong"
-        samples.append(Sample(question, reference, make_answer(kind, reference, open_answers, rng), kind))
+        answer = make_answer(kind, reference, open_answers, rng)
+        # The judge prompt holds the reference and the answer only (not the question): a repeated pair would be
+        # deduplicated by Judge and flatter medix, so it is made distinct by its reference (and the exact answer).
+        if (reference, answer) in seen:
+            reference = f"{reference} (case {i})"
+            answer = reference if kind == "exact" else answer
+        seen.add((reference, answer))
+        samples.append(Sample(question, reference, answer, kind))
     return samples
 
 
