@@ -393,10 +393,11 @@ def pairs_from_items(items, n: int | None = None, seed: int = 0, kinds: tuple[st
                          "that have them (MCQ tasks for options / frames, VQA tasks for yesno / laterality / "
                          "location), --sample, or --pairs")
     pairs = []
-    share = None if n is None else max(n // len(found), 2)
-    for kind in found:
+    halves = None if n is None else n // 2  # positive-negative couples in all, shared evenly (the first kinds
+    for index, kind in enumerate(found):    # take the remainder), so `n` is never exceeded
         positives, negatives = per_kind[kind]
-        half = min(len(positives), len(negatives)) if share is None else min(share // 2, len(positives), len(negatives))
+        wanted = None if halves is None else halves // len(found) + (index < halves % len(found))
+        half = min(len(positives), len(negatives)) if wanted is None else min(wanted, len(positives), len(negatives))
         pairs += positives[:half] + negatives[:half]
     return pairs
 
