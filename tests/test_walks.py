@@ -54,8 +54,9 @@ def traced_reward_calls(tmp_path: Path) -> list[list[str]]:
                 calls[-1].append(rel)
 
     def answer(prompt: str, k: int) -> str:  # an exact match, two answers for the judge, one without tags
-        return ["<think>r</think> <answer>a</answer>", "<think>r</think> <answer>a lung finding</answer>",
-                "no tags", "<think>x</think><answer>b c</answer>"][k]
+        tag = sum(map(ord, prompt)) % 997  # the judge prompt holds no question: answers per prompt keep it new
+        return ["<think>r</think> <answer>a</answer>", f"<think>r</think> <answer>a lung finding {tag}</answer>",
+                "no tags", f"<think>x</think><answer>b c {tag}</answer>"][k]
 
     with JudgeStub() as stub:
         threading.setprofile(profile)  # the judge's loop thread starts inside the first call
