@@ -34,7 +34,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from medix.errors import MedixError, where
@@ -131,21 +131,28 @@ LOCK_NAME = ".medix.lock"
 @contextlib.contextmanager
 def hold_folder(folder: str | Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `folder` (a `.medix.lock` file inside it) while the block runs; a second
-    holder gets a MedixError naming the first (pid, host, command, start time). The lock is an `flock`, so
-    the kernel releases it when the holder dies, however it dies: a stale file never blocks a new run."""
-    import fcntl
-
+    holder gets a MedixError naming the first (pid, host, command, start time)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    with hold_lock(folder / LOCK_NAME, what, lambda holder: (
+            f"{folder} is in use by {holder}; wait for it to finish, or use another folder "
+            "(two runs writing one folder would do every item twice)")):
+        yield
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, what: str, busy: Callable[[str], str]) -> Iterator[None]:
+    """Hold an exclusive `flock` on the file `path` while the block runs, the holder (pid, host, `what`, start
+    time) written in it; a second holder gets MedixError(busy(first holder)). The kernel releases the lock when
+    the holder dies, however it dies: a stale file never blocks a new run."""
+    import fcntl
+
     with path.open("a+", encoding="utf-8") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise MedixError(f"{folder} is in use by {holder}; wait for it to finish, or use another folder "
-                             "(two runs writing one folder would do every item twice)") from None
+            raise MedixError(busy(fh.read().strip() or "another process")) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()} ({what}, since "

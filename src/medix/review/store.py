@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 import medix
+from medix.files import hold_lock
 from medix.errors import MedixError
 
 SCHEMA_VERSION = 1
@@ -195,27 +195,11 @@ class ReviewStore:
     def serving(self, address: str) -> Iterator[None]:
         """Hold `<set>.lock` (an flock, released by the kernel however the server dies) while serving; a second
         server on the same set is refused with the first one's pid, host and address."""
-        import fcntl
-
         lock = self.path.with_name(self.path.name + ".lock")
-        with lock.open("a+", encoding="utf-8") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                raise MedixError(f"{self.path} is already served by {holder}; send reviewers there, or stop it first "
-                                 "(two servers on one set would hand the same items out twice)") from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()} on {socket.gethostname()} at {address} "
-                     f"(since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-            fh.flush()
-            try:
-                yield
-            finally:
-                fh.seek(0)
-                fh.truncate()
+        with hold_lock(lock, f"serving at {address}", lambda holder: (
+                f"{self.path} is already served by {holder}; send reviewers there, or stop it first "
+                "(two servers on one set would hand the same items out twice)")):
+            yield
 
     # ---- reviewing ------------------------------------------------------------------------------------------
     def next_item(self, reviewer: str, now: float | None = None) -> Item | None:
