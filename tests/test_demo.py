@@ -59,16 +59,17 @@ def test_plot_has_a_reward_hacking_panel(tmp_path, monkeypatch):
 
 
 def test_paired_change_is_the_mean_per_question_change_with_a_paired_interval():
-    from medix.train.demo import paired_change
+    from medix.stats import paired_change
+    from medix.train.demo import COLUMNS
 
     before = [{"accuracy_llm": 0.0}, {"accuracy_llm": 0.0}, {"accuracy_llm": 1.0}, {"accuracy_llm": 1.0}]
     after = [{"accuracy_llm": 1.0}, {"accuracy_llm": 0.0}, {"accuracy_llm": 1.0}, {"accuracy_llm": 1.0}]
-    change = paired_change(before, after)["accuracy_llm"]
+    change = paired_change(before, after, list(COLUMNS))["accuracy_llm"]
     assert change["delta"] == 0.25 and change["n"] == 4  # (1 + 0 + 0 + 0) / 4
     low, high = change["interval"]
     # per-question diffs [1, 0, 0, 0]: a resampled mean lies in [0, 1]; its 2.5th percentile is 0 (all-zero
     # resamples have probability (3/4)^4 = 32%), its 97.5th is at least 0.5
     assert low == 0.0 and 0.5 <= high <= 1.0
-    same = paired_change(before, before)["accuracy_llm"]
+    same = paired_change(before, before, list(COLUMNS))["accuracy_llm"]
     assert same["delta"] == 0.0 and same["interval"] == [0.0, 0.0]  # no change, no width: pairs kept together
-    assert "format" not in paired_change(before, after)  # a component no row has is left out
+    assert "format" not in paired_change(before, after, list(COLUMNS))  # a component no row has is left out

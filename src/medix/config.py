@@ -8,6 +8,7 @@ flags and a YAML file both set a value, the merge is a function here (`load_rewa
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -142,7 +143,29 @@ class RewardWeights(_Config):
         return self
 
 
+# `reward.preset`: the arms of the paper's reward ablation as named weight sets (docs/reward.md "Presets"). The
+# single-signal arms train on that signal alone, format and modality off, as the project page describes them
+# ("LLM-only or embedding-only"); llm+embed keeps the paper's 0.575 : 0.375 ratio. A weight left out is 0.
+REWARD_PRESETS: dict[str, dict[str, float]] = {
+    "composite": RewardWeights().model_dump(),
+    "llm": {"judge": 1.0},
+    "embed": {"embed": 1.0},
+    "llm+embed": {"judge": 0.575 / 0.95, "embed": 0.375 / 0.95},
+}
+
+
+def preset_weights(name: str) -> dict[str, float]:
+    """Every weight field of `RewardWeights` under preset `name` (0 where the preset leaves it out)."""
+    if name not in REWARD_PRESETS:
+        close = difflib.get_close_matches(name, REWARD_PRESETS, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown reward preset {name!r}: {hint}known: {', '.join(REWARD_PRESETS)}")
+    return {field: REWARD_PRESETS[name].get(field, 0.0) for field in RewardWeights.model_fields}
+
+
 class RewardConfig(_Config):
+    preset: str | None = Field(None, description="A named weight set (composite | llm | embed | llm+embed, "
+                               "REWARD_PRESETS); weights given under `weights` win over the preset's, field by field.")
     weights: RewardWeights = Field(default_factory=RewardWeights, description="Component weights (paper defaults).")
     embed_threshold: float = Field(0.8, ge=-1, le=1, description="accuracy_embed = 1 iff cosine >= this.")
     embed_continuous: bool = Field(False, description="Use max(0, cosine) instead of the 0/1 threshold.")
@@ -158,6 +181,17 @@ class RewardConfig(_Config):
         "whatever the policy.")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The LLM judge behind accuracy_llm.")
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig, description="The model behind accuracy_embed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        given = data.get("weights")
+        given = given.model_dump(exclude_unset=True) if isinstance(given, RewardWeights) else (given or {})
+        if not isinstance(given, dict):
+            return data  # the weights field reports its own type error
+        return {**data, "weights": {**preset_weights(str(data["preset"])), **given}}
 
     @field_validator("on_judge_error", mode="before")
     @classmethod

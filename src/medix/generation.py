@@ -6,11 +6,59 @@ Used by `medix infer` (one question), eval's local generate phase (batches of qu
 validation (held-out prompts). `processing` is a tokenizer (text LMs) or a processor (vision-language
 models); conversations of a VLM carry `{"type": "image"}` placeholders and `images[i]` the images of
 conversation i, in order.
+
+`generate_ids` is `model.generate` with the prompt prefix every row shares (system prompt, worked examples)
+run once instead of once per row, as vLLM's prefix caching does: training's rollouts (the same few-shot prefix,
+each prompt `num_generations` times) and held-out answers go through it.
 """
 
 from __future__ import annotations
 
 import torch
+
+# Below this many shared prompt tokens, a separate prefix pass saves less than it costs.
+MIN_SHARED_PREFIX = 32
+
+
+def shared_prefix(rows: list[torch.Tensor]) -> int:
+    """How many leading tokens every row has in common, keeping at least one token of each row's own: the
+    model still has to run the last prompt token of each row to give its first next-token distribution."""
+    n = min(len(r) for r in rows) - 1
+    if n <= 0:
+        return 0
+    same = torch.stack([r[:n] == rows[0][:n] for r in rows[1:]]).all(0) if len(rows) > 1 else torch.ones(n, dtype=torch.bool)
+    return int(same.long().cumprod(0).sum())
+
+
+def generate_ids(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, min_prefix: int = MIN_SHARED_PREFIX,
+                 **kwargs) -> torch.Tensor:
+    """`model.generate(input_ids, attention_mask, **kwargs)` for left-padded text prompts, with the prefix
+    shared by all rows computed once and its key/value cache repeated per row. The rows are laid out as
+    [prefix][padding][own tokens] — the same width as the input, so the new tokens start at the same column —
+    and the padding is masked: positions come from the mask (prefix 0..P-1, own tokens P..), as with left
+    padding. Falls back to plain `generate` for vision-language models (image positions), with inputs other
+    than ids and mask, a static cache, or a short shared prefix."""
+    config = kwargs.get("generation_config") or getattr(model, "generation_config", None)
+    rows = [ids[mask.bool()] for ids, mask in zip(input_ids, attention_mask)]
+    p = shared_prefix(rows) if len(rows) > 1 else 0
+    plain = (p < min_prefix or hasattr(model.config, "vision_config") or "past_key_values" in kwargs
+             or any(isinstance(v, torch.Tensor) for v in kwargs.values())
+             or getattr(config, "cache_implementation", None) not in (None, "dynamic"))
+    generate = type(model).generate  # the class's: `shared_prefix_rollouts` puts this function on the instance
+    if plain:
+        return generate(model, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    batch, width = input_ids.shape
+    with torch.no_grad():
+        cache = model(input_ids=rows[0][None, :p], use_cache=True, logits_to_keep=1).past_key_values
+    cache.batch_repeat_interleave(batch)  # (batch, heads, P, dim): one copy per row
+    pad = kwargs.get("pad_token_id", getattr(config, "pad_token_id", None))
+    ids = torch.full_like(input_ids, pad if pad is not None else 0)  # masked: any id will do
+    mask = torch.zeros_like(attention_mask)
+    ids[:, :p], mask[:, :p] = rows[0][:p], 1
+    for i, row in enumerate(rows):
+        own = row[p:]
+        ids[i, width - len(own):], mask[i, width - len(own):] = own, 1
+    return generate(model, input_ids=ids, attention_mask=mask, past_key_values=cache, **kwargs)
 
 
 def user_turn(text: str, images: int = 0, system: str | None = None) -> list[dict]:
@@ -43,7 +91,11 @@ def generate(model, processing, conversations: list[list[dict]], images: list[li
                 enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
                                 add_special_tokens=False)
             enc = enc.to(model.device)
-            ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling)
+            if processing is tokenizer:
+                ids = generate_ids(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,
+                                   pad_token_id=pad_id, **sampling)
+            else:
+                ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling)
             # (batch, prompt + new): every row's prompt has the same padded width, so the new tokens follow it
             out += tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:

@@ -4,7 +4,7 @@
     medix judge serve --model smollm2-135m --backend llamacpp
     medix eval run --model smollm2-135m --sample --protocol medix
 
-cli/infer.py (infer, ui), cli/train.py (train, merge-lora, demo), cli/reward.py (reward score), cli/judge.py
+cli/infer.py (infer, ui), cli/train.py (train, merge-lora, demo), cli/ablate.py (ablate), cli/reward.py (reward score), cli/judge.py
 (judge serve, judge audit), cli/eval.py (eval run / list / submit / compare / contamination), cli/review.py
 (review create / serve / report / backup), cli/common.py (the console, progress bars, given flags). A command
 parses its flags, calls one public function and prints; merging flags with a YAML file lives in the config
@@ -22,7 +22,7 @@ import typer
 from rich.markup import escape
 
 from medix.cli import eval as eval_commands
-from medix.cli import infer, judge, review, reward, train
+from medix.cli import ablate, infer, judge, review, reward, train
 from medix.cli.common import SafeRichHandler, console
 from medix.errors import MedixError
 
@@ -30,6 +30,7 @@ app = typer.Typer(help="MediX-R1: open-ended medical RL — composite reward, LL
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(infer.app)  # infer, ui: top-level commands
 app.add_typer(train.app)  # train, merge-lora, demo: top-level commands
+app.add_typer(ablate.app)  # ablate (and its arm / score / report actions)
 app.add_typer(reward.app, name="reward")
 app.add_typer(judge.app, name="judge")
 app.add_typer(eval_commands.app, name="eval")

@@ -18,6 +18,7 @@ from medix.cli.common import SafeConsole, console, fmt, progress_bar, stdout_con
 from medix.errors import MedixError
 
 DEMO_HELD_OUT = 80  # every held-out question of the demo set (train/demo_data/heldout.jsonl)
+ABLATION_STEPS = 12  # per arm of `medix demo --ablation`: four arms and five held-out passes within 25 min on 2 cores
 
 # Its commands sit at the top level of `medix` (added to the app without a group name).
 app = typer.Typer()
@@ -80,18 +81,27 @@ def merge_lora(
 
 @app.command("demo")
 def demo(
-    max_steps: int = typer.Option(30, help="RL steps (each: 1 question × 4 sampled answers)."),
+    max_steps: Optional[int] = typer.Option(None, help="RL steps (each: 1 question × 4 sampled answers); default 30, "
+                                            f"{ABLATION_STEPS} per arm with --ablation."),
     eval_limit: int = typer.Option(DEMO_HELD_OUT, help="Held-out questions scored before and after (at most 80)."),
-    output_dir: Path = typer.Option(Path("runs/demo"), help="Where summary.json, rewards.png and the model go."),
+    output_dir: Optional[Path] = typer.Option(None, help="Where summary.json, rewards.png and the model go "
+                                              "(default runs/demo; runs/demo-ablation with --ablation)."),
     max_completion_tokens: int = typer.Option(64, help="Answer length cap for rollouts and held-out answers."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge of accuracy_llm (training reward and held-out "
                                         "scores). Default: the CPU judge qwen2.5-coder-1.5b where installed "
                                         "(medix[cpu-judge]), else smollm2-135m (fast, near chance)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous training run in --output-dir."),
+    ablation: bool = typer.Option(False, "--ablation", help="The reward ablation instead: one run per preset "
+                                  "(composite, llm, embed, llm+embed) on the demo's settings, then `medix ablate "
+                                  "report` (docs/training.md). Rerun to resume."),
 ) -> None:
     """The main job on the embedded default: train SmolLM2-135M on CPU, score held-out questions before/after."""
     from medix.train.demo import COLUMNS, claim_demo_dir, run_demo
 
+    if ablation:
+        return _demo_ablation(max_steps or ABLATION_STEPS, eval_limit, output_dir or Path("runs/demo-ablation"),
+                              max_completion_tokens, judge, overwrite)
+    max_steps, output_dir = max_steps or 30, output_dir or Path("runs/demo")
     claim_demo_dir(output_dir, overwrite)  # before any model loads: a previous train run is never clobbered
 
     with progress_bar(transient=False) as bar:
@@ -116,6 +126,23 @@ def demo(
     console.print(_judge_line(summary["judge"]), markup=False)  # it holds ".[cpu-judge]", not a Rich tag
     console.print(f"{summary['steps']} steps in {summary['train_runtime_s']:.0f}s; wrote {output_dir}/summary.json "
                   f"and {output_dir}/rewards.png")
+
+
+def _demo_ablation(max_steps: int, eval_limit: int, output_dir: Path, max_completion_tokens: int,
+                   judge: str | None, overwrite: bool) -> None:
+    import shutil
+
+    from medix.cli.ablate import run
+    from medix.train import ablation
+    from medix.train.demo import demo_settings
+
+    if overwrite and (output_dir / ablation.PLAN).is_file():
+        shutil.rmtree(output_dir)  # only a folder `medix ablate` made (it holds the plan)
+    base, overrides = demo_settings(max_steps, eval_limit, max_completion_tokens, judge)
+    plan = ablation.make_plan(None, overrides, list(ablation.DEFAULT_PRESETS), None, None, base=base)
+    console.print(f"reward ablation on the demo: {len(plan.arms)} arms × {max_steps} steps, then "
+                  f"{eval_limit} held-out questions per arm and for the untrained policy, one judge")
+    run(ablation.claim(output_dir, plan), output_dir, window=5)
 
 
 def _change(change: dict | None) -> str:

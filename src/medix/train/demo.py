@@ -22,6 +22,7 @@ from medix.judge.audit import judge_summary
 from medix.errors import MedixError
 from medix.models import SMOLLM2, default_judge
 from medix.rewards import composite as reward
+from medix.stats import paired_change
 from medix.train.config import load_train_config
 from medix.train.run_folder import claim_output_dir
 from medix.train.trainer import build_trainer
@@ -42,41 +43,32 @@ FEW_SHOT = [
 ]
 
 
-def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion_tokens: int = 64,
-                judge_model: str | None = None):
+def demo_settings(max_steps: int, eval_limit: int, max_completion_tokens: int = 64,
+                  judge_model: str | None = None) -> tuple[dict, list[str]]:
+    """(base config, overrides) of the demo's training run, without its output folder (`medix demo --ablation`
+    trains every arm on them)."""
     # Text-only samples use the text-only weighting (modality off, judge and embed renormalised).
     # lr is higher than the paper's 1e-6 because the demo has tens of steps, not thousands, and the
     # embedding reward is continuous (cosine) so a 135M policy that rarely hits 0.8 still gets a signal.
     data = {"few_shot": FEW_SHOT, "prompt_template": str(DEMO_DATA / "prompt.jinja"),
             "system_prompt": "You are a concise medical assistant."}
-    return load_train_config(None, base={"data": data}, overrides=[
+    return {"data": data}, [
         "algorithm.recipe=dapo", f"data.train={DEMO_DATA / 'train.jsonl'}", f"data.eval={DEMO_DATA / 'heldout.jsonl'}",
         f"data.eval_limit={eval_limit}", f"model.name={SMOLLM2}", f"reward.judge.model={judge_model or default_judge()}",
         "rollout.num_generations=4", "reward.embed_continuous=true",
+        "trainer.per_device_eval_batch_size=16",  # held-out answers 16 at a time: ~30% faster than 8 on 2 cores
         f"rollout.max_completion_tokens={max_completion_tokens}", "trainer.per_device_train_batch_size=4",
-        "trainer.learning_rate=2e-5", f"trainer.max_steps={max_steps}", f"trainer.output_dir={output_dir}",
+        "trainer.learning_rate=2e-5", f"trainer.max_steps={max_steps}",
         f"trainer.save_steps={max(max_steps, 1)}", "trainer.save_total_limit=1", "trainer.logging_steps=1",
         "algorithm.dynamic_sampling.max_attempts=2", "algorithm.dynamic_sampling.on_exhausted=pad",
         "trainer.lr_scheduler_type=linear",  # tens of steps: decay to 0 as before the paper's constant default
-    ])
+    ]
 
 
-def paired_change(before: list[dict], after: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
-    """{component: {"delta", "interval"}}: the mean per-question change after − before, with its 95% paired
-    bootstrap interval (the same questions scored twice: resampling questions keeps each pair together).
-    An interval that contains 0 means the change is within noise."""
-    import numpy as np
-
-    from medix.stats import bootstrap_means, interval
-
-    change = {}
-    for name in COLUMNS:
-        pairs = [(b.get(name), a.get(name)) for b, a in zip(before, after)]
-        diffs = np.array([a - b for b, a in pairs if a is not None and b is not None], dtype=float)
-        if diffs.size:
-            replicates = bootstrap_means(diffs, resamples, np.random.default_rng(seed))
-            change[name] = {"delta": round(float(diffs.mean()), 6), "interval": interval(replicates), "n": int(diffs.size)}
-    return change
+def demo_config(max_steps: int, eval_limit: int, output_dir: str, max_completion_tokens: int = 64,
+                judge_model: str | None = None):
+    base, overrides = demo_settings(max_steps, eval_limit, max_completion_tokens, judge_model)
+    return load_train_config(None, base=base, overrides=[*overrides, f"trainer.output_dir={output_dir}"])
 
 
 def step_metrics(log_history: list[dict]) -> list[dict]:
@@ -187,7 +179,7 @@ def run_demo(max_steps: int = 30, eval_limit: int = 80, output_dir: str = "runs/
     summary = {
         "steps": result.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
         "config": cfg.model_dump(mode="json"), "data": run.data_report, "judge": judge_summary(cfg.reward.judge),
-        "before": before, "after": after, "change": paired_change(before_rows, run.validator.last), "per_step": rows,
+        "before": before, "after": after, "change": paired_change(before_rows, run.validator.last, list(COLUMNS)), "per_step": rows,
         "held_out_examples": {"before": before_rows[:3], "after": run.validator.last[:3]},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -82,6 +82,34 @@ def step_signals(facts: list[dict]) -> dict[str, float]:
     return out
 
 
+def conditions(step: int, signals: dict[str, float], baselined: int, c: MonitorConfig) -> list[str]:
+    """The warning conditions one step's signals meet: the judge accepting what the embedding rejects past
+    `max_judge_embed_disagreement` after `warmup_steps`; answers longer than `max_length_ratio` times the
+    baseline once `baselined` (steps in it) reaches `baseline_steps`."""
+    out = []
+    share, ratio = signals.get("judge_accepts_embed_rejects"), signals.get("answer_length_ratio")
+    if step > c.warmup_steps and share is not None and share > c.max_judge_embed_disagreement:
+        out.append("judge_embed_disagreement")
+    if baselined >= c.baseline_steps and ratio is not None and ratio > c.max_length_ratio:
+        out.append("answer_length")
+    return out
+
+
+def replay(rows: list[dict], config: MonitorConfig) -> dict[str, int]:
+    """{condition: the step it first fired} from a run's logged monitor/* metrics (one dict per step, as in
+    metrics.jsonl): the monitor's own rule, for a run folder read after the fact (`medix ablate report`)."""
+    first: dict[str, int] = {}
+    baselined = 0
+    for row in sorted(rows, key=lambda r: r["step"]):
+        signals = {k.removeprefix("monitor/"): v for k, v in row.items() if k.startswith("monitor/")}
+        signals = {k: None if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in signals.items()}
+        if signals.get("answer_tokens_mean") is not None:
+            baselined = min(baselined + 1, config.baseline_steps)
+        for condition in conditions(row["step"], signals, baselined, config):
+            first.setdefault(condition, row["step"])
+    return first
+
+
 class RewardMonitor:
     """Collects a step's completion facts, turns them into monitor/* metrics and warns once per condition.
 
@@ -118,20 +146,20 @@ class RewardMonitor:
 
     def _check(self, step: int, s: dict[str, float], base: float) -> None:
         c = self.config
-        share = s["judge_accepts_embed_rejects"]
-        if step > c.warmup_steps and share > c.max_judge_embed_disagreement:
+        fired = conditions(step, s, len(self.baseline), c)
+        if "judge_embed_disagreement" in fired:
             self._warn("judge_embed_disagreement", step, (
-                f"step {step}: the judge accepts {share:.0%} of the completions whose answer the embedding rejects "
-                f"(cosine < {self.reward.embed_threshold}; monitor.max_judge_embed_disagreement = "
-                f"{c.max_judge_embed_disagreement:.0%}). The policy may be writing answers that please the judge "
-                "(verdict bait): read completions.jsonl, see docs/training.md \"Reward-hacking monitor\""))
-        ratio = s["answer_length_ratio"]
-        if len(self.baseline) >= c.baseline_steps and ratio > c.max_length_ratio:
+                f"step {step}: the judge accepts {s['judge_accepts_embed_rejects']:.0%} of the completions whose "
+                f"answer the embedding rejects (cosine < {self.reward.embed_threshold}; "
+                f"monitor.max_judge_embed_disagreement = {c.max_judge_embed_disagreement:.0%}). The policy may be "
+                "writing answers that please the judge (verdict bait): read completions.jsonl, see docs/training.md "
+                "\"Reward-hacking monitor\""))
+        if "answer_length" in fired:
             self._warn("answer_length", step, (
                 f"step {step}: mean answer length {s['answer_tokens_mean']:.1f} tokens (p95 "
-                f"{s['answer_tokens_p95']:.0f}) is {ratio:.1f}x the first {c.baseline_steps} steps' {base:.1f} "
-                f"(monitor.max_length_ratio = {c.max_length_ratio}). The policy may be padding its answers: "
-                "see docs/training.md \"Reward-hacking monitor\""))
+                f"{s['answer_tokens_p95']:.0f}) is {s['answer_length_ratio']:.1f}x the first {c.baseline_steps} "
+                f"steps' {base:.1f} (monitor.max_length_ratio = {c.max_length_ratio}). The policy may be padding its "
+                "answers: see docs/training.md \"Reward-hacking monitor\""))
 
     def _warn(self, condition: str, step: int, message: str) -> None:
         if condition in self.warned:

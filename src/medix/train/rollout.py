@@ -1,4 +1,9 @@
-"""What the rollout engine (vLLM, colocated) is handed, where TRL 1.16 hands it the wrong thing.
+"""What the rollout engine is handed, where TRL 1.16 hands it the wrong thing or more than it needs.
+
+Shared prompt prefixes. Without vLLM, TRL calls transformers' `generate` on every prompt `num_generations`
+times, and every prompt starts with the same system prompt and worked examples: that prefix is run once and its
+key/value cache repeated (`shared_prefix_rollouts`, `medix.generation.generate_ids`; same tokens). On the
+demo's CPU rollouts this was most of the prompt work (docs/performance.md).
 
 Image prompts. TRL tokenises a vision prompt with the processor, which expands each image placeholder into
 one token per merged patch (`<|image_pad|>` × N for Qwen-VL), and sends those ids with the raw image to
@@ -23,6 +28,7 @@ tensors are handed back in the checkpoint's layout, read from transformers' own 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 
 
@@ -36,13 +42,32 @@ def collapse_runs(ids: list[int], token_id: int) -> list[int]:
     return out
 
 
-def vllm_image_prompts(trainer, images):
-    """The context for one of TRL's vLLM calls: placeholders collapsed where the engine is colocated and the
-    prompts carry images (`unexpanded_image_prompts`), else nothing."""
+def generation_context(trainer, images):
+    """The context for one of TRL's generation calls: on colocated vLLM with images, each image's placeholder
+    once (`unexpanded_image_prompts`); on transformers' `generate`, the prompt prefix all rows share run once
+    (`shared_prefix_rollouts`), except under ZeRO-3 / FSDP, where every forward is a collective and every
+    process must run the same passes; else nothing."""
     token = getattr(trainer, "_image_pad_token_id", None)
-    if trainer.use_vllm and trainer.vllm_mode == "colocate" and images is not None and token is not None:
-        return unexpanded_image_prompts(trainer.vllm_generation, token)
-    return contextlib.nullcontext()
+    if trainer.use_vllm:
+        if trainer.vllm_mode == "colocate" and images is not None and token is not None:
+            return unexpanded_image_prompts(trainer.vllm_generation, token)
+        return contextlib.nullcontext()
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or getattr(trainer.args, "use_transformers_paged", False):
+        return contextlib.nullcontext()
+    return shared_prefix_rollouts(trainer.model)
+
+
+@contextlib.contextmanager
+def shared_prefix_rollouts(model):
+    """For the duration: `model.generate` is `medix.generation.generate_ids` (same tokens, the shared prefix
+    computed once)."""
+    from medix.generation import generate_ids
+
+    model.generate = functools.partial(generate_ids, model)
+    try:
+        yield
+    finally:
+        del model.generate  # back to the class's method
 
 
 @contextlib.contextmanager
@@ -129,7 +154,7 @@ def engine_answers(trainer, conversations: list, images: list | None, max_new_to
         generation.sync_weights()
         trainer._last_loaded_step = trainer.state.global_step
     sampling = _sampling(generation, temperature=temperature or 0.0, top_p=top_p, max_completion_length=max_new_tokens)
-    with vllm_image_prompts(trainer, prompt_images), sampling:
+    with generation_context(trainer, prompt_images), sampling:
         _, completion_ids, _, _ = generation.generate(prompts=prompt_ids, images=prompt_images, num_generations=1)
     tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
     return tokenizer.batch_decode(completion_ids, skip_special_tokens=True)

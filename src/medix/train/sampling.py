@@ -29,7 +29,7 @@ from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_b
 from medix.errors import MedixError
 from medix.train.config import DynamicSamplingConfig
 from medix.train.monitor import RewardMonitor
-from medix.train.rollout import checkpoint_layout, vllm_image_prompts
+from medix.train.rollout import checkpoint_layout, generation_context
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +313,9 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         self._refill_rng.setstate((version, tuple(internal), gauss))
 
     def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
-        """TRL's generation step; colocated vLLM gets each image's placeholder once (`train/rollout.py`)."""
-        with vllm_image_prompts(self, images):
+        """TRL's generation step; colocated vLLM gets each image's placeholder once, transformers' `generate`
+        runs the shared prompt prefix once (`train/rollout.generation_context`)."""
+        with generation_context(self, images):
             return super()._generate_single_turn(prompt_ids, images, *args, **kwargs)
 
     def _pad_id(self) -> int:

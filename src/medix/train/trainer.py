@@ -70,7 +70,8 @@ def build_trainer(cfg: TrainConfig, model=None, processing=None, extra_reward_fu
         held_out = prepare(cfg.data.eval, cfg.data, processing, vision, cfg.data.eval_limit)
         composite = funcs[0].composite  # the same reward (and judge, and cache) as training
         validator = Validator(held_out.dataset, processing, composite, cfg.rollout.max_completion_tokens,
-                              cfg.data.eval_limit, cfg.trainer.eval_temperature, cfg.trainer.eval_top_p)
+                              cfg.data.eval_limit, cfg.trainer.eval_temperature, cfg.trainer.eval_top_p,
+                              batch_size=trainer.args.per_device_eval_batch_size)
         if cfg.trainer.eval_steps:
             trainer.add_callback(ValidationCallback(trainer, validator, cfg.trainer.eval_steps, out))
     return BuiltRun(trainer, report, validator)

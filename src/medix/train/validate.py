@@ -44,10 +44,10 @@ def unwrapped_for_generation(model, accelerator):
 
 class Validator:
     def __init__(self, dataset, processing, composite: CompositeReward, max_new_tokens: int, limit: int | None,
-                 temperature: float = 0.0, top_p: float = 1.0):
+                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 8):
         rows = dataset.select(range(min(len(dataset), limit or len(dataset))))
         self.rows, self.processing, self.composite, self.max_new_tokens = rows, processing, composite, max_new_tokens
-        self.temperature, self.top_p = temperature, top_p
+        self.temperature, self.top_p, self.batch_size = temperature, top_p, batch_size  # per process (TRL's eval batch)
 
     def run(self, model, accelerator=None, trainer=None) -> dict:
         """The summary over every held-out row. With an `accelerator`, call it on every process: each answers
@@ -65,7 +65,7 @@ class Validator:
         else:
             with unwrapped_for_generation(model, accelerator) as policy:
                 responses = generate(policy, self.processing, rows["prompt"], images, self.max_new_tokens,
-                                     self.temperature, self.top_p)
+                                     self.temperature, self.top_p, self.batch_size)
         has_image = [image_present(i) for i in images] if images else [False] * len(responses)
         results = self.composite.score(responses[:own], rows["solution"][:own], rows["problem"][:own], has_image[:own])
         mine = [(i, {"id": row_id, "response": r, **res.to_dict()}, res)
