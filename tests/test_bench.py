@@ -26,7 +26,7 @@ BENCH = REPO / "bench"
 # tests/test_launch_readiness.py::test_gpu_smoke_kit_is_closed_on_a_bare_python, which needs a Python 3.12.
 NOT_HERE = {"gpu_smoke.py", "gpu_smoke_kit.py"}
 # These load the embedded SmolLM2 / MiniLM and run them (train_step: two GRPO steps).
-SLOW = {"cpu_judge.py", "judge_prefix.py", "reward_throughput.py", "train_step.py"}
+SLOW = {"cpu_judge.py", "judge_prefix.py", "reward_throughput.py", "shared_prefix.py", "train_step.py"}
 TIMEOUT_S = 600  # far above a smoke run; a script that takes this long has lost its toy sizes
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name not in NOT_HERE)
 
