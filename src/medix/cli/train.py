@@ -112,7 +112,7 @@ def demo(
                        f"format {logs.get('rewards/format/mean') or 0:.2f}")
 
         console.print("scoring held-out questions, then training; the first run converts the embedded models once "
-                      "(SmolLM2 ~30 s, the CPU judge ~2 min)")
+                      "(SmolLM2 ~20 s, the CPU judge ~1 min)")
         summary = run_demo(max_steps, eval_limit, str(output_dir), max_completion_tokens, on_step=on_step,
                            judge_model=judge)
     table = Table(title=f"medix demo — {summary['before']['rows']} held-out questions, greedy answers",
