@@ -2,12 +2,12 @@
 
     python bench/data_prep.py                          # new: 2k and 20k rows of .jsonl (image paths) and .parquet
                                                        # (image bytes); old: the sizes it fits at (see --help)
-    python bench/data_prep.py --smoke                  # 30 rows, old and new (run by tests/test_data_prep.py)
+    python bench/data_prep.py --smoke                  # 30 rows, old and new (run by tests/train/test_data_prep.py)
     python bench/data_prep.py --markdown               # the table for docs/performance.md
 
 The dataset is synthetic with the schema of MBZUAI/medix-rl-data (`image`: a list of images, `problem`,
 `solution` = "<TAG> answer"), built from the real VQA-RAD and PathVQA mirror images and questions (found as
-tests/conftest.py finds them: ../shared/benchmarks next to the repo, or $MEDIX_BENCHMARKS); every 100th
+the tests find them: ../shared/benchmarks next to the repo, or $MEDIX_BENCHMARKS); every 100th
 question (the 8th, 108th, ...) is made too long for the 4352-token filter, so that the count of dropped
 rows is checked too.
 

@@ -9,7 +9,7 @@
 servers started the way `--serve` starts them (`medix.serving`): one server, one server with
 `--data-parallel-size 2` (one endpoint, vLLM balancing its two engines), and two separate servers spread by
 medix's client. Extra vLLM arguments go in MEDIX_BENCH_VLLM_ARGS (e.g. "--enforce-eager" for the CPU build);
-`--vllm MODEL --smoke` runs the first layout on 4 items (tests/test_vllm_engine.py runs it).
+`--vllm MODEL --smoke` runs the first layout on 4 items (tests/serving/test_vllm_engine.py runs it).
 
 Each "GPU" is one `medix.testing.stub_server` process simulating a batching engine of fixed capacity: at
 most --capacity requests served at once, each taking --latency seconds, so one server does at most

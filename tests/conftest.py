@@ -1,4 +1,5 @@
-"""Shared fixtures: real embedded models (loaded once), a loopback judge stub, isolated verdict caches."""
+"""Fixtures every test folder shares: the benchmark mirrors, a loopback judge stub and its config, a loopback
+policy server, a server whose reply a test sets. Shared plain helpers (paths, servers, runners) are in helpers/."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import BENCHMARKS
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # A shell's background job (`cmd &`) starts with SIGINT ignored, and children inherit that: the Ctrl-C tests'
 # subprocesses would never see their SIGINT. Python's own handler here is reset to the default at their exec.
@@ -16,9 +19,6 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 # Tests judge with the fast SmolLM2-135M unless they ask for another, also where the CPU judge is installed
 # (the product's default there); tests of the default itself remove this.
 os.environ.setdefault("MEDIX_DEFAULT_JUDGE", "smollm2-135m")
-# Real benchmark mirrors, read by tests only (the product never depends on them).
-BENCHMARKS = Path(os.environ.get("MEDIX_BENCHMARKS", Path(__file__).resolve().parents[2] / "shared" / "benchmarks"))
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +36,45 @@ def stub():
         yield server
 
 
+@pytest.fixture(scope="module")
+def stub_url():
+    """One loopback judge stub shared by a module's tests (its URL)."""
+    from medix.testing.stub_server import JudgeStub
+
+    with JudgeStub() as stub:
+        yield stub.url
+
+
 @pytest.fixture
 def stub_judge_config(stub, tmp_path):
     from medix.config import JudgeConfig
 
     return JudgeConfig(backend="openai", model="stub", base_urls=[stub.url], cache_path=str(tmp_path / "c.sqlite"),
                        timeout_s=2, backoff_s=0.01)
+
+
+@pytest.fixture
+def policy():
+    """A loopback policy server that answers option A to every question."""
+    from medix.testing.stub_server import JudgeStub
+
+    with JudgeStub(role="policy", policy_answer="A") as server:
+        yield server
+
+
+@pytest.fixture
+def response_server():
+    """A loopback server whose /v1/chat/completions answers with `state["reply"]()` (a starlette Response)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from medix.testing.stub_server import LoopbackServer
+
+    state = {"reply": None}
+
+    async def completions(request):
+        return state["reply"]()
+
+    with LoopbackServer(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])) as server:
+        state["url"] = server.url
+        yield state

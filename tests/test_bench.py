@@ -23,10 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 # gpu_smoke.py is driven by bench/gpu_smoke.sh --smoke (it needs the shell wrapper's environment).
 # gpu_smoke_kit.py --smoke downloads and installs the smoke's wheel kit for real (~2 min, PyPI): it runs once, in
-# tests/test_launch_readiness.py::test_gpu_smoke_kit_is_closed_on_a_bare_python, which needs a Python 3.12.
+# tests/train/test_launch_readiness.py::test_gpu_smoke_kit_is_closed_on_a_bare_python, which needs a Python 3.12.
 NOT_HERE = {"gpu_smoke.py", "gpu_smoke_kit.py"}
-# These load the embedded SmolLM2 / MiniLM and run them (train_step: two GRPO steps).
-SLOW = {"cpu_judge.py", "judge_prefix.py", "reward_throughput.py", "shared_prefix.py", "train_step.py"}
+# These load the embedded SmolLM2 / MiniLM and run them (train_step: two GRPO steps; judge_prompts: the local
+# judge on audit pairs, once per template variant).
+SLOW = {"cpu_judge.py", "judge_prefix.py", "judge_prompts.py", "reward_throughput.py", "shared_prefix.py",
+        "train_step.py"}
 TIMEOUT_S = 600  # far above a smoke run; a script that takes this long has lost its toy sizes
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name not in NOT_HERE)
 

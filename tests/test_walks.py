@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from scripted_run import scripted_run, train
+from helpers.scripted_run import scripted_run, train
 from typer.testing import CliRunner
 
 import medix

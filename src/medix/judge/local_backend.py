@@ -266,7 +266,7 @@ class LocalBackend:
         """On CPU the cost is the tokens run, so each conversation keeps its key/value cache from round to
         round: round r runs only what round r-1 did not (the reply and the follow-up), and round 1 of
         conversations sharing most of their first prompt (one question and reference) starts from one pass
-        over that prefix. Same logits as the batched path (tests/test_local_models.py)."""
+        over that prefix. Same logits as the batched path (tests/judge/test_local_models.py)."""
         firsts = [[{"role": "user", "content": c.first}] for c in conversations]
         first_ids = [self._ids(t) for t in self.render(firsts, prefix)]
         verdicts = [Verdict(None) for _ in conversations]

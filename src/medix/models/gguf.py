@@ -3,7 +3,7 @@
 transformers can load a GGUF (`from_pretrained(gguf_file=...)`), but it dequantises every tensor to float32
 in memory first (the 1.5B judge: 9 GB peak) and refuses to save the result. Here the tensors are streamed:
 read memory-mapped, dequantised one at a time with transformers' own name mapping and tensor processors
-(the same weights it would load: tests/test_models.py compares them), cast straight to the target dtype and
+(the same weights it would load: tests/models/test_models.py compares them), cast straight to the target dtype and
 written to safetensors shards of `SHARD_BYTES`. Peak memory is one float32 tensor plus one shard. The config
 and tokenizer come from the GGUF's metadata, as transformers reads them, except the special tokens, which are
 set as the file names them (`special_tokens`: transformers releases differ there). Written to a temporary
