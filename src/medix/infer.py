@@ -46,7 +46,7 @@ class Reply:
         return {k: v for k, v in asdict(self).items() if k in ("modality", "reasoning", "answer", "raw")}
 
 
-class LocalBackend:
+class LocalPolicy:
     """transformers on this machine: text-only causal LMs, or image-text-to-text models for vision."""
 
     def __init__(self, model: str, vision: bool, device: str | None = None):
@@ -70,7 +70,7 @@ class LocalBackend:
                         max_new_tokens)[0]
 
 
-class ServerBackend:
+class ServedPolicy:
     """Any OpenAI-compatible chat endpoint; the image travels as a base64 PNG data URL."""
 
     def __init__(self, model: str, base_url: str, timeout_s: float = 60.0):
@@ -121,8 +121,8 @@ class Assistant:
         self.vision = True if server else is_vision_model(self.model)  # a server decides; we always send the image
         self.think_tag = think_tag or zoo_entry(self.model).think_tag
         self.max_new_tokens = max_new_tokens
-        self.backend = (ServerBackend(self.hub_id, server, timeout_s) if server
-                        else LocalBackend(self.hub_id, self.vision, device))
+        self.backend = (ServedPolicy(self.hub_id, server, timeout_s) if server
+                        else LocalPolicy(self.hub_id, self.vision, device))
 
     def ask(self, question: str, image=None) -> Reply:
         """Run the model on `question` (and `image`: a path, bytes or PIL image); never returns silently empty."""

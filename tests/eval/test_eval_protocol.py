@@ -11,7 +11,7 @@ from medix.backends import BACKENDS, Backend, get_backend, register
 from medix.config import JudgeConfig, build
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
-from medix.eval.protocol import MEDIX, PAPER, get_protocol
+from medix.eval.protocol import MEDIX_PROTOCOL, PAPER_PROTOCOL, get_protocol
 from medix.eval.runner import run_eval
 from medix.judge import Judge, JudgeRequest, Verdict
 from medix.testing.stub_server import JudgeStub
@@ -31,13 +31,13 @@ def test_protocol_table_matches_the_documented_protocols(name, tokens, format_pr
 
 def test_candidates_and_layouts_differ_as_documented():
     raw = "<X_RAY> <think>a</think> <answer>pneumonia</answer>"
-    assert PAPER.candidate(raw, "pneumonia") == "<answer>pneumonia</answer>"  # after the last </think>
-    assert MEDIX.candidate(raw, "pneumonia") == "pneumonia"
-    assert MEDIX.candidate("<CT_SCAN> <think>x</think> effusion", None) == "effusion"
-    assert PAPER.choices_block("Q?", "A. x") == "Q?\n\nChoices:\nA. x"
-    assert MEDIX.mcq_reference("B", {"A": "x", "B": "ulnar."}, None) == "B. ulnar"
+    assert PAPER_PROTOCOL.candidate(raw, "pneumonia") == "<answer>pneumonia</answer>"  # after the last </think>
+    assert MEDIX_PROTOCOL.candidate(raw, "pneumonia") == "pneumonia"
+    assert MEDIX_PROTOCOL.candidate("<CT_SCAN> <think>x</think> effusion", None) == "effusion"
+    assert PAPER_PROTOCOL.choices_block("Q?", "A. x") == "Q?\n\nChoices:\nA. x"
+    assert MEDIX_PROTOCOL.mcq_reference("B", {"A": "x", "B": "ulnar."}, None) == "B. ulnar"
     long = "w" * 3000
-    assert PAPER.judge_question(long) == long and len(MEDIX.judge_question(long)) < 1300
+    assert PAPER_PROTOCOL.judge_question(long) == long and len(MEDIX_PROTOCOL.judge_question(long)) < 1300
 
 
 def test_an_unknown_protocol_or_backend_is_named_with_the_choices():

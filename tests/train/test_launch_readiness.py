@@ -271,7 +271,7 @@ def test_gpu_smoke_script_runs_on_cpu():
 
 
 @pytest.mark.parametrize("overrides, env, message", [
-    (["rollout.backend=vllm"], {}, r"rollout.backend=vllm needs vllm.*medix\[gpu\]"),
+    (["rollout.engine=vllm"], {}, r"rollout.engine=vllm needs vllm.*medix\[gpu\]"),
     ([], {"ACCELERATE_USE_DEEPSPEED": "true"}, r"DeepSpeed accelerate config needs deepspeed"),
 ])
 def test_a_missing_gpu_package_is_named_with_its_setting(overrides, env, message, monkeypatch):

@@ -24,12 +24,19 @@ def test_train_max_steps_must_train_something(override, message):
     ("rollout.max_steps=0", "rollout.max_steps: max_steps is medix's trainer.max_steps"),
     ("algorithm.learning_rate=-1e-5", "algorithm.learning_rate: learning_rate is medix's trainer.learning_rate"),
     ("algorithm.output_dir=/elsewhere/earlier-run", "algorithm.output_dir: output_dir is medix's trainer.output_dir"),
-    ("rollout.use_vllm=false", "rollout.use_vllm is set by rollout.backend"),
+    ("rollout.use_vllm=false", "rollout.use_vllm is set by rollout.engine"),
     ("trainer.warmup_steps=abc", "trainer.warmup_steps='abc': TRL's warmup_steps takes float"),
 ])
 def test_a_key_outside_its_home_or_of_the_wrong_type_is_refused(given, message):
     with pytest.raises(MedixError, match=re.escape(message)):
         load_train_config(None, ["data.train=x.jsonl", given])
+
+
+def test_the_rollout_engine_is_read_under_its_earlier_name_too():
+    # `rollout.backend` was renamed `rollout.engine` ("backend" names the judge's client); older configs still load
+    assert load_train_config(None, ["data.train=x.jsonl", "rollout.backend=vllm"]).rollout.engine == "vllm"
+    assert load_train_config(None, ["data.train=x.jsonl", "rollout.engine=vllm"]).rollout.engine == "vllm"
+    assert load_train_config(None, ["data.train=x.jsonl"]).rollout.engine == "transformers"
 
 
 def test_a_pass_through_number_is_typed_as_trl_types_it():

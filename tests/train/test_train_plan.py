@@ -212,7 +212,7 @@ def test_a_share_that_cannot_hold_one_sequence_is_refused(override, message):
 
 
 def test_generation_without_vllm_gathers_zero3_weights_and_holds_the_batch_kv_cache():
-    cfg = paper("2b-dapo", "rollout.backend=transformers")
+    cfg = paper("2b-dapo", "rollout.engine=transformers")
     zero3 = lines(plan_training(cfg, launch_shape(ZERO3, 8, 79.6, None)).roles[-1])
     kv = 5 * 64 * 8448 * (2 * 28 * 8 * 128 * 2)  # 320 sequences of the generation batch × K, V of every layer
     assert zero3["full weights gathered to generate"] == pytest.approx(P2B * 2 * 7 / 8)

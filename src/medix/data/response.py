@@ -37,7 +37,7 @@ _TAG_SET = frozenset(MODALITY_TAGS)
 
 # A leading `<TAG>` (spaces inside the brackets tolerated); the tag text is validated separately so an
 # unknown tag can be reported by name.
-_LEADING_TAG = re.compile(r"^\s*<\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*>\s*", re.DOTALL)
+LEADING_TAG = re.compile(r"^\s*<\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*>\s*", re.DOTALL)
 
 
 def normalize_tag(tag: str) -> str:
@@ -52,7 +52,7 @@ def split_solution(solution: str) -> tuple[str | None, str, str | None]:
     bracketed word that is not a modality tag (so a loader can report it); it is None otherwise.
     Reasoning tags such as `<think>` or `<answer>` are not treated as a modality.
     """
-    match = _LEADING_TAG.match(solution)
+    match = LEADING_TAG.match(solution)
     if not match:
         return None, solution.strip(), None
     word = normalize_tag(match.group(1))

@@ -12,7 +12,7 @@ from medix.backends import check_backend, get_backend
 from medix.config import JudgeConfig, ServerURL, _Config, build, deep_merge, read_yaml
 from medix.serving.config import ServeConfig
 from medix.errors import MedixError
-from medix.eval.protocol import PAPER, Protocol, get_protocol
+from medix.eval.protocol import PAPER_PROTOCOL, Protocol, get_protocol
 from medix.eval.schema import sha256
 from medix.models import zoo_entry
 from medix.files import display_url
@@ -39,7 +39,7 @@ JUDGE_SERVER_PORT = 8100
 
 def _eval_judge(data: dict) -> JudgeConfig:
     """The judge of a config without a `judge:` section: its protocol's judge defaults."""
-    return JudgeConfig(**data.get("protocol", PAPER).judge_defaults)
+    return JudgeConfig(**data.get("protocol", PAPER_PROTOCOL).judge_defaults)
 
 
 class EvalConfig(_Config):
@@ -49,7 +49,7 @@ class EvalConfig(_Config):
         return [display_url(u) for u in urls]
 
     protocol: ProtocolField = Field(
-        PAPER, description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
+        PAPER_PROTOCOL, description="'paper': the published MediX-R1 evaluation item by item (questions, references, "
         "bare prompts, JSON-score judge, failures count as 0). 'medix': format prompt, answer-only judging, "
         "YES/NO judge, failures excluded. Runs of the two never mix (the protocol is in the run identity).")
     model: str = Field(..., description="Policy under test: zoo name (MediX-R1-8B, smollm2-135m), hub id or "
@@ -124,7 +124,7 @@ class EvalConfig(_Config):
     @classmethod
     def _eval_judge_defaults(cls, value, info: ValidationInfo):
         """A partial `judge:` section (YAML or flags) starts from the protocol's judge defaults, not the reward's."""
-        defaults = info.data.get("protocol", PAPER).judge_defaults
+        defaults = info.data.get("protocol", PAPER_PROTOCOL).judge_defaults
         return {**defaults, **value} if isinstance(value, dict) else value
 
     @model_validator(mode="after")

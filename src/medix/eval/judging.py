@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Callable
 
 from medix.errors import MedixError
-from medix.eval.protocol import PAPER, Protocol, get_protocol
+from medix.eval.protocol import PAPER_PROTOCOL, Protocol, get_protocol
 from medix.eval.registry import TaskSpec
 from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord
 from medix.judge import Judge, JudgeRequest, Verdict, identity_key
@@ -31,7 +31,7 @@ class EvalJudge:
 
     judge: Judge
     rounds: int
-    protocol: Protocol = PAPER
+    protocol: Protocol = PAPER_PROTOCOL
 
     def __post_init__(self) -> None:
         self.protocol = get_protocol(self.protocol)  # a name is accepted too

@@ -19,10 +19,9 @@ import re
 from dataclasses import dataclass
 from medix.data.images import MAX_IMAGE_SIDE
 from medix.errors import MedixError
-from medix.judge.parse import after_last_think
+from medix.data.response import LEADING_TAG
+from medix.judge.parse import THINK_BLOCK, after_last_think
 
-_THINK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
-_LEADING_TAG = re.compile(r"^\s*<\s*[A-Z_]+\s*>", re.IGNORECASE)
 MAX_QUESTION_CHARS = 1200  # long PubMedQA contexts: the judge needs the question, not the whole abstract
 
 
@@ -132,8 +131,8 @@ class MedixProtocol(Protocol):
         leading modality tag."""
         if answer is not None:
             return answer.strip()
-        text = _THINK.sub(" ", raw or "")
-        text = re.sub(r"<\s*/?\s*answer\s*>", " ", _LEADING_TAG.sub("", text), flags=re.IGNORECASE)
+        text = THINK_BLOCK.sub(" ", raw or "")
+        text = re.sub(r"<\s*/?\s*answer\s*>", " ", LEADING_TAG.sub("", text), flags=re.IGNORECASE)
         return " ".join(text.split())
 
     def judge_question(self, question: str) -> str:
@@ -145,14 +144,14 @@ class MedixProtocol(Protocol):
 # than 60 s), and a judge server next to the policy's (which defaults to port 8000).
 EVAL_JUDGE = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0, "base_urls": ["http://127.0.0.1:8001/v1"]}
 # The published evaluation: bare question, 2048 new tokens, JPEG at full size as the official client sends.
-PAPER = PaperProtocol("paper", max_new_tokens=2048, format_prompt=False, image_format="JPEG", image_max_side=None,
+PAPER_PROTOCOL = PaperProtocol("paper", max_new_tokens=2048, format_prompt=False, image_format="JPEG", image_max_side=None,
                       judge_prompts="paper", failures_count_zero=True, official_prompts=True,
                       reference_as_written=True, judge_defaults=EVAL_JUDGE)
 # medix's own: the training format prompt around each question, PNG downscaled to MAX_IMAGE_SIDE.
-MEDIX = MedixProtocol("medix", max_new_tokens=1024, format_prompt=True, image_format="PNG",
+MEDIX_PROTOCOL = MedixProtocol("medix", max_new_tokens=1024, format_prompt=True, image_format="PNG",
                       image_max_side=MAX_IMAGE_SIDE, judge_prompts="medix", failures_count_zero=False,
                       official_prompts=False, reference_as_written=False, judge_defaults=EVAL_JUDGE)
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PAPER, MEDIX)}
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PAPER_PROTOCOL, MEDIX_PROTOCOL)}
 
 
 def get_protocol(value: "Protocol | str") -> Protocol:

@@ -22,9 +22,16 @@ DECISIONS = ("threshold", "soft")  # applied to the cached P(YES), not to what t
 def cache_key(identity: dict, prompt: str) -> str:
     """The identity's settings (not its notes, e.g. `p_yes: unavailable`, nor its decision settings) and the
     prompt, hashed."""
+    return cache_keys(identity, [prompt])[0]
+
+
+def cache_keys(identity: dict, prompts: list[str]) -> list[str]:
+    """`cache_key` of every prompt, the identity serialised once: the bytes hashed are those of
+    `json.dumps([settings, prompt], sort_keys=True, ensure_ascii=False)`, so stored verdicts stay valid."""
     settings = {k: v for k, v in identity.items() if k not in IDENTITY_NOTES and k not in DECISIONS}
-    blob = json.dumps([settings, prompt], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    head = "[" + json.dumps(settings, sort_keys=True, ensure_ascii=False) + ", "
+    return [hashlib.sha256((head + json.dumps(p, ensure_ascii=False) + "]").encode("utf-8")).hexdigest()
+            for p in prompts]
 
 
 class VerdictCache:

@@ -40,21 +40,21 @@ from medix.backends import get_backend
 from medix.config import JudgeConfig
 from medix.errors import MedixError
 from medix.files import cache_dir
-from medix.judge.cache import VerdictCache, cache_key
+from medix.judge.cache import VerdictCache, cache_keys
 from medix.judge.types import (IDENTITY_NOTES, LOCAL_RESERVE_TOKENS, MIN_CONTEXT, Conversation, JudgeBackend,
                                JudgeRequest, Kind, Verdict)
 from medix.files import display_url
 
 log = logging.getLogger(__name__)
-PROTOCOLS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper": "paper-v1"}
+TEMPLATE_VERSIONS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper": "paper-v1"}
 
 
 # The prompt templates.
 TEMPLATE_DIR = Path(__file__).parent / "templates"  # the packaged .jinja files
 ONE_TURN = {"binary": "binary.jinja"}
-CONVERSATION = {"binary": "eval_binary.jinja", "rubric": "eval_rubric.jinja", "followup": "eval_reevaluate.jinja"}
+CONVERSATION_TEMPLATES = {"binary": "eval_binary.jinja", "rubric": "eval_rubric.jinja", "followup": "eval_reevaluate.jinja"}
 # The published evaluation's contract (JSON {"score": n}, re-evaluation request), in medix's own wording.
-PAPER = {"binary": "paper_binary.jinja", "rubric": "paper_rubric.jinja", "followup": "paper_reevaluate.jinja"}
+PAPER_TEMPLATES = {"binary": "paper_binary.jinja", "rubric": "paper_rubric.jinja", "followup": "paper_reevaluate.jinja"}
 REQUIRED = ("candidate", "reference")  # a judging template that never shows one of these cannot judge
 
 
@@ -196,7 +196,7 @@ def backend_method(config: JudgeConfig) -> str:
 def one_turn_identity(config: JudgeConfig) -> dict:
     """The identity of the one-turn judge `config` describes, without building it (no model is loaded)."""
     return judge_identity(config, backend_method(config), Prompts(ONE_TURN, config.template).sha256,
-                          PROTOCOLS["one-turn"])
+                          TEMPLATE_VERSIONS["one-turn"])
 
 
 def make_backend(config: JudgeConfig) -> JudgeBackend:
@@ -208,9 +208,11 @@ class Judge:
         self.config = config or JudgeConfig()
         self.prompts = Prompts(ONE_TURN, self.config.template)
         self.conversation_prompts = {
-            "medix": Prompts(CONVERSATION, self.config.template, self.config.rubric_template),
-            "paper": Prompts(PAPER, self.config.template, self.config.rubric_template, readout="json_score"),
+            "medix": Prompts(CONVERSATION_TEMPLATES, self.config.template, self.config.rubric_template),
+            "paper": Prompts(PAPER_TEMPLATES, self.config.template, self.config.rubric_template, readout="json_score"),
         }
+        self._record = get_backend(self.config.backend)  # the backend's table row: served? how it reads a verdict
+        self._identity: dict | None = None  # built on first use: it may look up the model's revision
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._cache_path = self.config.cache_path or str(cache_dir() / "judge_cache.sqlite")
@@ -228,16 +230,20 @@ class Judge:
 
     @property
     def method(self) -> str:
-        return backend_method(self.config)
+        return self._record.judge_method
 
     @property
     def identity(self) -> dict:
-        """The one-turn judge's identity (`one_turn_identity`, from the templates this judge already loaded)."""
-        return self._noted(judge_identity(self.config, self.method, self.prompts.sha256, PROTOCOLS["one-turn"]))
+        """The one-turn judge's identity (`one_turn_identity`, from the templates this judge already loaded),
+        built once; a copy, with the notes the backend has earned since (`_noted`)."""
+        if self._identity is None:
+            self._identity = judge_identity(self.config, self.method, self.prompts.sha256,
+                                            TEMPLATE_VERSIONS["one-turn"])
+        return self._noted(dict(self._identity))
 
     def conversation_identity(self, rounds: int, protocol: str = "medix") -> dict:
         return self._noted(judge_identity(self.config, self.method, self.conversation_prompts[protocol].sha256,
-                                          PROTOCOLS[protocol], rounds))
+                                          TEMPLATE_VERSIONS[protocol], rounds))
 
     def _noted(self, identity: dict) -> dict:
         """`p_yes: unavailable` once the server has answered without the logprobs that were asked for."""
@@ -249,7 +255,7 @@ class Judge:
         """One short request before a phase (openai backend, logprobs on), so that the identity written into
         the first record already says whether the server gives P(YES). A failed probe says nothing: the
         phase's own requests report the server's error."""
-        if get_backend(self.config.backend).served and self.config.logprobs:
+        if self._record.served and self.config.logprobs:
             self.submit(self.backend.probe()).result()
 
     def render(self, request: JudgeRequest) -> str:
@@ -259,7 +265,7 @@ class Judge:
         """Whether `prompt` fits the judge's context. Only the local backend has a limit (a server takes the
         whole prompt, as the official code sends it); a prompt of fewer bytes than the smallest limit fits
         without loading the model (a token spans at least one byte)."""
-        if get_backend(self.config.backend).served:
+        if self._record.served:
             return True
         if len(prompt.encode("utf-8")) + LOCAL_RESERVE_TOKENS <= (self.config.max_input_tokens or MIN_CONTEXT):
             return True
@@ -286,7 +292,7 @@ class Judge:
             return []
         identity = self.identity
         prompts = [self.render(r) for r in requests]
-        keys = [cache_key(identity, p) for p in prompts]
+        keys = cache_keys(identity, prompts)
         unique = list(dict.fromkeys(keys))  # same prompt twice (common in a GRPO group) → judged once
         by_key: dict[str, Verdict] = {}
         if self.config.cache:

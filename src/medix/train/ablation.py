@@ -124,10 +124,7 @@ def claim(out: Path, plan: Plan) -> Plan:
     out.mkdir(parents=True, exist_ok=True)
     path = out / PLAN
     if path.is_file():
-        try:
-            earlier = Plan(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as err:
-            raise MedixError(f"{path} is not an ablation plan ({err}): use another --output-dir") from None
+        earlier = read_plan(out)
         differs = earlier.same_experiment(plan)
         if differs:
             raise MedixError(f"{out} holds an ablation of another experiment ({', '.join(differs)} differ): "
@@ -142,7 +139,10 @@ def read_plan(out: Path) -> Plan:
     path = out / PLAN
     if not path.is_file():
         raise MedixError(f"{out} is not an ablation folder: it has no {PLAN} (made by `medix ablate`)")
-    return Plan(**json.loads(path.read_text()))
+    try:
+        return Plan(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise MedixError(f"{path} is not an ablation plan ({err}): use another --output-dir") from None
 
 
 def config_hash(cfg: TrainConfig, leave_out: tuple = ()) -> str:

@@ -138,7 +138,9 @@ class RolloutConfig(_TrlSection):
     max_completion_tokens: int = Field(4096, ge=1, description="Response length cap (paper: 4096); TRL's name "
                                        "max_completion_length is accepted too.",
                                        validation_alias=AliasChoices("max_completion_tokens", "max_completion_length"))
-    backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine for rollouts.")
+    engine: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine for rollouts "
+                                                    "(its earlier name `backend` is still read).",
+                                                    validation_alias=AliasChoices("engine", "backend"))
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process, or a "
                                                      "separate `trl vllm-serve` server (multi-node).")
     vllm_server_base_url: ServerURL | None = Field(None, description="URL of the rollout vLLM server (server mode).")
@@ -246,7 +248,7 @@ class TrainConfig(_Config):
                              "trainer.num_train_epochs")
         if t.eval_steps and not self.data.eval:
             raise ValueError("trainer.eval_steps is set but data.eval is empty: give a held-out file")
-        if r.backend == "vllm" and r.vllm_mode == "server" and not r.vllm_server_base_url:
+        if r.engine == "vllm" and r.vllm_mode == "server" and not r.vllm_server_base_url:
             raise ValueError("rollout.vllm_mode=server needs rollout.vllm_server_base_url")
         if self.judge_serve.enabled and not get_backend(self.reward.judge.backend).served:
             raise ValueError("judge_serve.enabled needs reward.judge.backend=openai (the run talks to the server)")

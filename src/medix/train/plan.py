@@ -250,7 +250,7 @@ def _seq_len(cfg: TrainConfig) -> int:
 def rollout_lines(policy: ModelSize, cfg: TrainConfig, launch: Launch, n: int) -> tuple[list[Line], list[str]]:
     """The rollout engine's memory on a training GPU, and its problems; a vLLM server takes none here."""
     r = cfg.rollout
-    if r.backend == "transformers":
+    if r.engine == "transformers":
         return generate_lines(policy, cfg, launch, n), []
     if r.vllm_mode == "server":
         return [], []
@@ -367,7 +367,7 @@ def plan_training(cfg: TrainConfig, launch: Launch, config_name: str = "config")
 
         notes.append(f"judge at {', '.join(map(display_url, cfg.reward.judge.base_urls))}: not on this node's "
                      "training GPUs")
-    if cfg.rollout.backend == "vllm" and cfg.rollout.vllm_mode == "server":
+    if cfg.rollout.engine == "vllm" and cfg.rollout.vllm_mode == "server":
         notes.append(f"rollouts on the vLLM server at {cfg.rollout.vllm_server_base_url}: not counted here")
     return Plan(config_name, launch, n, policy, roles, problems + rollout_problems, notes)
 

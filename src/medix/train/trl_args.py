@@ -33,14 +33,14 @@ def check_installed(cfg: TrainConfig) -> None:
     from transformers.utils import strtobool
 
     needs = []
-    if cfg.rollout.backend == "vllm":  # TRL's use_vllm is refused in a config: rollout.backend is its one home
-        needs.append(("vllm", "rollout.backend=vllm"))
+    if cfg.rollout.engine == "vllm":  # TRL's use_vllm is refused in a config: rollout.engine is its one home
+        needs.append(("vllm", "rollout.engine=vllm"))
     if strtobool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")):
         needs.append(("deepspeed", "the DeepSpeed accelerate config"))
     for module, setting in needs:
         if importlib.util.find_spec(module) is None:
             raise MedixError(f"{setting} needs {module}, which is not installed: pip install 'medix[gpu]' on the GPU "
-                             "node (or choose rollout.backend=transformers)")
+                             "node (or choose rollout.engine=transformers)")
     check_reporters_installed(list(cfg.trainer.report_to))
 
 
@@ -75,7 +75,7 @@ def mapped_fields(cfg: TrainConfig) -> dict[str, Any]:
         **{checkpointing_field(): cfg.model.gradient_checkpointing},
         num_generations=r.num_generations, temperature=r.temperature, top_p=r.top_p,
         max_completion_length=r.max_completion_tokens,
-        use_vllm=r.backend == "vllm", vllm_mode=r.vllm_mode, vllm_server_base_url=r.vllm_server_base_url,
+        use_vllm=r.engine == "vllm", vllm_mode=r.vllm_mode, vllm_server_base_url=r.vllm_server_base_url,
         vllm_gpu_memory_utilization=r.vllm_gpu_memory_utilization,
         vllm_tensor_parallel_size=r.vllm_tensor_parallel_size,
         # vLLM otherwise sizes its KV cache for the model's whole context (262,144 tokens for Qwen3-VL) and may

@@ -23,7 +23,7 @@ MANAGED = {
     "activation_checkpointing": "model.gradient_checkpointing (medix sets TRL's activation_checkpointing from it)",
     "max_completion_length": "rollout.max_completion_tokens (also read by vLLM's context length, --plan and "
                              "validation; rollout.max_completion_length is accepted too)",
-    "use_vllm": "rollout.backend (vllm or transformers; also read by --plan)",
+    "use_vllm": "rollout.engine (vllm or transformers; also read by --plan)",
 }
 # report_to names that are not transformers integrations.
 EXTRA_REPORTERS = ("json",)
