@@ -59,7 +59,7 @@ def main() -> None:
 
     from medix.models import smollm2_folder
 
-    show_hardware()
+    show_hardware(args.markdown)
     folder = smollm2_folder()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
