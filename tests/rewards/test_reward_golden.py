@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from medix.config import JudgeConfig, RewardConfig
 from medix.judge import Judge, Verdict
 from medix.rewards.composite import CompositeReward
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "reward_golden.json"
-EXAMPLES = HERE.parent / "examples" / "responses.jsonl"
+EXAMPLES = REPO / "examples" / "responses.jsonl"
 
 # (response, solution, has_image): every guard, text-only rows, an untagged reference, think / thinking tags.
 EDGE = [
