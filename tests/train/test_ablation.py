@@ -247,3 +247,11 @@ def test_two_arms_train_and_a_killed_arm_resumes(tmp_path):
     assert embed["held_out"]["rows"] == 4 and "accuracy_llm" in embed["vs_composite"]
     assert report["base"]["held_out"]["rows"] == 4 and report["same_settings"] is True
     assert json.loads((out / "embed-s3" / "heldout.json").read_text())["weights"]["judge"] == 0.575  # composite
+
+
+def test_clearing_an_ablation_leaves_what_it_did_not_write(ablation_dir):
+    from medix.train.ablation import clear
+
+    (ablation_dir / "notes.txt").write_text("the user's own")
+    clear(ablation_dir)
+    assert sorted(p.name for p in ablation_dir.iterdir()) == ["notes.txt"]

@@ -130,14 +130,12 @@ def demo(
 
 def _demo_ablation(max_steps: int, eval_limit: int, output_dir: Path, max_completion_tokens: int,
                    judge: str | None, overwrite: bool) -> None:
-    import shutil
-
     from medix.cli.ablate import run
     from medix.train import ablation
     from medix.train.demo import demo_settings
 
-    if overwrite and (output_dir / ablation.PLAN).is_file():
-        shutil.rmtree(output_dir)  # only a folder `medix ablate` made (it holds the plan)
+    if overwrite:
+        ablation.clear(output_dir)  # the plan, arms, base and report of an earlier ablation; nothing else
     base, overrides = demo_settings(max_steps, eval_limit, max_completion_tokens, judge)
     plan = ablation.make_plan(None, overrides, list(ablation.DEFAULT_PRESETS), None, None, base=base)
     console.print(f"reward ablation on the demo: {len(plan.arms)} arms × {max_steps} steps, then "

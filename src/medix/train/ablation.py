@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from medix.config import REWARD_PRESETS, JudgeConfig, RewardConfig, preset_weights
+from medix.config import JudgeConfig, RewardConfig, preset_weights
 from medix.errors import MedixError
 from medix.train.config import TrainConfig, load_train_config
 
@@ -101,11 +101,10 @@ def make_plan(config: str | Path | None, overrides: list[str], presets: list[str
               eval_judge: str | Path | None, base: dict | None = None) -> Plan:
     """Checks what can be checked before anything loads: presets known, data.eval set, the config valid."""
     for name in presets:
-        if name not in REWARD_PRESETS:
-            try:
-                preset_weights(name)
-            except ValueError as err:
-                raise MedixError(f"--presets: {err}") from None
+        try:
+            preset_weights(name)  # the unknown name, with the nearest known one
+        except ValueError as err:
+            raise MedixError(f"--presets: {err}") from None
     path = str(Path(config).resolve()) if config else None
     cfg = load_train_config(path, list(overrides), base=base)
     if not cfg.data.eval:
@@ -133,6 +132,19 @@ def claim(out: Path, plan: Plan) -> Plan:
         plan.seeds = list(dict.fromkeys([*earlier.seeds, *plan.seeds]))
     path.write_text(json.dumps(plan.__dict__, indent=2))
     return plan
+
+
+def clear(out: Path) -> None:
+    """Delete what an ablation wrote in `out` (its plan, arms, base, report), nothing else there."""
+    import shutil
+
+    if not (out / PLAN).is_file():
+        return
+    plan = read_plan(out)
+    for name in [*(arm.name for arm in plan.arms), BASE]:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("ablation_report.json", "ablation.png", PLAN):
+        (out / name).unlink(missing_ok=True)
 
 
 def read_plan(out: Path) -> Plan:
