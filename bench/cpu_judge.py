@@ -54,7 +54,7 @@ import numpy as np
 from hardware import dtype_label, plan_dtypes
 from hardware import show as show_hardware
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.judge import Judge, JudgeRequest
 from medix.models import QWEN_CODER as QWEN

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import openai
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.generate import run_generate, user_prompt
 from medix.eval.judging import EvalJudge, run_judge

@@ -35,7 +35,7 @@ from pathlib import Path
 from hardware import dtype_label, plan_dtypes
 from hardware import show as show_hardware
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.judge import Judge, JudgeRequest
 from medix.judge.local_backend import LocalBackend

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hardware import show as show_hardware
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.items import TaskUnavailable, load_items
 from medix.eval.registry import select_tasks
 from medix.judge import Judge

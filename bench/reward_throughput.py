@@ -46,7 +46,8 @@ from pathlib import Path
 import httpx
 import openai
 
-from medix.config import JudgeConfig, RewardConfig
+from medix.judge.config import JudgeConfig
+from medix.rewards.config import RewardConfig
 from medix.judge import Judge, JudgeRequest
 from medix.judge.parse import parse_verdict
 from medix.testing.stub_server import free_port

@@ -47,7 +47,7 @@ def stub_url():
 
 @pytest.fixture
 def stub_judge_config(stub, tmp_path):
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
 
     return JudgeConfig(backend="openai", model="stub", base_urls=[stub.url], cache_path=str(tmp_path / "c.sqlite"),
                        timeout_s=2, backoff_s=0.01)

@@ -5,8 +5,8 @@
     get_backend("local").judge_method    # 'logits': the verdict from next-token logits, in this process
 
 Every place that acts on a backend reads its traits here (the judge identity, the judge and generation
-implementations, the train / eval config checks, `--plan`), so adding a backend is one `register` call plus
-its implementation modules.
+implementations, the train / eval config checks, `--plan`), so adding a backend is one `BACKENDS.register`
+call here plus its implementation module.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from medix.errors import MedixError
+from medix.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -34,27 +34,21 @@ class Backend:
         return getattr(importlib.import_module(module), cls)(config)
 
 
-BACKENDS: dict[str, Backend] = {}
+BACKENDS: Registry[Backend] = Registry("judge backend", add="a BACKENDS.register call in medix/backends.py")
 
 
 def register(backend: Backend) -> Backend:
-    BACKENDS[backend.name] = backend
-    return backend
+    return BACKENDS.register(backend.name, backend)
 
 
 def get_backend(name: str) -> Backend:
-    found = BACKENDS.get(name)
-    if found is None:
-        raise MedixError(f"backend {name!r} is not known; use one of: {', '.join(BACKENDS)}")
-    return found
+    """The backend called `name`; an unknown name raises a MedixError with the close matches."""
+    return BACKENDS[name]
 
 
 def check_backend(name: str) -> str:
     """Pydantic field validator body: the name, if registered (else a ValueError naming the choices)."""
-    try:
-        return get_backend(name).name
-    except MedixError as err:
-        raise ValueError(str(err)) from None
+    return BACKENDS.check(name)
 
 
 register(Backend("local", served=False, judge_method="logits", judge_class="medix.judge.local_backend:LocalBackend",

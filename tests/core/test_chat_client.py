@@ -16,7 +16,7 @@ from helpers import SECRET
 from helpers.eval_data import mcq_rows, stub_eval, stub_judge, write_jsonl
 from helpers.servers import headers_then_nothing, reply_server
 from medix.chat_client import ChatClient
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.runner import run_eval
 from medix.judge import Judge, JudgeRequest

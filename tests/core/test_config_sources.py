@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from medix.config import JudgeConfig, load_reward_config
+from medix.judge.config import JudgeConfig
+from medix.rewards.config import load_reward_config
 from medix.errors import MedixError
 from medix.eval.config import JUDGE_SERVER_PORT, EvalConfig
 
@@ -76,7 +77,7 @@ def test_serve_flags_lay_out_servers(eval_yaml):
     ({"model": "m", "judge_serve_gpus": "x"}, "--judge-serve-gpus 'x'"),
     ({"model": "m", "sample": Path("s"), "data_dir": Path("d")}, "--sample and --data-dir both choose the data"),
     ({"model": "m", "phases": ""}, "phases is empty"),
-    ({"model": "m", "backend": "bogus"}, "backend 'bogus' is not known; use one of: local, openai"),
+    ({"model": "m", "backend": "bogus"}, "unknown judge backend 'bogus'; known: local, openai"),
 ])
 def test_bad_flags_are_named(flags, message):
     with pytest.raises(MedixError, match=message.replace("(", r"\(")):

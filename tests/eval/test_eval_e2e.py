@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
 

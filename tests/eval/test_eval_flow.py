@@ -17,7 +17,7 @@ from helpers import PASSWORD, REPO, SECRET
 from helpers.cli_runner import cli, medix
 from helpers.eval_data import four_items_one_failing, mcq_rows, stub_eval, stub_judge, write_jsonl, write_task
 from helpers.servers import echo_auth_server
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.compare import compare_runs
 from medix.eval.config import EvalConfig

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval, sample_dir
 from medix.judge import identity_key

@@ -8,7 +8,8 @@ import pytest
 from helpers.cli_runner import cli
 from helpers.eval_data import four_items_one_failing, stub_eval, stub_judge
 from medix.backends import BACKENDS, Backend, get_backend, register
-from medix.config import JudgeConfig, build
+from medix.config import build
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.protocol import MEDIX_PROTOCOL, PAPER_PROTOCOL, get_protocol
@@ -41,9 +42,9 @@ def test_candidates_and_layouts_differ_as_documented():
 
 
 def test_an_unknown_protocol_or_backend_is_named_with_the_choices():
-    with pytest.raises(MedixError, match="protocol 'papr' is not known; use one of: paper, medix"):
+    with pytest.raises(MedixError, match="unknown protocol 'papr'; did you mean 'paper'\? known: paper, medix"):
         build(EvalConfig, {"model": "m", "protocol": "papr"}, "eval.yaml")
-    with pytest.raises(MedixError, match="backend 'vlm' is not known; use one of: local, openai"):
+    with pytest.raises(MedixError, match="unknown judge backend 'vlm'; .*known: local, openai"):
         build(JudgeConfig, {"backend": "vlm"}, "reward.yaml")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from helpers.eval_data import stub_eval, stub_judge, write_jsonl, write_task
 from helpers.servers import reply_app
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval, task_listing

@@ -4,7 +4,7 @@
 import pytest
 
 from helpers.eval_data import write_task
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.items import load_task
 from medix.eval.registry import registry

@@ -19,7 +19,7 @@ from helpers import PASSWORD, REPO
 from helpers.eval_data import write_task
 from helpers.servers import headers_then_nothing
 from medix.chat_client import AdaptiveLimit, ChatClient
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.eval.runner import run_eval
 from medix.judge import Judge, JudgeRequest, identity_key

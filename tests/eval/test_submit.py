@@ -150,7 +150,7 @@ def test_a_limited_run_is_not_a_complete_submission(tmp_path, policy, stub):
 
 
 def _scored_run(tmp_path: Path, name: str) -> Path:
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.eval.config import EvalConfig
 
     data = tmp_path / "data" / "mmlu_anatomy" / "test.jsonl"

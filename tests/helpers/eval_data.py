@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.config import EvalConfig
 
 FAIL = "FAILME"  # a question holding this word gets HTTP 500 from the `failing_policy` server, every try

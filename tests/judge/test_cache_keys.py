@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.judge.cache import cache_key, cache_keys
 
 IDENTITY = {"backend": "openai", "model": "m", "method": "chat", "template_sha256": "abc", "protocol": "binary-v1",

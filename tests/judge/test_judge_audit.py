@@ -7,7 +7,7 @@ import pytest
 
 from helpers.cli_runner import cli
 from helpers.eval_data import write_pairs
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.schema import EvalItem
 from medix.judge import Judge

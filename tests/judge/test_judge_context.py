@@ -6,7 +6,7 @@ reference and the candidate stay whole, and a prompt that cannot fit even so fai
 
 import pytest
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.judge import Judge, JudgeRequest
 from medix.judge.core import CUT_MARK
 from medix.judge.types import LOCAL_RESERVE_TOKENS

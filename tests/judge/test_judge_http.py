@@ -7,7 +7,7 @@ import pytest
 from helpers import PASSWORD
 from helpers.eval_data import stub_judge
 from helpers.servers import reply_app
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.eval.config import EvalConfig
 from medix.judge import Judge, JudgeRequest
 from medix.testing.stub_server import JudgeStub, LoopbackServer, free_port

@@ -83,7 +83,7 @@ def test_rounds_combine_as_the_official_code():
     ("{% if question %}{{ question }}{% endif %} Answer: {{ candidate }}", "{{ reference }}"),
 ])
 def test_a_template_that_never_shows_the_answer_or_reference_is_refused(tmp_path, body, missing):
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.errors import MedixError
     from medix.judge import Judge
 

@@ -6,7 +6,8 @@ import warnings
 import pytest
 import torch
 
-from medix.config import JudgeConfig, RewardConfig
+from medix.judge.config import JudgeConfig
+from medix.rewards.config import RewardConfig
 from medix.judge import Judge, JudgeRequest
 from medix.rewards.components import EmbeddingScorer
 

@@ -118,7 +118,7 @@ CLEAR = [
 @pytest.mark.slow
 @pytest.mark.skipif(not parts_installed(), reason=f"CPU judge parts not installed ({cpu_judge.install_command()})")
 def test_qwen_judge_gets_clear_pairs_right(tmp_path):
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.judge import Judge, JudgeRequest
 
     config = JudgeConfig(model="Qwen/Qwen2.5-Coder-1.5B-Instruct", device="cpu", batch_size=6, cache=False)

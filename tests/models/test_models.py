@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medix import models
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.judge.core import one_turn_identity
 from medix.models import embedded, gguf, hardware, zoo

@@ -81,7 +81,7 @@ def test_krippendorff_alpha_reliability_data_examples():
 # ---- two sample eval runs, made once --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.eval.config import EvalConfig
     from medix.eval.runner import run_eval, sample_dir
     from medix.testing.stub_server import JudgeStub

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from medix.config import JudgeConfig, RewardConfig, RewardWeights, load_reward_config
+from medix.judge.config import JudgeConfig
+from medix.rewards.config import RewardConfig, RewardWeights, load_reward_config
 from medix.errors import MedixError
 from medix.rewards.composite import CompositeReward, combine, sample_weights
 from medix.rewards.composite import trl_reward_functions

@@ -1,24 +1,28 @@
-"""One reward path: a component registered in the table (`rewards/composite.COMPONENTS`) reaches the formula,
-the results, the TRL metrics and completion records, the `medix reward score` table and the EasyR1 / verl
-dicts, with nothing else changed. Adding one takes three files — its scorer (in `rewards/components.py`), its weight field in
-`config.RewardWeights`, its row in the table — which the `brevity` fixture stands in for at run time (a scorer class,
-a RewardWeights subclass, a row). Also: the guard is decided once per sample and the judge's loop entered
-once per batch."""
+"""One reward path: a component registered in the table (`rewards/table.COMPONENTS`) reaches the weights config,
+the formula, the results, the TRL metrics and completion records, the `medix reward score` table and the EasyR1 /
+verl dicts, with nothing else changed. Adding one takes two edits — its scorer (in `rewards/components.py`) and its
+row in the table, from which `RewardWeights` gets the weight field — which the `brevity` fixture stands in for at
+run time (a scorer class, a row, the weights model derived with it). Also: the guard is decided once per sample
+and the judge's loop entered once per batch."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from pydantic import Field
+from pydantic import ValidationError
 from helpers.scripted_run import scripted_run, train
 
-from medix.config import JudgeConfig, RewardConfig, RewardWeights
+from medix.judge.config import JudgeConfig
+from medix.rewards.config import RewardConfig, RewardWeights
 from medix.judge import Judge
-from medix.rewards import components, composite, engines, scoring
+from medix.rewards import components, composite, engines, scoring, table
 from medix.rewards.components import Batch, Column, Scorer
-from medix.rewards.composite import Component, CompositeReward
+from medix.rewards.composite import CompositeReward
+from medix.rewards.config import weights_model
+from medix.rewards.table import Component
 
 
 class BrevityScorer(Scorer):
@@ -28,16 +32,33 @@ class BrevityScorer(Scorer):
         return Column([None if a is None else float(len(a.split()) <= 3) for a in batch.answers])
 
 
-class BrevityWeights(RewardWeights):  # stands in for the new field in config.RewardWeights
-    judge: float = 0.5
-    embed: float = 0.3
-    brevity: float = Field(0.15, ge=0, description="Weight of the brevity reward (inside the bracket).")
+BREVITY = Component("brevity", BrevityScorer, "brevity", 0.15, "Weight of the brevity reward (inside the bracket).",
+                    in_bracket=True, text_only=True, label="brief")
+# RewardWeights as the table with the new row derives it (the judge and embed defaults moved to make room).
+BrevityWeights = weights_model([replace(table.COMPONENTS["accuracy_llm"], default=0.5),
+                                replace(table.COMPONENTS["accuracy_embed"], default=0.3), BREVITY],
+                               base=RewardWeights, name="BrevityWeights")
 
 
 @pytest.fixture
 def brevity(monkeypatch):
-    row = Component("brevity", BrevityScorer, "brevity", in_bracket=True, text_only=True, label="brief")
-    monkeypatch.setattr(composite, "COMPONENTS", [*composite.COMPONENTS, row])
+    monkeypatch.setitem(table.COMPONENTS, "brevity", BREVITY)
+
+
+def test_weights_are_derived_from_the_table():
+    """Each row's weight field, default, description and bounds, and the content-weight check over the
+    inside-bracket rows, come from the table."""
+    assert list(RewardWeights.model_fields) == ["judge", "embed", "modality", "format"]
+    assert RewardWeights().model_dump() == {"judge": 0.575, "embed": 0.375, "modality": 0.05, "format": 0.1}
+    assert RewardWeights.model_fields["format"].description.startswith("w_f")
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        RewardWeights(format=1.5)
+    derived = weights_model([*table.COMPONENTS.values(), BREVITY])  # the table with the new row
+    assert list(derived.model_fields) == ["judge", "embed", "modality", "format", "brevity"]
+    assert derived.model_fields["brevity"].default == 0.15
+    with pytest.raises(ValidationError, match="judge \\+ embed \\+ modality \\+ brevity weights must be > 0"):
+        derived(judge=0, embed=0, modality=0, brevity=0)
+    assert derived(judge=0, embed=0, modality=0, brevity=0.2).brevity == 0.2
 
 
 def judge_config(url: str) -> JudgeConfig:

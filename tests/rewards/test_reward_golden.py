@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO
-from medix.config import JudgeConfig, RewardConfig
+from medix.judge.config import JudgeConfig
+from medix.rewards.config import RewardConfig
 from medix.judge import Judge, Verdict
 from medix.rewards.composite import CompositeReward
 

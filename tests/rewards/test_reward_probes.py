@@ -6,7 +6,7 @@ embedder is the real embedded all-MiniLM-L6-v2.
 
 import pytest
 
-from medix.config import RewardConfig
+from medix.rewards.config import RewardConfig
 from medix.rewards.composite import CompositeReward
 
 R = "<X_RAY> Pneumothorax"  # reference used by most probes
@@ -79,7 +79,7 @@ PROBES = [
 
 @pytest.fixture(scope="module")
 def composite(tmp_path_factory):
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.testing.stub_server import JudgeStub
 
     with JudgeStub() as stub:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.judge import Judge, JudgeRequest
 from medix.serving.process import ManagedServer

@@ -138,7 +138,7 @@ def test_serve_without_vllm_is_one_clear_line(tmp_path, monkeypatch):
 
 def test_eval_serve_runs_each_phase_on_its_server_and_stops_it(tmp_path, monkeypatch):
     import medix.serving.layout
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.eval.runner import run_eval, sample_dir
 
     started, real_plan = [], plan_server

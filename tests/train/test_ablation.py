@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from helpers.cli_runner import cli
-from medix.config import RewardConfig
+from medix.rewards.config import RewardConfig
 from medix.rewards.composite import combine, sample_weights
 
 # One image sample: the judge says yes, cosine 0.3, the modality tag right, the format right.
@@ -50,7 +50,7 @@ def test_explicit_weights_win_over_the_preset_field_by_field():
 
 
 def test_an_unknown_preset_is_named_with_the_nearest():
-    with pytest.raises(ValueError, match="unknown reward preset 'lm': did you mean 'llm'"):
+    with pytest.raises(ValueError, match="unknown reward preset 'lm'; did you mean 'llm'"):
         RewardConfig(preset="lm")
 
 

@@ -47,7 +47,7 @@ def test_reward_judge_has_the_official_shape(name):
 
 
 def test_medix_default_prompt_and_judge_are_unchanged():
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.train.config import DataConfig
 
     [user] = messages(*SAMPLE, DataConfig(train="x"), vision=True)

@@ -8,7 +8,7 @@ import math
 import pytest
 from helpers.scripted_run import scripted_run, train
 
-from medix.config import RewardConfig
+from medix.rewards.config import RewardConfig
 from medix.rewards.composite import RewardResult, effective_weights
 from medix.testing.stub_server import JudgeStub
 from medix.train.config import MonitorConfig

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from medix.config import RewardConfig
+from medix.rewards.config import RewardConfig
 from medix.models import load_embedder
 
 from helpers.distributed import answering_policy, launch, lines

@@ -45,7 +45,7 @@ def judge_audit(
     import yaml
 
     from medix.backends import get_backend
-    from medix.config import JudgeConfig
+    from medix.judge.config import JudgeConfig
     from medix.errors import MedixError
     from medix.files import check_output_file
     from medix.judge import Judge

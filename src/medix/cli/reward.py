@@ -30,7 +30,7 @@ def reward_score(
     """Score responses: overall, format, modality, accuracy_llm, accuracy_embed, judge_error per row.
 
     Exits 1 when any row has judge_error (every row is still written), 2 on bad input."""
-    from medix.config import load_reward_config
+    from medix.rewards.config import load_reward_config
     from medix.files import check_output_file
     from medix.rewards.composite import CompositeReward
     from medix.rewards.scoring import read_scoring_rows, score_file, summarize

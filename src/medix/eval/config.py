@@ -9,7 +9,8 @@ from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, Valid
                       model_validator)
 
 from medix.backends import check_backend, get_backend
-from medix.config import JudgeConfig, ServerURL, _Config, build, deep_merge, read_yaml
+from medix.config import ConfigModel, ServerURL, build, deep_merge, read_yaml
+from medix.judge.config import JudgeConfig
 from medix.serving.config import ServeConfig
 from medix.errors import MedixError
 from medix.eval.protocol import PAPER_PROTOCOL, Protocol, get_protocol
@@ -42,7 +43,7 @@ def _eval_judge(data: dict) -> JudgeConfig:
     return JudgeConfig(**data.get("protocol", PAPER_PROTOCOL).judge_defaults)
 
 
-class EvalConfig(_Config):
+class EvalConfig(ConfigModel):
     @field_serializer("base_urls")
     def _public_urls(self, urls: list[str]) -> list[str]:
         """Dumped without the credentials inside the URLs (`medix.files.display_url`)."""

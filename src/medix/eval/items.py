@@ -20,7 +20,8 @@ from typing import Callable, NamedTuple
 from medix.data.datasets import read_records
 from medix.errors import MedixError
 from medix.eval.protocol import Protocol, get_protocol
-from medix.eval.registry import TaskSpec, suggest
+from medix.eval.registry import TaskSpec
+from medix.registry import Registry
 from medix.eval.rows import check_row
 from medix.eval.schema import EvalItem
 from medix.files import cache_dir
@@ -36,7 +37,8 @@ class Built(NamedTuple):
     flags: tuple[str, ...] = ()  # data notes counted per task, e.g. ("answer_unmatched",)
 
 
-BUILDERS: dict[str, Callable[[dict, dict, TaskSpec, Protocol], Built]] = {}
+BUILDERS: Registry[Callable[[dict, dict, TaskSpec, Protocol], Built]] = Registry(
+    "task builder", add="a @builder function in medix/eval/items.py")
 
 
 class TaskUnavailable(MedixError):
@@ -44,10 +46,7 @@ class TaskUnavailable(MedixError):
 
 
 def builder(name: str):
-    def register(fn):
-        BUILDERS[name] = fn
-        return fn
-    return register
+    return BUILDERS.register(name)
 
 
 def _mcq(question: str, options: list[str | None] | dict[str, str | None], answer: str | int,
@@ -378,9 +377,9 @@ def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | N
     options), is skipped with a warning naming file, line, field and value; a task left with no row is
     unavailable. `limit` counts the rows read, so a smoke run looks at the same rows whatever is bad."""
     protocol = get_protocol(protocol)
-    build_fn = BUILDERS.get(spec.builder)
-    if build_fn is None:
-        raise MedixError(f"task {spec.name}: unknown builder {spec.builder!r}{suggest(spec.builder, list(BUILDERS))}")
+    if spec.builder not in BUILDERS:
+        raise MedixError(f"task {spec.name}: {BUILDERS.unknown(spec.builder)}")
+    build_fn = BUILDERS[spec.builder]
     rows = _rows(spec, data_dir)
     kept = [rows.column(k) for k in spec.filter]
     lines = [n + 1 for n in range(len(rows)) if all(str(c[n]) == v for c, v in zip(kept, spec.filter.values()))]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from medix.data.images import MAX_IMAGE_SIDE
-from medix.errors import MedixError
+from medix.registry import Registry
 from medix.data.response import LEADING_TAG
 from medix.judge.parse import THINK_BLOCK, after_last_think
 
@@ -151,14 +151,12 @@ PAPER_PROTOCOL = PaperProtocol("paper", max_new_tokens=2048, format_prompt=False
 MEDIX_PROTOCOL = MedixProtocol("medix", max_new_tokens=1024, format_prompt=True, image_format="PNG",
                       image_max_side=MAX_IMAGE_SIDE, judge_prompts="medix", failures_count_zero=False,
                       official_prompts=False, reference_as_written=False, judge_defaults=EVAL_JUDGE)
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (PAPER_PROTOCOL, MEDIX_PROTOCOL)}
+PROTOCOLS: Registry[Protocol] = Registry("protocol", add="a Protocol registered in medix/eval/protocol.py",
+                                         entries=[(p.name, p) for p in (PAPER_PROTOCOL, MEDIX_PROTOCOL)])
 
 
 def get_protocol(value: "Protocol | str") -> Protocol:
     """The protocol object for a name (config files, flags) or the object itself."""
     if isinstance(value, Protocol):
         return value
-    found = PROTOCOLS.get(value) if isinstance(value, str) else None
-    if found is None:
-        raise MedixError(f"protocol {value!r} is not known; use one of: {', '.join(PROTOCOLS)}")
-    return found
+    return PROTOCOLS[value]

@@ -10,7 +10,6 @@ Selectors: `all`, `llm`, `vlm`, or task names; a misspelt name gets a close-matc
 
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medix.config import build, deep_merge, read_yaml
 from medix.errors import MedixError
+from medix.registry import Registry
 
 TASK_DIR = Path(__file__).parent / "tasks"
 GROUPS = ("llm", "vlm")
@@ -79,20 +79,15 @@ def _load_yaml(path: Path) -> dict:
 
 
 @lru_cache(maxsize=1)
-def registry() -> dict[str, TaskSpec]:
+def registry() -> Registry[TaskSpec]:
     """Every packaged task, by name, in file-name order (templates start with '_')."""
-    tasks: dict[str, TaskSpec] = {}
+    tasks: Registry[TaskSpec] = Registry("task", add="a YAML file in medix/eval/tasks/; `medix eval list` shows them")
     for path in sorted(TASK_DIR.glob("*.yaml")):
         if path.name.startswith("_"):
             continue
         spec = build(TaskSpec, _load_yaml(path), str(path))
-        tasks[spec.name] = spec
+        tasks.register(spec.name, spec)
     return tasks
-
-
-def suggest(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def select_tasks(selectors: list[str] | str) -> list[TaskSpec]:
@@ -110,8 +105,7 @@ def select_tasks(selectors: list[str] | str) -> list[TaskSpec]:
         name, _, revision = name.partition("@")
         if revision:
             if name not in tasks:
-                raise MedixError(f"'{name}@{revision}': a revision pins one task's dataset, and {name!r} is not a "
-                                 f"task{suggest(name, list(tasks))}")
+                raise MedixError(f"'{name}@{revision}': a revision pins one task's dataset: {tasks.unknown(name)}")
             if not tasks[name].source.hub:
                 raise MedixError(f"task {name} has no hub source to pin (its data is local only)")
             pinned[name] = revision
@@ -122,7 +116,6 @@ def select_tasks(selectors: list[str] | str) -> list[TaskSpec]:
         elif name in tasks:
             wanted.add(name)
         else:
-            raise MedixError(f"unknown task {name!r}{suggest(name, ['all', *GROUPS, *tasks])} "
-                             "(`medix eval list` shows every task)")
+            raise MedixError(tasks.unknown(name, extra=["all", *GROUPS]))
     return [spec.model_copy(update={"source": spec.source.model_copy(update={"revision": pinned[spec.name]})})
             if spec.name in pinned else spec for spec in tasks.values() if spec.name in wanted]

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from medix.backends import get_backend
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.files import cache_dir
 from medix.judge.calibration import cross_validate, rates, reliability, roc_auc, summarise

@@ -37,7 +37,7 @@ import jinja2
 import jinja2.meta
 
 from medix.backends import get_backend
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_keys

@@ -18,7 +18,7 @@ from typing import AsyncIterator
 
 import torch
 
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.judge.parse import combine_rounds, spellings
 from medix.judge.types import LOCAL_RESERVE_TOKENS, Conversation, Verdict
 from medix.models import load_causal_lm, runtime_dtype

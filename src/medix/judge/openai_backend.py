@@ -22,7 +22,7 @@ import math
 from typing import AsyncIterator
 
 from medix.chat_client import ChatClient
-from medix.config import JudgeConfig
+from medix.judge.config import JudgeConfig
 from medix.files import display_url
 from medix.judge.parse import VERDICT_WORDS, combine_rounds, in_thinking, parse_reply, parse_verdict
 from medix.judge.types import Conversation, Verdict

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from medix.registry import Registry
+
 SMOLLM2 = "smollm2-135m"
 MINILM = "all-minilm-l6-v2"
 QWEN_CODER = "qwen2.5-coder-1.5b"
@@ -42,7 +44,7 @@ class ZooEntry:
 
 
 # The released MediX-R1 checkpoints write <thinking>; the embedded policy is text-only.
-ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+ZOO: Registry[ZooEntry] = Registry("zoo model", add="a ZooEntry in medix/models/zoo.py", entries=[(e.name, e) for e in (
     ZooEntry(SMOLLM2, SMOLLM2, "lm", aliases=("HuggingFaceTB/SmolLM2-135M-Instruct",), embedded=True),
     ZooEntry(MINILM, MINILM, "embedder", aliases=("sentence-transformers/all-MiniLM-L6-v2",), embedded=True),
     # threshold: `medix judge audit --calibrate` on 960 pairs of every kind (options and sentences) from the
@@ -53,7 +55,7 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("MediX-R1-2B", "MBZUAI/MediX-R1-2B", "vlm", "thinking"),
     ZooEntry("MediX-R1-8B", "MBZUAI/MediX-R1-8B", "vlm", "thinking"),
     ZooEntry("MediX-R1-30B", "MBZUAI/MediX-R1-30B", "vlm", "thinking"),
-)}
+)])
 # The paper's models (need the hub and a GPU): the `paper` profile and the paper configs.
 PAPER_MODELS = {"policy": "Qwen/Qwen3-VL-8B-Instruct", "judge": "Qwen/Qwen3-4B-Instruct-2507",
          "embedder": "abhinand/MedEmbed-large-v0.1", "eval_judge": "Qwen/Qwen3-14B"}

@@ -12,7 +12,7 @@ scorers of the MediX-R1 reward (the table that names them is `composite.COMPONEN
 - `ModalityScorer` (modality): 1 iff the text before the think block is the reference's tag.
 - `FormatScorer` (format): 1 iff the response is one think block then one answer block.
 
-A new component is a `Scorer` here, a weight field in `config.RewardWeights` and a row in the table.
+A new component is a `Scorer` here and a row in `rewards/table.py` (its weight field is derived from the row).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from medix.config import RewardConfig
 from medix.data.response import ParsedResponse, parse_response, split_solution
 from medix.judge import Judge, JudgeRequest
 from medix.models import load_embedder
+from medix.rewards.config import RewardConfig
 
 # Answers that are only a verdict ("YES", "correct", "score: 1", "1") try to please a judge instead of
 # answering; they earn 0 unless the reference itself is that word.

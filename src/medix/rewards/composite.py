@@ -1,4 +1,4 @@
-"""The composite reward of MediX-R1: THE table of components (`COMPONENTS`), the formula derived from it, and
+"""The composite reward of MediX-R1: the formula derived from THE table of components (`table.COMPONENTS`), and
 `CompositeReward`, which scores a whole batch at once (every component of the table, then each sample's
 overall), and its face for TRL: ONE reward function, `overall` (`trl_reward_functions`), plus a metric per
 component:
@@ -13,8 +13,8 @@ component:
 Every view reads `COMPONENTS`: the formula (`sample_weights`, `combine`), the result fields
 (`RewardResult.values`), the TRL metrics (`component_metrics`: rewards/<name>/mean), the `medix reward score`
 table (`scoring.table`), the EasyR1 / verl dicts (`engines`) and the reward-hacking monitor's format share.
-Adding a component touches three files: its scorer (a `components.Scorer`), its weight field in
-`config.RewardWeights`, and a row here.
+The table itself is `rewards/table.py`: adding a component is its scorer (a `components.Scorer`) and a row
+there; its weight field in `RewardWeights` is derived from the row.
 
 A component whose value is None for a sample (not applicable: modality on an untagged reference or, unless
 `reward.text_only_modality`, on a text-only sample) is dropped and the other inside-bracket weights are
@@ -29,40 +29,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from medix.config import RewardConfig, RewardWeights
-from medix.rewards.components import (Batch, Column, EmbeddingScorer, FormatScorer, LLMJudgeScorer, ModalityScorer,
-                                     Scorer)
-
-
-@dataclass(frozen=True)
-class Component:
-    name: str  # the result field, the metric rewards/<name>/mean, the adapters' key
-    scorer: type[Scorer]  # built once per CompositeReward with (RewardConfig, judge)
-    weight: str  # its field in config.RewardWeights
-    in_bracket: bool  # inside (1 − w_outside)·(…) and renormalised; False: outside, at its own weight (format)
-    text_only: bool  # applies to samples without an image (False: only with reward.text_only_modality)
-    label: str  # the column header of `medix reward score`
-
-
-# Scorers run in this order: the judge first, so its requests are in flight during the embedding pass. The
-# order is also the summation order of `combine` (the paper's formula, left to right).
-COMPONENTS: list[Component] = [
-    Component("accuracy_llm", LLMJudgeScorer, "judge", in_bracket=True, text_only=True, label="llm"),
-    Component("accuracy_embed", EmbeddingScorer, "embed", in_bracket=True, text_only=True, label="embed"),
-    Component("modality", ModalityScorer, "modality", in_bracket=True, text_only=False, label="modality"),
-    Component("format", FormatScorer, "format", in_bracket=False, text_only=True, label="format"),
-]
-
-
-def names() -> list[str]:
-    return [c.name for c in COMPONENTS]
+from medix.rewards.components import Batch, Column
+from medix.rewards.config import RewardConfig, RewardWeights
+from medix.rewards.table import COMPONENTS, Component, names  # noqa: F401 (Component: the row type, for callers)
 
 
 def effective_weights(w: RewardWeights, applies: dict[str, bool]) -> dict[str, float]:
     """The weight each component gets in `overall` for one sample: an inside-bracket component that does not
     apply gets 0 and the others are scaled back to the configured inside total; outside ones keep theirs."""
-    inside = [c for c in COMPONENTS if c.in_bracket]
-    outside = [c for c in COMPONENTS if not c.in_bracket]
+    inside = [c for c in COMPONENTS.values() if c.in_bracket]
+    outside = [c for c in COMPONENTS.values() if not c.in_bracket]
     content = {c.name: getattr(w, c.weight) if applies[c.name] else 0.0 for c in inside}
     live = sum(content.values())
     configured = sum(getattr(w, c.weight) for c in inside)
@@ -75,11 +51,11 @@ def sample_weights(cfg: RewardConfig, values: dict[str, float | None], failed: s
 
     values: each component's value (None: not applicable or failed); failed: the components that failed."""
     policy = cfg.on_judge_error
-    if policy == "skip_group" and any(getattr(cfg.weights, c.weight) > 0 for c in COMPONENTS if c.name in failed):
+    if policy == "skip_group" and any(getattr(cfg.weights, c.weight) > 0 for c in COMPONENTS.values() if c.name in failed):
         return None
     applies = {name: value is not None or (name in failed and policy == "zero") for name, value in values.items()}
     weights = effective_weights(cfg.weights, applies)
-    if sum(weights[c.name] for c in COMPONENTS if c.in_bracket) <= 0:
+    if sum(weights[c.name] for c in COMPONENTS.values() if c.in_bracket) <= 0:
         return None
     return weights
 
@@ -122,7 +98,7 @@ class CompositeReward:
 
     def __init__(self, config: RewardConfig | None = None, judge=None):
         self.config = config or RewardConfig()
-        self.scorers = {c.name: c.scorer(self.config, judge) for c in COMPONENTS}
+        self.scorers = {c.name: c.build(self.config, judge) for c in COMPONENTS.values()}
 
     @property
     def judge(self):
@@ -146,7 +122,7 @@ class CompositeReward:
         values = {name: col.values[i] for name, col in columns.items()}
         failed = {name for name, col in columns.items() if col.errors is not None and values[name] is None}
         if batch.has_image[i] is False and not cfg.text_only_modality:
-            values.update({c.name: None for c in COMPONENTS if not c.text_only})
+            values.update({c.name: None for c in COMPONENTS.values() if not c.text_only})
         weights = sample_weights(cfg, values, failed)
         details = {key: column[i] for col in columns.values() for key, column in col.details.items()}
         return RewardResult(combine(weights, values), values, details, batch.guards[i][1],

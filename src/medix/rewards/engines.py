@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from medix.config import load_reward_config
+from medix.rewards.config import load_reward_config
 from medix.errors import MedixError
 from medix.rewards import composite as reward
 from medix.rewards.composite import CompositeReward, RewardResult

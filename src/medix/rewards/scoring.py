@@ -87,7 +87,7 @@ def _cell(value: float | None) -> str:
 def table(rows: list[dict], results: list[RewardResult], show: int = 20) -> tuple[list[str], list[list[str]]]:
     """The `medix reward score` table: (column headers, rows of cells) — id, answer, overall, one column per
     table component, note (judge error or guard) — for the first `show` rows; the last row is the mean."""
-    columns = ["id", "answer", "overall", *(c.label for c in reward.COMPONENTS), "note"]
+    columns = ["id", "answer", "overall", *(c.label for c in reward.COMPONENTS.values()), "note"]
     cells = []
     for i, (row, r) in enumerate(zip(rows[:show], results)):
         note = r.judge_error or r.guard or ""

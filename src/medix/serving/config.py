@@ -15,10 +15,10 @@ from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from medix.config import _Config
+from medix.config import ConfigModel
 
 
-class ServeConfig(_Config):
+class ServeConfig(ConfigModel):
     engine: Literal["vllm", "llamacpp"] = Field("vllm", validation_alias=AliasChoices("engine", "backend"),
                                                 description="Serving program: vLLM (GPU nodes; the CPU build in "
                                                 "the tests) or llama.cpp (CPU, GGUF).")

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from medix.config import JudgeConfig, RewardConfig, preset_weights
+from medix.judge.config import JudgeConfig
+from medix.rewards.config import RewardConfig, preset_weights
 from medix.errors import MedixError
 from medix.train.config import TrainConfig, load_train_config
 

@@ -7,7 +7,6 @@ Values from a recipe (`train/recipes/<name>.yaml`) fill the algorithm fields the
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -15,15 +14,19 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from medix.backends import get_backend
-from medix.config import RewardConfig, ServerURL, _Config, build, deep_merge, read_yaml
+from medix.config import ConfigModel, ServerURL, build, deep_merge, read_yaml
 from medix.errors import MedixError
-from medix.models import SMOLLM2
-from medix.serving.config import JudgeServeConfig
 from medix.files import display_url
+from medix.models import SMOLLM2
+from medix.registry import Registry
+from medix.rewards.config import RewardConfig
+from medix.serving.config import JudgeServeConfig
 from medix.train.trl_fields import check_passthrough, check_report_to, coerce
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
-RECIPES = tuple(sorted(path.stem for path in RECIPE_DIR.glob("*.yaml")))  # a new recipe is a YAML file there
+# A new recipe is a YAML file there: its name is the file name.
+RECIPES: Registry[Path] = Registry("recipe", add="train/recipes/NAME.yaml",
+                                   entries=[(path.stem, path) for path in sorted(RECIPE_DIR.glob("*.yaml"))])
 
 
 class _TrlSection(BaseModel):
@@ -40,12 +43,12 @@ class _TrlSection(BaseModel):
             extras[key] = coerce(self._section, key, value)
         return self
 
-class FewShot(_Config):
+class FewShot(ConfigModel):
     problem: str = Field(..., description="An example question.")
     response: str = Field(..., description="Its answer written in the target format (tag, think, answer).")
 
 
-class DataConfig(_Config):
+class DataConfig(ConfigModel):
     train: str = Field(..., description="Training samples: local .jsonl/.json/.parquet or hub `name@split`.")
     eval: str | None = Field(None, description="Held-out samples for validation (same formats). None = no validation.")
     revision: str | None = Field(None, description="Branch, tag or commit of the hub datasets in `train` / `eval`; "
@@ -64,7 +67,7 @@ class DataConfig(_Config):
                                     "turns; small policies copy the answer format from them.")
 
 
-class LoraConfig(_Config):
+class LoraConfig(ConfigModel):
     enabled: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights.")
     r: int = Field(16, ge=1, description="Adapter rank.")
     alpha: int = Field(32, ge=1, description="LoRA alpha.")
@@ -72,7 +75,7 @@ class LoraConfig(_Config):
     target_modules: list[str] | str = Field("all-linear", description="Modules to adapt (peft syntax).")
 
 
-class ModelConfig(_Config):
+class ModelConfig(ConfigModel):
     name: str = Field(SMOLLM2, description="Policy: embedded name, hub id or folder (text LM or Qwen-VL).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; auto = bfloat16 on GPU, float32 on CPU (medix.models.training_dtype).")
@@ -86,7 +89,7 @@ class ModelConfig(_Config):
                                    "many pixels (official: 4194304); None = the processor's default.")
 
 
-class DynamicSamplingConfig(_Config):
+class DynamicSamplingConfig(ConfigModel):
     enabled: bool = Field(False, description="DAPO online filtering: drop groups whose mean reward is extreme.")
     low: float = Field(0.01, description="Drop groups with mean overall reward <= low (official: 0.01).")
     high: float = Field(0.99, description="Drop groups with mean overall reward >= high (official: 0.99).")
@@ -119,9 +122,7 @@ class AlgorithmConfig(_TrlSection):
     @field_validator("recipe")
     @classmethod
     def _known_recipe(cls, name: str) -> str:
-        if name not in RECIPES:
-            raise ValueError(unknown_recipe(name))
-        return name
+        return RECIPES.check(name)
 
 
 class RolloutConfig(_TrlSection):
@@ -157,7 +158,7 @@ class RolloutConfig(_TrlSection):
         "(TRL default: on). The official trainer (EasyR1) has none, so the paper configs turn it off.")
 
 
-class MonitorConfig(_Config):
+class MonitorConfig(ConfigModel):
     """Reward-hacking monitor (train/monitor.py): thresholds of its warnings."""
 
     enabled: bool = Field(True, description="Log the monitor/* signals each step and warn on the thresholds below.")
@@ -206,7 +207,7 @@ class TrainerConfig(_TrlSection):
         return check_report_to([value] if isinstance(value, str) else value)
 
 
-class TrainConfig(_Config):
+class TrainConfig(ConfigModel):
     data: DataConfig = Field(..., description="Training / validation data and prompt format.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The policy.")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="GRPO / DAPO / GSPO recipe.")
@@ -266,16 +267,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         return key.strip().split("."), value
 
 
-def unknown_recipe(name: str) -> str:
-    close = difflib.get_close_matches(name, RECIPES, n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    return f"unknown recipe '{name}' ({hint}choose one of: {', '.join(RECIPES)}; a new one is train/recipes/NAME.yaml)"
-
-
 def recipe_defaults(name: str) -> dict:
-    if name not in RECIPES:
-        raise MedixError(unknown_recipe(name))
-    return read_yaml(RECIPE_DIR / f"{name}.yaml")
+    return read_yaml(RECIPES[name])
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:
@@ -291,6 +284,6 @@ def load_train_config(path: str | Path | None, overrides: list[str] = (), base: 
         node[keys[-1]] = value
     recipe = (data.get("algorithm") or {}).get("recipe", "dapo")
     if recipe not in RECIPES:
-        raise MedixError(f"algorithm.recipe: {unknown_recipe(recipe)}")
+        raise MedixError(f"algorithm.recipe: {RECIPES.unknown(recipe)}")
     data = deep_merge(recipe_defaults(recipe), data)
     return build(TrainConfig, data, str(path or "config"))

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from medix.config import RewardConfig
+from medix.rewards.config import RewardConfig
 from medix.rewards import composite as reward
 from medix.rewards.components import GUARD_REASONS
 from medix.rewards.composite import RewardResult
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def outside_part(r: RewardResult) -> float:
     """The part of a sample's overall paid by the outside-bracket components (the format reward)."""
-    return sum(r.weights[c.name] * (r.values[c.name] or 0.0) for c in reward.COMPONENTS if not c.in_bracket)
+    return sum(r.weights[c.name] * (r.values[c.name] or 0.0) for c in reward.COMPONENTS.values() if not c.in_bracket)
 
 
 def policy_tokens(processing) -> Callable[[str], int]:
