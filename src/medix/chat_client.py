@@ -9,7 +9,7 @@ variable, a per-request timeout, bounded concurrency that backs off on timeouts,
 retrying (bad key, forbidden, unknown model, malformed request), capped exponential backoff with jitter, a
 circuit breaker, and short error texts naming the server, the model, the HTTP status and the server's own
 reason; reply and error texts have the API key, the URLs' passwords and anything that looks like a bearer
-token or `sk-` key redacted (`medix.files.redact`).
+token or `sk-` key redacted (`medix.safe_text.redact`).
 
 Several servers (data parallel): each try goes to the server with the fewest requests in flight (a slow
 server gets fewer, not an equal share as round-robin would give it); a retry goes to another server than
@@ -50,7 +50,7 @@ from typing import Any, Callable
 import openai
 
 from medix.errors import MedixError
-from medix.files import display_url, redact, url_secrets, valid_unicode
+from medix.safe_text import display_url, redact, url_secrets, valid_unicode
 
 
 class CrossOriginRedirect(openai.OpenAIError):

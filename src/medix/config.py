@@ -18,10 +18,11 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from medix.errors import MedixError
-from medix.files import check_url, read_text, without_credentials
+from medix.files import read_text
+from medix.safe_text import check_url, without_credentials
 
 
-# Every URL field: http(s) with a host, refused otherwise (`medix.files.check_url`).
+# Every URL field: http(s) with a host, refused otherwise (`medix.safe_text.check_url`).
 ServerURL = Annotated[str, AfterValidator(check_url)]
 
 

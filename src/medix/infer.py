@@ -23,7 +23,7 @@ from medix.data.images import MAX_IMAGE_SIDE, load_image, openai_content  # noqa
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
-from medix.files import check_url
+from medix.safe_text import check_url
 from medix.models import SMOLLM2, is_vision_model, served_name, zoo_entry
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ def test_candidates_and_layouts_differ_as_documented():
 
 
 def test_an_unknown_protocol_or_backend_is_named_with_the_choices():
-    with pytest.raises(MedixError, match="unknown protocol 'papr'; did you mean 'paper'\? known: paper, medix"):
+    with pytest.raises(MedixError, match=r"unknown protocol 'papr'; did you mean 'paper'\? known: paper, medix"):
         build(EvalConfig, {"model": "m", "protocol": "papr"}, "eval.yaml")
     with pytest.raises(MedixError, match="unknown judge backend 'vlm'; .*known: local, openai"):
         build(JudgeConfig, {"backend": "vlm"}, "reward.yaml")

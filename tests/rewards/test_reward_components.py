@@ -18,7 +18,7 @@ from helpers.scripted_run import scripted_run, train
 from medix.judge.config import JudgeConfig
 from medix.rewards.config import RewardConfig, RewardWeights
 from medix.judge import Judge
-from medix.rewards import components, composite, engines, scoring, table
+from medix.rewards import components, engines, scoring, table
 from medix.rewards.components import Batch, Column, Scorer
 from medix.rewards.composite import CompositeReward
 from medix.rewards.config import weights_model

@@ -10,12 +10,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from medix.files import terminal_safe
+from medix.safe_text import terminal_safe
 
 
 class SafeConsole(Console):
     """A Rich console whose every string (printed, a table cell, a log line) has its control characters written
-    out (`medix.files.terminal_safe`): a reply, an error body or a data file cannot drive the terminal."""
+    out (`medix.safe_text.terminal_safe`): a reply, an error body or a data file cannot drive the terminal."""
 
     def render_str(self, text: str, *args, **kwargs):
         return super().render_str(terminal_safe(text), *args, **kwargs)

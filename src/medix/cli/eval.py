@@ -15,7 +15,7 @@ from rich.table import Table
 
 from medix.cli.common import (SafeConsole, console, fmt, given_flags, progress_bar, progress_factory,
                               stdout_console)
-from medix.files import terminal_safe
+from medix.safe_text import terminal_safe
 from medix.errors import MedixError
 
 app = typer.Typer(help="Evaluate on the 17 medical benchmarks: generate → judge → score → report.",

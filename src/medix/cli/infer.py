@@ -56,7 +56,7 @@ def ui(
     max_new_tokens: int = typer.Option(512, help="Generation budget per answer."),
 ) -> None:
     """Start the web demo (Gradio) on 127.0.0.1: ask about an image; browse evaluation results."""
-    from medix.files import check_port_free
+    from medix.claims import check_port_free
     from medix.web.app import build_app, launch
 
     check_port_free("127.0.0.1", port, "--port")

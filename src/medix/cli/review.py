@@ -61,7 +61,7 @@ def review_serve(
     port: int = typer.Option(7861, help="Port."),
 ) -> None:
     """Serve the reviewers' page; one server per set (a second is refused). Ctrl-C stops it, nothing is lost."""
-    from medix.files import check_port_free
+    from medix.claims import check_port_free
     from medix.review.app import build_review_app, launch_review
     from medix.review.store import ReviewStore
 

@@ -16,7 +16,7 @@ from medix.errors import MedixError
 from medix.eval.protocol import PAPER_PROTOCOL, Protocol, get_protocol
 from medix.eval.schema import sha256
 from medix.models import zoo_entry
-from medix.files import display_url
+from medix.safe_text import display_url
 
 PHASES = ("generate", "judge", "score")
 
@@ -46,7 +46,7 @@ def _eval_judge(data: dict) -> JudgeConfig:
 class EvalConfig(ConfigModel):
     @field_serializer("base_urls")
     def _public_urls(self, urls: list[str]) -> list[str]:
-        """Dumped without the credentials inside the URLs (`medix.files.display_url`)."""
+        """Dumped without the credentials inside the URLs (`medix.safe_text.display_url`)."""
         return [display_url(u) for u in urls]
 
     protocol: ProtocolField = Field(

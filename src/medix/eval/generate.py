@@ -22,7 +22,7 @@ from medix.data.images import load_image, openai_content
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
-from medix.files import display_url
+from medix.safe_text import display_url
 from medix.eval.config import EvalConfig
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, file_sha256, sha256
 from medix.models import served_name, zoo_entry

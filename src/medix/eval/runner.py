@@ -27,7 +27,8 @@ from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
 from medix.eval.schema import (GenerationRecord, JsonlStore, data_checks_path, generations_path, judgments_path,
                                read_data_checks)
-from medix.files import check_writable_dir, hold_folder
+from medix.files import check_writable_dir
+from medix.claims import hold_folder
 from medix.judge import Judge
 from medix.serving.fit import ContextFit
 

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable, Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from medix.errors import MedixError
-from medix.files import iter_jsonl, valid_unicode
+from medix.files import iter_jsonl
+from medix.safe_text import valid_unicode
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class JsonlStore:
 
     def ids(self) -> set[str]:
         """The ids present; read from the file once, then kept up to date by `append` / `drop` (one run
-        writes a folder at a time: `medix.files.hold_folder`)."""
+        writes a folder at a time: `medix.claims.hold_folder`)."""
         if self._ids is None:
             self._ids = {r["id"] for r in self.read()}
         return set(self._ids)

@@ -34,7 +34,7 @@ from medix.errors import MedixError
 from medix.eval.registry import registry
 from medix.eval.schema import GenerationRecord, JsonlStore, generations_path
 from medix.eval.score import read_judgments, read_scores, require_keys
-from medix.files import valid_unicode
+from medix.safe_text import valid_unicode
 
 RECORD_FIELDS = ("id", "question", "answer", "response", "answer_idx")
 

@@ -13,7 +13,7 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 from medix.backends import check_backend, get_backend
 from medix.config import ConfigModel, ServerURL, build, read_yaml
 from medix.errors import MedixError
-from medix.files import display_url
+from medix.safe_text import display_url
 from medix.models import default_judge, known
 
 

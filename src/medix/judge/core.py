@@ -43,7 +43,7 @@ from medix.files import cache_dir
 from medix.judge.cache import VerdictCache, cache_keys
 from medix.judge.types import (IDENTITY_NOTES, LOCAL_RESERVE_TOKENS, MIN_CONTEXT, Conversation, JudgeBackend,
                                JudgeRequest, Kind, Verdict)
-from medix.files import display_url
+from medix.safe_text import display_url
 
 log = logging.getLogger(__name__)
 TEMPLATE_VERSIONS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper": "paper-v1"}

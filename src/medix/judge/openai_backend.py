@@ -23,7 +23,7 @@ from typing import AsyncIterator
 
 from medix.chat_client import ChatClient
 from medix.judge.config import JudgeConfig
-from medix.files import display_url
+from medix.safe_text import display_url
 from medix.judge.parse import VERDICT_WORDS, combine_rounds, in_thinking, parse_reply, parse_verdict
 from medix.judge.types import Conversation, Verdict
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 import medix
-from medix.files import hold_lock
+from medix.claims import hold_lock
 from medix.errors import MedixError
 
 SCHEMA_VERSION = 1

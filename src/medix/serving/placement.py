@@ -109,7 +109,7 @@ def check_judge_reachable(cfg: "TrainConfig") -> None:
     judge = cfg.reward.judge
     if not get_backend(judge.backend).served or cfg.reward.weights.judge == 0:
         return
-    from medix.files import display_url
+    from medix.safe_text import display_url
     from medix.serving.process import models_error
 
     for url in judge.base_urls:

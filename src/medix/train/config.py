@@ -16,7 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serialize
 from medix.backends import get_backend
 from medix.config import ConfigModel, ServerURL, build, deep_merge, read_yaml
 from medix.errors import MedixError
-from medix.files import display_url
+from medix.safe_text import display_url
 from medix.models import SMOLLM2
 from medix.registry import Registry
 from medix.rewards.config import RewardConfig
@@ -130,7 +130,7 @@ class RolloutConfig(_TrlSection):
 
     @field_serializer("vllm_server_base_url")
     def _public_url(self, url: str | None) -> str | None:
-        """Dumped without the credentials inside the URL (`medix.files.display_url`)."""
+        """Dumped without the credentials inside the URL (`medix.safe_text.display_url`)."""
         return None if url is None else display_url(url)
 
     num_generations: int = Field(5, ge=2, description="Group size G (paper: 5).")

@@ -363,7 +363,7 @@ def plan_training(cfg: TrainConfig, launch: Launch, config_name: str = "config")
         problems += jproblems
         roles.append(GpuRole(f"judge GPU {', '.join(map(str, judge.gpus))}", cap, [jline]))
     if not judge and get_backend(cfg.reward.judge.backend).served:
-        from medix.files import display_url
+        from medix.safe_text import display_url
 
         notes.append(f"judge at {', '.join(map(display_url, cfg.reward.judge.base_urls))}: not on this node's "
                      "training GPUs")

@@ -140,7 +140,7 @@ def build_app(model: str | None = None, server: str | None = None, max_new_token
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from medix.files import display_url
+    from medix.safe_text import display_url
 
     session = DemoSession(model, server, max_new_tokens)
     with gr.Blocks(title="MediX-R1 demo", analytics_enabled=False) as demo:
