@@ -71,7 +71,7 @@ def test_console_script_and_module_reach_the_app():
 
 def test_judge_serve_port_flag_default_is_the_configs():
     from medix.cli.eval import eval_run
-    from medix.eval.config import JUDGE_SERVER_PORT
+    from medix.eval.flags import JUDGE_SERVER_PORT
 
     default = inspect.signature(eval_run).parameters["judge_serve_port"].default.default
     assert default == JUDGE_SERVER_PORT == 8100
@@ -95,3 +95,28 @@ def test_every_flag_has_a_help_text_and_only_flag_names():
     stray = {name: p.opts for name, p in options.items() if not all(o.startswith("-") for o in p.opts + p.secondary_opts)}
     missing = sorted(name for name, p in options.items() if not p.help and name.split()[-1] != "--help")
     assert not stray and not missing, f"option names that are not flags: {stray}; flags without help: {missing}"
+
+
+def test_every_serve_flag_is_declared_once_and_reaches_its_serve_config_field():
+    """`medix eval run` gets --serve-* and --judge-serve-* from the one table (serving/flags.py), and each
+    given flag lands in its ServeConfig field of policy_server / judge_server."""
+    import inspect
+
+    from medix.cli.eval import eval_run
+    from medix.eval.config import EvalConfig
+    from medix.serving.flags import SERVE_FLAGS
+
+    params = inspect.signature(eval_run).parameters
+    for prefix in ("serve_", "judge_serve_"):
+        assert {p for p in params if p.startswith(prefix) and p != "judge_serve_port"} == {
+            prefix + suffix for suffix in SERVE_FLAGS}
+    given = {"gpus": "0,1", "tensor_parallel": 2, "data_parallel": 1, "api_servers": 2, "gpu_memory": 0.5,
+             "max_model_len": 4096, "arg": ["--enforce-eager"]}
+    assert set(given) == set(SERVE_FLAGS)  # a new row needs a value here
+    flags = {"model": "m", "backend": "openai", "judge_backend": "openai", "serve": True,
+             **{f"serve_{k}": v for k, v in given.items()}, **{f"judge_serve_{k}": v for k, v in given.items()}}
+    cfg = EvalConfig.from_sources(None, flags)
+    for server in (cfg.policy_server, cfg.judge_server):
+        assert (server.gpus, server.tensor_parallel_size, server.data_parallel_size, server.api_server_count,
+                server.gpu_memory_utilization, server.max_model_len, server.extra_args) == (
+            [0, 1], 2, 1, 2, 0.5, 4096, ["--enforce-eager"])

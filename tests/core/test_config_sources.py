@@ -12,7 +12,8 @@ import pytest
 from medix.judge.config import JudgeConfig
 from medix.rewards.config import load_reward_config
 from medix.errors import MedixError
-from medix.eval.config import JUDGE_SERVER_PORT, EvalConfig
+from medix.eval.config import EvalConfig
+from medix.eval.flags import JUDGE_SERVER_PORT
 
 FILE = """\
 model: from-file

@@ -14,6 +14,8 @@ from medix.models import ZOO
 from medix.registry import Registry, UnknownName
 from medix.rewards.config import REWARD_PRESETS
 from medix.rewards.table import COMPONENTS
+from medix.serving.engines import ENGINES
+from medix.serving.flags import SERVE_FLAGS
 from medix.train.config import RECIPES
 
 
@@ -46,7 +48,8 @@ def test_register_as_call_or_decorator_and_a_name_twice_is_refused():
 @pytest.mark.parametrize("table, misspelt, meant", [
     (BACKENDS, "locl", "local"), (PROTOCOLS, "papr", "paper"), (BUILDERS, "mcq_lists", "mcq_list"),
     (REWARD_PRESETS, "lm", "llm"), (COMPONENTS, "accuracy_lm", "accuracy_llm"), (RECIPES, "dapoo", "dapo"),
-    (ZOO, "MediX-R1-8", "MediX-R1-8B"), (registry(), "medqaa", "medqa"),
+    (ZOO, "MediX-R1-8", "MediX-R1-8B"), (registry(), "medqaa", "medqa"), (ENGINES, "vlm", "vllm"),
+    (SERVE_FLAGS, "gpu", "gpus"),
 ])
 def test_every_table_is_a_registry_that_suggests(table, misspelt, meant):
     assert isinstance(table, Registry)

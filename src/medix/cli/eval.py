@@ -17,12 +17,14 @@ from medix.cli.common import (SafeConsole, console, fmt, given_flags, progress_b
                               stdout_console)
 from medix.safe_text import terminal_safe
 from medix.errors import MedixError
+from medix.serving.flags import with_serve_flags
 
 app = typer.Typer(help="Evaluate on the 17 medical benchmarks: generate → judge → score → report.",
                   no_args_is_help=True)
 
 
 @app.command("run")
+@with_serve_flags(("serve_", "policy"), ("judge_serve_", "judge"))
 def eval_run(
     ctx: typer.Context,
     model: str = typer.Option(..., "--model", "-m", help="Policy: zoo name, hub id, folder, or a server's model name."),
@@ -41,24 +43,6 @@ def eval_run(
                                                  "for several (data parallel). Default http://127.0.0.1:8000/v1."),
     serve: bool = typer.Option(False, "--serve", help="Start vLLM on this node for the policy (and, with "
                                "--judge-serve-* flags, the judge) and stop it after its phase (docs/eval.md)."),
-    serve_gpus: Optional[str] = typer.Option(None, help="--serve: policy GPUs, e.g. 0,1,2,3,4,5,6,7."),
-    serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per policy replica (vLLM "
-                                                        "--tensor-parallel-size)."),
-    serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: policy replicas in the one server "
-                                                      "(vLLM --data-parallel-size)."),
-    serve_api_servers: Optional[int] = typer.Option(None, help="--serve: vLLM --api-server-count (image "
-                                                    "preprocessing)."),
-    serve_gpu_memory: Optional[float] = typer.Option(None, help="--serve: vLLM --gpu-memory-utilization (0-1]."),
-    serve_max_model_len: Optional[int] = typer.Option(None, help="--serve: vLLM --max-model-len."),
-    serve_arg: Optional[list[str]] = typer.Option(None, help="--serve: one more vLLM argument (repeat; use "
-                                                  "--serve-arg=--flag for a value starting with '-')."),
-    judge_serve_gpus: Optional[str] = typer.Option(None, help="--serve: judge GPUs (starts the judge servers)."),
-    judge_serve_tensor_parallel: Optional[int] = typer.Option(None, help="--serve: GPUs per judge replica."),
-    judge_serve_data_parallel: Optional[int] = typer.Option(None, help="--serve: judge replicas in the one server."),
-    judge_serve_api_servers: Optional[int] = typer.Option(None, help="--serve: the judge's --api-server-count."),
-    judge_serve_gpu_memory: Optional[float] = typer.Option(None, help="--serve: judge --gpu-memory-utilization."),
-    judge_serve_max_model_len: Optional[int] = typer.Option(None, help="--serve: judge --max-model-len."),
-    judge_serve_arg: Optional[list[str]] = typer.Option(None, help="--serve: one more vLLM argument for the judge."),
     judge_serve_port: int = typer.Option(8100, help="--serve: port of the first judge server."),
     max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget per answer (paper 2048, medix 1024)."),
     system_prompt: Optional[str] = typer.Option(None, help="System message before every question."),
@@ -78,6 +62,7 @@ def eval_run(
                                          help="Regenerate items whose data changed since they were stored."),
     allow_text_only: bool = typer.Option(False, "--allow-text-only", help="Ask VLM items whose image is missing "
                                          "without it (every report says so); default: they fail, counted."),
+    **serve_flags,
 ) -> None:
     """Run the evaluation phases; resumes when OUTPUT_DIR holds an interrupted run of the same model."""
     from medix.eval.config import EvalConfig

@@ -13,6 +13,7 @@ from medix.config import ConfigModel, ServerURL, build, deep_merge, read_yaml
 from medix.judge.config import JudgeConfig
 from medix.serving.config import ServeConfig
 from medix.errors import MedixError
+from medix.eval.flags import flag_overrides
 from medix.eval.protocol import PAPER_PROTOCOL, Protocol, get_protocol
 from medix.eval.schema import sha256
 from medix.models import zoo_entry
@@ -31,11 +32,6 @@ def _protocol(value):
 
 # In YAML and in dumps a protocol is its name; in code it is the object.
 ProtocolField = Annotated[InstanceOf[Protocol], BeforeValidator(_protocol), PlainSerializer(lambda p: p.name)]
-
-
-# The first judge server's port when `--judge-serve-*` flags lay out judge servers and nothing names a port: next
-# to the policy's 8000 (the default of `medix eval run --judge-serve-port`).
-JUDGE_SERVER_PORT = 8100
 
 
 def _eval_judge(data: dict) -> JudgeConfig:
@@ -196,67 +192,3 @@ class EvalConfig(ConfigModel):
                 raise MedixError(f"--{flag.replace('_', '-')} names a server, but {option} is {backend!r}, which runs "
                                  f"the model in this process: add {option} openai to use the server, or drop the flag")
         return cfg
-
-
-# `medix eval run` flags named as an EvalConfig field (paths become strings); the others are mapped below.
-_FIELD_FLAGS = ("model", "protocol", "limit", "output_dir", "backend", "serve", "max_new_tokens", "system_prompt",
-                "retry_failed", "refresh_changed", "allow_text_only", "official_tasks", "data_dir")
-_JUDGE_FLAGS = {"judge_backend": "backend", "judge_model": "model", "judge_url": "base_urls",
-                "judge_key_env": "api_key_env", "judge_template": "template", "rubric_template": "rubric_template"}
-# --serve-* (policy_server) and --judge-serve-* (judge_server): flag suffix → ServeConfig field.
-_SERVE_FLAGS = {"gpus": "gpus", "tensor_parallel": "tensor_parallel_size", "data_parallel": "data_parallel_size",
-                "api_servers": "api_server_count", "gpu_memory": "gpu_memory_utilization",
-                "max_model_len": "max_model_len", "arg": "extra_args"}
-_OTHER_FLAGS = {"tasks", "phases", "base_url", "sample", "no_format_prompt", "judge_serve_port",
-                *_JUDGE_FLAGS, *(f"{p}{k}" for p in ("serve_", "judge_serve_") for k in _SERVE_FLAGS)}
-
-
-def flag_overrides(flags: dict[str, Any], base: dict | None = None) -> dict:
-    """The given `medix eval run` flags as a partial EvalConfig, to merge over the YAML file `base`.
-
-    `--judge-serve-port` goes with the other `--judge-serve-*` flags (alone it only moves a judge_server the file
-    lays out); without it their servers start at the file's judge_server.port, else at JUDGE_SERVER_PORT."""
-    unknown = set(flags) - set(_FIELD_FLAGS) - _OTHER_FLAGS
-    if unknown:
-        raise ValueError(f"not a flag of medix eval run: {', '.join(sorted(unknown))}")
-    if flags.get("sample") is not None and flags.get("data_dir") is not None:
-        raise MedixError("--sample and --data-dir both choose the data; give one")
-    out = {key: str(value) if isinstance(value, Path) else value for key, value in flags.items() if key in _FIELD_FLAGS}
-    if flags.get("sample") is not None:
-        out["data_dir"] = str(flags["sample"])
-    if "tasks" in flags:
-        out["tasks"] = [flags["tasks"]]
-    if "phases" in flags:
-        out["phases"] = [p.strip() for p in flags["phases"].split(",") if p.strip()]
-    if "base_url" in flags:
-        out["base_urls"] = flags["base_url"]
-    if "no_format_prompt" in flags:
-        out["format_prompt"] = not flags["no_format_prompt"]
-    judge = {key: flags[name] for name, key in _JUDGE_FLAGS.items() if name in flags}
-    if judge:
-        out["judge"] = {k: str(v) if isinstance(v, Path) else v for k, v in judge.items()}
-    if policy := _serve_section(flags, "serve_"):
-        out["policy_server"] = policy
-    judge_server, port = _serve_section(flags, "judge_serve_"), flags.get("judge_serve_port")
-    file_server = (base or {}).get("judge_server")
-    if judge_server or (port is not None and isinstance(file_server, dict)):
-        file_port = file_server.get("port") if isinstance(file_server, dict) else None
-        out["judge_server"] = {**judge_server, "port": port or file_port or JUDGE_SERVER_PORT}
-    return out
-
-
-def _serve_section(flags: dict[str, Any], prefix: str) -> dict:
-    """The ServeConfig fields of the `--{prefix}*` flags given; `--*-gpus 0,1` becomes [0, 1]."""
-    chosen = {field: flags[prefix + suffix] for suffix, field in _SERVE_FLAGS.items()
-              if flags.get(prefix + suffix) not in (None, [], ())}
-    if "gpus" in chosen:
-        chosen["gpus"] = gpu_ids(chosen["gpus"], f"--{prefix.replace('_', '-')}gpus")
-    return chosen
-
-
-def gpu_ids(text: str, flag: str) -> list[int]:
-    """`0,1,2,3` → [0, 1, 2, 3]; anything else is an error naming the flag."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise MedixError(f"{flag} {text!r}: give GPU ids separated by commas, e.g. 0,1,2,3") from None

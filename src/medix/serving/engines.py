@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Callable
 
 from medix.errors import MedixError
+from medix.registry import Registry
 from medix.models import SMOLLM2, canonical, resolve, served_name, smollm2_gguf
 from medix.serving.config import ServeConfig
 
-ENGINES = ("vllm", "llamacpp")
 
 
 def require_vllm(what: str = "--serve starts vLLM") -> None:
@@ -26,21 +27,31 @@ def require_vllm(what: str = "--serve starts vLLM") -> None:
 
 def server_command(model: str, engine: str, port: int, extra: list[str] | tuple = ()) -> list[str]:
     """The argv that starts an OpenAI-compatible server for `model` on 127.0.0.1:port."""
-    if engine == "vllm":
-        require_vllm("the vllm engine needs vLLM")
-        return vllm_command(model, port, extra)
-    if engine == "llamacpp":
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise MedixError("the llamacpp engine needs llama-cpp-python: pip install 'medix[llamacpp]' "
-                             "(compiles ~8 min)")
-        path = model
-        if canonical(model) == SMOLLM2:
-            path = str(smollm2_gguf())  # the packaged GGUF, checked to be there
-        if not path.endswith(".gguf") or not Path(path).is_file():
-            raise MedixError(f"--engine llamacpp needs a local .gguf file or '{SMOLLM2}', got {model!r}")
-        return [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", model,
-                "--host", "127.0.0.1", "--port", str(port), *extra]
-    raise MedixError(f"unknown serving engine {engine!r} (choose {' or '.join(ENGINES)})")
+    return ENGINES[engine](model, port, list(extra))
+
+
+def _vllm(model: str, port: int, extra: list[str]) -> list[str]:
+    require_vllm("the vllm engine needs vLLM")
+    return vllm_command(model, port, extra)
+
+
+def _llamacpp(model: str, port: int, extra: list[str]) -> list[str]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise MedixError("the llamacpp engine needs llama-cpp-python: pip install 'medix[llamacpp]' "
+                         "(compiles ~8 min)")
+    path = model
+    if canonical(model) == SMOLLM2:
+        path = str(smollm2_gguf())  # the packaged GGUF, checked to be there
+    if not path.endswith(".gguf") or not Path(path).is_file():
+        raise MedixError(f"--engine llamacpp needs a local .gguf file or '{SMOLLM2}', got {model!r}")
+    return [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", model,
+            "--host", "127.0.0.1", "--port", str(port), *extra]
+
+
+# Each serving engine: (model, port, extra args) → the argv of its OpenAI-compatible server.
+ENGINES: Registry[Callable[[str, int, list[str]], list[str]]] = Registry(
+    "serving engine", add="a command function registered in serving/engines.py (and the ServeConfig.engine choice)",
+    entries=[("vllm", _vllm), ("llamacpp", _llamacpp)])
 
 
 def vllm_layout_args(spec: ServeConfig, max_model_len: int | None = None) -> list[str]:
