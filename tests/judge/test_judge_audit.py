@@ -132,7 +132,7 @@ def test_audit_on_pairs_of_one_label_and_a_smaller_audit_keeps_the_cached_one(tm
 
 def test_a_small_audit_never_replaces_the_shipped_one(tmp_path, monkeypatch):
     from medix.judge.audit import cached_audit
-    from medix.judge.core import one_turn_identity
+    from medix.judge.identity import one_turn_identity
 
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))
     config = JudgeConfig(backend="local", model="smollm2-135m")

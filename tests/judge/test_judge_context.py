@@ -8,7 +8,7 @@ import pytest
 
 from medix.judge.config import JudgeConfig
 from medix.judge import Judge, JudgeRequest
-from medix.judge.core import CUT_MARK
+from medix.judge.prompts import CUT_MARK
 from medix.judge.types import LOCAL_RESERVE_TOKENS
 
 QUESTION = " ".join(f"clinical-detail-{i}" for i in range(3000))  # ~15k tokens

@@ -181,7 +181,7 @@ def test_probabilities_from_server_logprobs_threshold_and_soft(stub, tmp_path):
 
 
 def test_url_credentials_reach_no_record_message_or_dump(tmp_path):
-    from medix.judge.core import one_turn_identity
+    from medix.judge.identity import one_turn_identity
 
     url = f"http://medix:{PASSWORD}@127.0.0.1:{free_port()}/v1"
     config = stub_judge(url, max_tokens=32, cache=False, timeout_s=0.2, backoff_s=0.2, max_consecutive_failures=2,
@@ -196,7 +196,7 @@ def test_url_credentials_reach_no_record_message_or_dump(tmp_path):
 
 
 def test_the_judge_identity_names_its_server_without_credentials():
-    from medix.judge.core import one_turn_identity
+    from medix.judge.identity import one_turn_identity
 
     a = one_turn_identity(stub_judge("http://10.0.0.1:8001/v1", max_tokens=32))
     b = one_turn_identity(stub_judge("http://10.0.0.2:8001/v1", max_tokens=32))
@@ -218,7 +218,7 @@ def test_reward_judging_after_switching_the_judge_server_asks_the_new_one(tmp_pa
 
 
 def test_a_key_in_a_url_query_reaches_no_identity_or_message():
-    from medix.judge.core import one_turn_identity
+    from medix.judge.identity import one_turn_identity
 
     url = f"http://127.0.0.1:{free_port()}/v1?api_key={PASSWORD}"
     identity = json.dumps(one_turn_identity(JudgeConfig(backend="openai", model="m", base_urls=[url])))

@@ -213,7 +213,7 @@ def test_audit_of_every_kind_on_the_fast_judge(tmp_path, monkeypatch):
 def test_an_audit_reread_at_another_threshold_by_hand():
     from medix.judge.config import JudgeConfig
     from medix.judge.audit import reread
-    from medix.judge.core import identity_key, one_turn_identity
+    from medix.judge.identity import identity_key, one_turn_identity
 
     measured = JudgeConfig(backend="local", model="smollm2-135m", threshold=0.5)
     verdicts = [{"kind": "yesno", "source": "positive: x", "label": True, "p_yes": 0.45, "ok": True},

@@ -76,7 +76,7 @@ GROUPS = [("Which nerve is injured in a midshaft humerus fracture?", "Radial ner
 def test_shared_prefix_verdicts_equal_the_unshared_ones():
     """GRPO-shaped batches (5 answers per question): one prefix pass per group, same P(YES) within 1e-4."""
     from medix.judge.local_backend import LocalBackend
-    from medix.judge.core import ONE_TURN, Prompts
+    from medix.judge.prompts import ONE_TURN, Prompts
 
     prompts = Prompts(ONE_TURN)
     texts = [prompts.render(JudgeRequest(c, r, q)) for q, r, answers in GROUPS for c in answers]
@@ -100,7 +100,7 @@ def test_shared_prefix_in_bfloat16_keeps_the_verdicts():
     """The runtime dtype on a CPU with native bf16: the prefix pass and the plain batched pass round differently
     (bf16 keeps 8 bits of mantissa), so P(YES) agrees only loosely; the float32 tests above pin the algorithm."""
     from medix.judge.local_backend import LocalBackend
-    from medix.judge.core import ONE_TURN, Prompts
+    from medix.judge.prompts import ONE_TURN, Prompts
 
     prompts = Prompts(ONE_TURN)
     texts = [prompts.render(JudgeRequest(c, r, q)) for q, r, answers in GROUPS for c in answers]
@@ -121,7 +121,7 @@ def test_conversation_caches_across_rounds_give_the_batched_logits(protocol):
     a past reply differently from how the open turn ended (as thinking templates do), so a later round is
     not an extension of the previous one and the cache must be cut back to the common tokens."""
     from medix.judge.local_backend import LocalBackend
-    from medix.judge.core import CONVERSATION_TEMPLATES, PAPER_TEMPLATES, Prompts
+    from medix.judge.prompts import CONVERSATION_TEMPLATES, PAPER_TEMPLATES, Prompts
 
     prompts = Prompts(PAPER_TEMPLATES if protocol == "paper" else CONVERSATION_TEMPLATES)
     conversations = [prompts.conversation(JudgeRequest(c, r, q, kind=kind))

@@ -9,7 +9,7 @@ import torch
 from medix import models
 from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
-from medix.judge.core import one_turn_identity
+from medix.judge.identity import one_turn_identity
 from medix.models import embedded, gguf, hardware, zoo
 
 

@@ -5,7 +5,8 @@
     judge.judge([JudgeRequest(candidate="pneumonia", reference="lobar pneumonia")])  # -> [Verdict]
 """
 
-from medix.judge.core import Judge, identity_key, judge_identity
+from medix.judge.core import Judge
+from medix.judge.identity import identity_key, judge_identity
 from medix.judge.types import JudgeRequest, Verdict
 
 __all__ = ["Judge", "JudgeRequest", "Verdict", "identity_key", "judge_identity"]

@@ -29,7 +29,8 @@ from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.files import cache_dir
 from medix.judge.calibration import cross_validate, rates, reliability, roc_auc, summarise
-from medix.judge.core import Judge, identity_key, one_turn_identity
+from medix.judge.core import Judge
+from medix.judge.identity import identity_key, one_turn_identity
 from medix.judge.pairs import Pair, pairs_from_file, pairs_from_items  # noqa: F401  (the audit's inputs)
 from medix.judge.types import JudgeRequest
 
