@@ -11,8 +11,8 @@ from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
 from medix.eval.schema import EvalItem
 from medix.judge import Judge
-from medix.judge.audit import (Pair, calibrated_config, pairs_from_file, pairs_from_items, roc_auc, run_audit,
-                               save_audit, thresholds, weak_judge_warning)
+from medix.judge.audit import Pair, calibrated_config, pairs_from_file, pairs_from_items, roc_auc, run_audit, thresholds
+from medix.judge.audit_store import save_audit, weak_judge_warning
 from medix.testing.stub_server import JudgeStub
 
 
@@ -116,7 +116,7 @@ def test_audit_rates_divide_by_their_own_class():
 
 
 def test_audit_on_pairs_of_one_label_and_a_smaller_audit_keeps_the_cached_one(tmp_path, monkeypatch, stub):
-    from medix.judge.audit import cached_audit
+    from medix.judge.audit_store import cached_audit
 
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path / "cache"))
     args = ["judge", "audit", "--judge-backend", "openai", "--judge-model", "stub", "--judge-url", stub.url,
@@ -131,7 +131,7 @@ def test_audit_on_pairs_of_one_label_and_a_smaller_audit_keeps_the_cached_one(tm
 
 
 def test_a_small_audit_never_replaces_the_shipped_one(tmp_path, monkeypatch):
-    from medix.judge.audit import cached_audit
+    from medix.judge.audit_store import cached_audit
     from medix.judge.identity import one_turn_identity
 
     monkeypatch.setenv("MEDIX_CACHE", str(tmp_path))

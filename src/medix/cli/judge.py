@@ -49,7 +49,9 @@ def judge_audit(
     from medix.errors import MedixError
     from medix.files import check_output_file
     from medix.judge import Judge
-    from medix.judge.audit import calibrated_config, roc_png, run_audit, save_audit
+    from medix.judge.audit import calibrated_config, run_audit
+    from medix.judge.audit_store import save_audit
+    from medix.judge.audit_plot import roc_png
     from medix.judge.pairs import parse_kinds
 
     judge_cfg = JudgeConfig.from_sources(config, {"backend": judge_backend, "model": judge_model,

@@ -158,7 +158,7 @@ def _judge_line(judge: dict) -> str:
     audit = judge.get("audit")
     if not audit:
         return line + "; never audited: measure it with `medix judge audit`"
-    from medix.judge.audit import describe_kinds
+    from medix.judge.audit_store import describe_kinds
 
     oos = audit.get("out_of_sample")
     line += (f"; audit: {100 * audit['accuracy']:.0f}% accuracy on {audit['pairs']} labelled pairs "

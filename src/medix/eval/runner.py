@@ -226,7 +226,7 @@ def _run(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, pr
 
 def _judge_phase(cfg: EvalConfig, specs: list[TaskSpec], out: Path, judge: EvalJudge, result: RunResult,
                  progress: Progress, generations: dict[str, list[GenerationRecord]], manifest: dict) -> None:
-    from medix.judge.audit import warn_if_weak
+    from medix.judge.audit_store import warn_if_weak
 
     warn_if_weak(cfg.judge)
     judge.judge.probe()  # so the first record's identity already says whether P(YES) is available

@@ -43,7 +43,7 @@ def score_file(
     on_progress: Callable[[int], None] | None = None,
 ) -> list[RewardResult]:
     """Score validated rows (see `read_scoring_rows`), writing OUT chunk by chunk."""
-    from medix.judge.audit import warn_if_weak
+    from medix.judge.audit_store import warn_if_weak
 
     config = getattr(composite, "config", None)  # a stand-in composite (tests) may have none
     if config is not None:

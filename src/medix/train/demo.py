@@ -18,7 +18,7 @@ from typing import Callable
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from medix.judge.audit import judge_summary
+from medix.judge.audit_store import judge_summary
 from medix.errors import MedixError
 from medix.models import SMOLLM2, default_judge
 from medix.rewards import composite as reward

@@ -128,7 +128,7 @@ def run_training(cfg: TrainConfig) -> dict:
     if first:  # the commits a resumed run's checkpoints were trained on stay recorded until this run's are known
         (out / "config.json").write_text(json.dumps({**json.loads(cfg.model_dump_json()), "hub_revisions": earlier},
                                                     indent=2))
-    from medix.judge.audit import warn_if_weak
+    from medix.judge.audit_store import warn_if_weak
 
     warn_if_weak(cfg.reward.judge, cfg.reward.weights.judge)
     check_installed(cfg)
