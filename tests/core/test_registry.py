@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from medix.backends import BACKENDS
-from medix.eval.items import BUILDERS
 from medix.eval.protocol import PROTOCOLS
 from medix.eval.registry import registry
+from medix.eval.shapes import SHAPES
 from medix.errors import MedixError
 from medix.models import ZOO
 from medix.registry import Registry, UnknownName
@@ -46,7 +46,7 @@ def test_register_as_call_or_decorator_and_a_name_twice_is_refused():
 
 
 @pytest.mark.parametrize("table, misspelt, meant", [
-    (BACKENDS, "locl", "local"), (PROTOCOLS, "papr", "paper"), (BUILDERS, "mcq_lists", "mcq_list"),
+    (BACKENDS, "locl", "local"), (PROTOCOLS, "papr", "paper"), (SHAPES, "mcq_lists", "mcq_list"),
     (REWARD_PRESETS, "lm", "llm"), (COMPONENTS, "accuracy_lm", "accuracy_llm"), (RECIPES, "dapoo", "dapo"),
     (ZOO, "MediX-R1-8", "MediX-R1-8B"), (registry(), "medqaa", "medqa"), (ENGINES, "vlm", "vllm"),
     (SERVE_FLAGS, "gpu", "gpus"),

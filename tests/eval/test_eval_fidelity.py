@@ -12,9 +12,10 @@ import yaml
 from helpers.cli_runner import cli
 from helpers.eval_data import write_task
 from medix.eval.config import EvalConfig
-from medix.eval.items import load_task, match_option
+from medix.eval.items import load_task
 from medix.eval.official import apply_official, fixed_questions
 from medix.eval.registry import registry, select_tasks
+from medix.eval.shapes.mcq import match_option
 from medix.testing.stub_server import JudgeStub
 
 

@@ -14,6 +14,7 @@ from medix.errors import MedixError
 from medix.eval.config import EvalConfig
 from medix.eval.protocol import MEDIX_PROTOCOL, PAPER_PROTOCOL, get_protocol
 from medix.eval.runner import run_eval
+from medix.eval.shapes.mcq import LAYOUTS as MCQ_LAYOUTS
 from medix.judge import Judge, JudgeRequest, Verdict
 from medix.testing.stub_server import JudgeStub
 
@@ -35,8 +36,8 @@ def test_candidates_and_layouts_differ_as_documented():
     assert PAPER_PROTOCOL.candidate(raw, "pneumonia") == "<answer>pneumonia</answer>"  # after the last </think>
     assert MEDIX_PROTOCOL.candidate(raw, "pneumonia") == "pneumonia"
     assert MEDIX_PROTOCOL.candidate("<CT_SCAN> <think>x</think> effusion", None) == "effusion"
-    assert PAPER_PROTOCOL.choices_block("Q?", "A. x") == "Q?\n\nChoices:\nA. x"
-    assert MEDIX_PROTOCOL.mcq_reference("B", {"A": "x", "B": "ulnar."}, None) == "B. ulnar"
+    assert MCQ_LAYOUTS["paper"].question("Q?", "A. x") == "Q?\n\nChoices:\nA. x"
+    assert MCQ_LAYOUTS["medix"].reference("B", {"A": "x", "B": "ulnar."}, None) == "B. ulnar"
     long = "w" * 3000
     assert PAPER_PROTOCOL.judge_question(long) == long and len(MEDIX_PROTOCOL.judge_question(long)) < 1300
 

@@ -2,8 +2,9 @@
 
     items = load_items(registry()["medqa"], data_dir="/data/benchmarks", limit=10)
 
-Builders are registered by name (`builder:` in a task YAML). Each reads its columns through the task's
-`columns` mapping, so a new benchmark with the same shape needs only a YAML file.
+The question and reference come from the task's shape (`shape:` in its YAML; `medix.eval.shapes.SHAPES`),
+which reads its columns through the task's `columns` mapping, so a new benchmark of a known shape needs only
+a YAML file, and a new shape only a module in `medix/eval/shapes/`.
 Local mirrors: `DATA_DIR/<task>/test.jsonl` with the hub's column names, image paths relative to the
 task folder. A task without data raises `TaskUnavailable` with the reason (the run lists it as skipped).
 """
@@ -11,166 +12,23 @@ task folder. A task without data raises `TaskUnavailable` with the reason (the r
 from __future__ import annotations
 
 import logging
-import re
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
 
 from medix.data.datasets import read_records
 from medix.errors import MedixError
 from medix.eval.protocol import Protocol, get_protocol
 from medix.eval.registry import TaskSpec
-from medix.registry import Registry
 from medix.eval.rows import check_row
 from medix.eval.schema import EvalItem
+from medix.eval.shapes import SHAPES, Built
 from medix.files import cache_dir
 
 log = logging.getLogger(__name__)
-LETTERS = string.ascii_uppercase
-
-
-class Built(NamedTuple):
-    question: str
-    reference: str
-    choices: "dict[str, str] | None"
-    flags: tuple[str, ...] = ()  # data notes counted per task, e.g. ("answer_unmatched",)
-
-
-BUILDERS: Registry[Callable[[dict, dict, TaskSpec, Protocol], Built]] = Registry(
-    "task builder", add="a @builder function in medix/eval/items.py")
 
 
 class TaskUnavailable(MedixError):
     """The task's data cannot be read here; the message is the reason shown in the skipped list."""
-
-
-def builder(name: str):
-    return BUILDERS.register(name)
-
-
-def _mcq(question: str, options: list[str | None] | dict[str, str | None], answer: str | int,
-         protocol: Protocol, reference_text: str | None = None) -> Built:
-    """Lettered options. `answer`: a letter or a 0-based index; `reference_text` overrides the reference
-    (paper). The layout is the protocol's: paper, `Choices:` and one `A. text` line per option, the
-    option's text as reference; medix, `Options:` plus an answer instruction, `B. text` as reference.
-    A None option is left out but keeps its letter (the official listing skips it the same way).
-    """
-    choices = dict(options) if isinstance(options, dict) else dict(zip(LETTERS, options))
-    choices = {k: str(v) for k, v in choices.items() if v is not None}
-    if isinstance(answer, int) or str(answer).strip().lstrip("-").isdigit():
-        position = int(answer)
-        letters = list(dict(options) if isinstance(options, dict) else dict(zip(LETTERS, options)))
-        if not 0 <= position < len(letters):
-            raise ValueError(f"answer index {position} is outside the {len(letters)} options")
-        letter = letters[position]
-    else:
-        letter = str(answer).strip()[:1].upper()
-    if letter not in choices:
-        raise ValueError(f"answer {answer!r} names no option (options: {', '.join(choices) or 'none'})")
-    listed = "\n".join(f"{k}. {v}" for k, v in choices.items())
-    return Built(protocol.choices_block(question, listed), protocol.mcq_reference(letter, choices, reference_text),
-                 choices)
-
-
-@builder("mcq_list")
-def mcq_list(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
-    """Options in one list column, the answer as an index (MMLU)."""
-    return _mcq(str(row[cols["question"]]), list(row[cols["choices"]]), int(row[cols["answer"]]), protocol)
-
-
-@builder("mcq_columns")
-def mcq_columns(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
-    """One column per option; the answer an index (MedMCQA, MedQA) or a letter."""
-    return _mcq(str(row[cols["question"]]), [row[c] for c in cols["options"]], row[cols["answer"]], protocol)
-
-
-@builder("mcq_letters")
-def mcq_letters(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
-    """Options as {letter: text} with nulls for unused letters; the answer a letter (USMLE self-assessment).
-    Under paper the reference is the row's answer-text column (`answer_text`), as the official code reads it."""
-    options = dict(sorted((row[cols["options"]] or {}).items()))
-    # an empty answer text is the paper's reference as the official loader builds it (3 real USMLE rows)
-    text = str(row.get(cols["answer_text"]) or "") if "answer_text" in cols and protocol.reference_as_written else None
-    return _mcq(str(row[cols["question"]]), options, str(row[cols["answer"]]), protocol, text)
-
-
-_LETTER_FORM = re.compile(r"^\(?([A-Za-z])\)?\s*[:.)]\s*(.*)$", re.DOTALL)
-
-
-def _norm(text: object) -> str:
-    return " ".join(str(text).split()).casefold()
-
-
-def match_option(answer: str, values: list[str | None]) -> int | None:
-    """The option `answer` names, or None: its text (ignoring case and spacing), its letter alone ("B"),
-    or a letter form with or without the text ("B:MRI", "B. MRI", "(B) MRI")."""
-    texts = [None if v is None else _norm(v) for v in values]
-    if _norm(answer) in texts:
-        return texts.index(_norm(answer))
-    if len(answer) == 1 and answer.isalpha():
-        position = LETTERS.index(answer.upper())
-        return position if position < len(values) and values[position] is not None else None
-    form = _LETTER_FORM.match(answer)
-    if form:
-        position, rest = LETTERS.index(form.group(1).upper()), _norm(form.group(2))
-        if position < len(values) and values[position] is not None and rest in ("", texts[position]):
-            return position
-    return None
-
-
-@builder("mcq_choices")
-def mcq_choices(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
-    """Options in a list (or {letter: text}) column, the answer as the option's text (PMC-VQA).
-
-    paper: as the official loader, the reference is the answer column as written and the options are
-    listed whatever the answer says; an answer that names no option (`match_option`) is still an item,
-    marked `answer_unmatched` and counted. medix: the reference is `B. text` when the answer names B, else
-    the answer as written (marked the same way)."""
-    options = row[cols["choices"]]
-    values = list(options.values()) if isinstance(options, dict) else list(options)
-    answer = str(row[cols["answer"]]).strip()
-    position = match_option(answer, values)
-    if position is None:
-        choices = {k: str(v) for k, v in zip(LETTERS, values) if v is not None}
-        listed = "\n".join(f"{k}. {v}" for k, v in choices.items())
-        return Built(protocol.choices_block(str(row[cols["question"]]), listed), answer, choices, ("answer_unmatched",))
-    return _mcq(str(row[cols["question"]]), values, position, protocol,
-                answer if protocol.reference_as_written else None)
-
-
-@builder("pubmedqa")
-def pubmedqa(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
-    """Context(s) + question + the task's fixed `choices`; reference = decision plus the long answer.
-    paper: a `Contexts:` block with the FIRST context only, a `Question:` block, `Choices:` with the paper
-    protocol's choices (True / False / maybe, see the task YAML); the reference is the decision, a newline,
-    the long answer. medix: every context, its own choices and an answer instruction."""
-    choices = dict(zip(LETTERS, spec.choices.get(protocol.name) or spec.choices["medix"]))
-    long_answer = str(row.get(cols["long_answer"]) or "").strip()
-    question, reference = protocol.pubmedqa(row[cols["contexts"]], row[cols["question"]], choices,
-                                            row[cols["decision"]], long_answer)
-    return Built(question, reference, choices)
-
-
-@builder("vqa")
-def vqa(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
-    return Built(str(row[cols["question"]]).strip(), str(row[cols["answer"]]).strip(), None)
-
-
-@builder("report")
-def report(row: dict, cols: dict, spec: TaskSpec, protocol: Protocol) -> Built:
-    """Fixed instruction; summarization appends the report, generation relies on the image.
-    paper: `Report:` on its own line, the report, and the trailing colon the official prompt has; with
-    `--official-tasks` the whole question is the official one (`spec.prompt`, a format string over the row)."""
-    reference = str(row[cols["answer"]]).strip()
-    if protocol.official_prompts and spec.prompt is not None:
-        return Built(spec.prompt.format_map({k: "" if v is None else v for k, v in row.items()}).strip(),
-                     reference, None)
-    question = (spec.instruction or "").strip()
-    if "report" in cols:
-        text = str(row[cols["report"]]).strip()
-        question = protocol.report_question(question, text)
-    return Built(question, reference, None)
 
 
 class Rows:
@@ -373,13 +231,14 @@ def _ids(spec: TaskSpec, rows: Rows, lines: list[int]) -> list[str]:
 def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | None = None,
               protocol: Protocol | str = "paper") -> TaskData:
     """`load_items` with the data checks. A row whose fields do not have their schema's types
-    (`medix.eval.rows`), or that the builder cannot turn into a question (an answer index outside the
+    (`medix.eval.rows`), or that the shape cannot turn into a question (an answer index outside the
     options), is skipped with a warning naming file, line, field and value; a task left with no row is
     unavailable. `limit` counts the rows read, so a smoke run looks at the same rows whatever is bad."""
     protocol = get_protocol(protocol)
-    if spec.builder not in BUILDERS:
-        raise MedixError(f"task {spec.name}: {BUILDERS.unknown(spec.builder)}")
-    build_fn = BUILDERS[spec.builder]
+    if spec.shape not in SHAPES:
+        raise MedixError(f"task {spec.name}: {SHAPES.unknown(spec.shape)}")
+    shape = SHAPES[spec.shape]
+    layout = shape.layout(protocol)  # a protocol the shape has no layout for is refused before any row is read
     rows = _rows(spec, data_dir)
     kept = [rows.column(k) for k in spec.filter]
     lines = [n + 1 for n in range(len(rows)) if all(str(c[n]) == v for c, v in zip(kept, spec.filter.values()))]
@@ -395,9 +254,9 @@ def load_task(spec: TaskSpec, data_dir: str | Path | None = None, limit: int | N
     where_ = "" if rows.base is not None else f"{spec.source_label} "
     for item_id, line in zip(_ids(spec, rows, lines), lines):
         row, where = rows.row(line - 1), where_ + rows.where(line)
-        bad = check_row(row, spec.builder, spec.columns)
+        bad = check_row(row, shape.schema, spec.columns)
         try:
-            built = None if bad else build_fn(row, spec.columns, spec, protocol)
+            built = None if bad else shape.build(row, spec.columns, spec, protocol, layout)
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as err:
             data.bad_rows.append(f"{where}: cannot build the question ({err.__class__.__name__}: {err})")
             continue

@@ -1,9 +1,9 @@
-"""The two evaluation protocols as objects: everything that differs between them, in one place.
+"""The two evaluation protocols as objects: the settings that differ between them, and what the judge sees.
 
     from medix.eval.protocol import get_protocol
     paper = get_protocol("paper")
     paper.max_new_tokens, paper.image_format, paper.failures_count_zero      # 2048, 'JPEG', True
-    paper.choices_block("Which nerve?", "A. radial\\nB. ulnar")              # 'Which nerve?\\n\\nChoices:\\nA. ...'
+    paper.judge_question("Which nerve?")                                    # 'Which nerve?' (medix: cut to 1,200)
 
 `paper` reproduces the published MediX-R1 evaluation item by item (docs/fidelity.md): bare questions with a
 `Choices:` block, the option text as reference, full-size JPEG images, the judge shown the text after the
@@ -11,6 +11,8 @@ last think block and the whole question, JSON-score judge prompts, failed items 
 medix's own: the format prompt, `Options:` with `B. text` references, downscaled PNG images, the
 `<answer>` block judged against a question cut to 1,200 characters, YES/NO judge prompts, failures excluded.
 A config names a protocol by its name (`protocol: paper`); `get_protocol` turns the name into the object.
+How each protocol lays a question out is the task shape's, beside its builder (`medix/eval/shapes/`, keyed
+by protocol name).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def shorten(text: str, limit: int = MAX_QUESTION_CHARS) -> str:
 
 @dataclass(frozen=True)
 class Protocol:
-    """One evaluation protocol. Fields are the settings; methods are the question layout and the
-    candidate the judge sees. The name goes into run identities and scores.json."""
+    """One evaluation protocol. Fields are the settings; methods are what the judge sees. The name goes
+    into run identities and scores.json, and picks each task shape's question layout."""
 
     name: str
     max_new_tokens: int  # generation budget when the config leaves it unset
@@ -61,21 +63,6 @@ class Protocol:
     def failures_counted_as(self) -> str:
         return "0 (in the denominator)" if self.failures_count_zero else "excluded"
 
-    # --- question layout (medix.eval.items builders) ----------------------------------------------------
-    def choices_block(self, question: str, listed: str) -> str:
-        raise NotImplementedError
-
-    def mcq_reference(self, letter: str, choices: dict[str, str], reference_text: str | None) -> str:
-        raise NotImplementedError
-
-    def pubmedqa(self, contexts, question: str, choices: dict[str, str], decision: str,
-                 long_answer: str) -> tuple[str, str]:
-        """(question, reference) of a PubMedQA row."""
-        raise NotImplementedError
-
-    def report_question(self, instruction: str, report: str) -> str:
-        raise NotImplementedError
-
     # --- what the judge sees (medix.eval.judging) -------------------------------------------------------
     def candidate(self, raw: str | None, answer: str | None) -> str:
         raise NotImplementedError
@@ -85,23 +72,6 @@ class Protocol:
 
 
 class PaperProtocol(Protocol):
-    def choices_block(self, question: str, listed: str) -> str:
-        return f"{question}\n\nChoices:\n{listed}".strip()
-
-    def mcq_reference(self, letter: str, choices: dict[str, str], reference_text: str | None) -> str:
-        return (choices[letter] if reference_text is None else reference_text).strip()
-
-    def pubmedqa(self, contexts, question, choices, decision, long_answer):
-        """A `Contexts:` block with the FIRST context only, `Question:`, `Choices:`; the reference is the
-        decision, a newline, the long answer."""
-        first = contexts[0] if isinstance(contexts, list) and contexts else contexts
-        text = (f"Contexts:\n{first}\n\nQuestion:\n{question}\n\nChoices:\n"
-                + "\n".join(f"{k}. {v}" for k, v in choices.items()))
-        return text.strip(), f"{decision}\n{long_answer}".strip()
-
-    def report_question(self, instruction: str, report: str) -> str:
-        return f"{instruction}\n\nReport:\n{report}:"  # the trailing colon the official prompt has
-
     def candidate(self, raw: str | None, answer: str | None) -> str:
         return paper_candidate(raw or "")
 
@@ -110,22 +80,6 @@ class PaperProtocol(Protocol):
 
 
 class MedixProtocol(Protocol):
-    def choices_block(self, question: str, listed: str) -> str:
-        return f"{question.strip()}\n\nOptions:\n{listed}\n\nAnswer with the letter and text of the correct option."
-
-    def mcq_reference(self, letter: str, choices: dict[str, str], reference_text: str | None) -> str:
-        return f"{letter}. {choices[letter]}".strip().rstrip(".")
-
-    def pubmedqa(self, contexts, question, choices, decision, long_answer):
-        """Every context, its own choices and an answer instruction."""
-        context = "\n".join(contexts) if isinstance(contexts, list) else str(contexts)
-        text = (f"Context:\n{context}\n\nQuestion: {question.strip()}\n\n"
-                f"Choices: {', '.join(choices.values())}. Answer with one of them, then a short justification.")
-        return text, f"{decision}. {long_answer}".strip()
-
-    def report_question(self, instruction: str, report: str) -> str:
-        return f"{instruction}\n\nFindings: {report}"
-
     def candidate(self, raw: str | None, answer: str | None) -> str:
         """The final answer only; without an <answer> block, the raw text minus think blocks and the
         leading modality tag."""

@@ -4,7 +4,8 @@
     select_tasks(["llm", "rad_vqa"])        # -> [TaskSpec, ...] in registry order
 
 A YAML file holds the fields of `TaskSpec`; `include: _mcq.yaml` merges a shared template underneath
-(the task's own keys win). Adding a benchmark is adding a YAML file: no core code changes.
+(the task's own keys win). Adding a benchmark is adding a YAML file: no core code changes; a benchmark of a
+new shape (how a row becomes a question) adds a module in `medix/eval/shapes/` too.
 Selectors: `all`, `llm`, `vlm`, or task names; a misspelt name gets a close-match suggestion.
 """
 
@@ -14,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from medix.config import build, deep_merge, read_yaml
 from medix.errors import MedixError
@@ -41,9 +42,11 @@ class TaskSpec(BaseModel):
                                                    "answer; report: a whole report judged on a rubric.")
     judge: Literal["binary", "rubric"] = Field(..., description="Judge template: YES/NO majority or 0-5 mean.")
     group: Literal["llm", "vlm"] = Field(..., description="Column of the paper's table (text vs image tasks).")
-    builder: str = Field(..., description="Question builder in medix.eval.items (see BUILDERS).")
+    shape: str = Field(..., validation_alias=AliasChoices("shape", "builder"), description="How a row becomes "
+                       "a question and a reference: a task shape in medix/eval/shapes/ (see SHAPES). `builder:`, "
+                       "its former name, is read too.")
     source: Source = Field(default_factory=Source, description="Where the data lives on the hub.")
-    columns: dict[str, str | list[str]] = Field(default_factory=dict, description="Builder role → column name(s) "
+    columns: dict[str, str | list[str]] = Field(default_factory=dict, description="Shape role → column name(s) "
                                                 "of the hub dataset (and of local mirrors, which keep them).")
     filter: dict[str, str] = Field(default_factory=dict, description="Keep only rows whose column equals this.")
     instruction: str | None = Field(None, description="Fixed instruction for report tasks (medix's own wording).")
@@ -72,6 +75,8 @@ class TaskSpec(BaseModel):
 
 def _load_yaml(path: Path) -> dict:
     data = read_yaml(path)
+    if "builder" in data and "shape" not in data:  # the former name, per file: a task's own beats its template's
+        data["shape"] = data.pop("builder")
     include = data.pop("include", None)
     if include:
         data = deep_merge(_load_yaml(path.parent / include), data)

@@ -1,6 +1,7 @@
-"""Row schemas: the type of every field a question builder reads, one schema per builder (task kind).
+"""Row schemas: the type of every field a task shape's builder reads (each shape declares its `Schema`).
 
-    problems = check_row(row, spec)      # -> [BadField(role, column, value, expected)], empty when the row is good
+    schema = Schema(question=Text, choices=Options, answer=Index)      # in medix/eval/shapes/mcq.py
+    problems = check_row(row, schema, spec.columns)   # -> [BadField(role, column, value, expected)]; [] = good
 
 A row with a field of the wrong type (`label: true`, `cop: "Cardiology"`, `answer: null`, `choices` as a
 string, `question: 12345`) is never turned into a question: `load_task` skips it, names it (file, line,
@@ -24,18 +25,14 @@ LetterOptions = Annotated[dict[Annotated[str, StringConstraints(pattern=r"^[A-Z]
 Index = Annotated[int, Field(ge=0)]
 Letter = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]$")]
 
-# builder -> role -> type of the column that role names (a role naming several columns: each of them).
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "mcq_list": {"question": Text, "choices": Options, "answer": Index},
-    "mcq_columns": {"question": Text, "options": OptionalText, "answer": Index | Letter},
-    "mcq_letters": {"question": Text, "options": LetterOptions, "answer": Letter, "answer_text": OptionalText},
-    "mcq_choices": {"question": Text, "choices": Options | LetterOptions, "answer": Text},
-    "pubmedqa": {"question": Text, "contexts": Annotated[list[str], Field(min_length=1)] | Text,
-                 "decision": Text, "long_answer": OptionalText},
-    "vqa": {"question": Text, "answer": Text},
-    "report": {"report": Text, "answer": Text},
-}
-_ADAPTERS = {b: {role: TypeAdapter(t) for role, t in roles.items()} for b, roles in SCHEMAS.items()}
+
+class Schema:
+    """Role -> type of the column that role names (a role naming several columns: each of them); the
+    validators are built once, when the shape is declared."""
+
+    def __init__(self, **types: Any):
+        self.types = types
+        self.adapters = {role: TypeAdapter(t) for role, t in types.items()}
 
 
 @dataclass(frozen=True)
@@ -59,10 +56,11 @@ def _expected(err: ValidationError) -> str:
     return f"{first['msg'].lower()}{f' at {where}' if where else ''}"
 
 
-def check_row(row: dict, builder: str, columns: dict[str, str | list[str]]) -> list[BadField]:
-    """Every field of `row` the builder reads, checked against its schema; [] for an unknown builder."""
+def check_row(row: dict, schema: Schema, columns: dict[str, str | list[str]]) -> list[BadField]:
+    """Every field of `row` the shape reads (`columns`: the task's role -> column names), checked against
+    its schema."""
     problems = []
-    for role, adapter in _ADAPTERS.get(builder, {}).items():
+    for role, adapter in schema.adapters.items():
         if role not in columns:
             continue  # an optional role this task's YAML does not map (e.g. answer_text)
         names = columns[role] if isinstance(columns[role], list) else [columns[role]]
