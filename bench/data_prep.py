@@ -135,7 +135,7 @@ def worker(args) -> None:
     if args.impl == "old":
         prepare = old_prepare(Path(args.workdir))
     else:
-        from medix.train.dataset import prepare
+        from medix.train.trl_rows import prepare
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sampler = AnonSampler()
     start = time.perf_counter()

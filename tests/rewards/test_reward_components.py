@@ -18,7 +18,7 @@ from helpers.scripted_run import scripted_run, train
 from medix.judge.config import JudgeConfig
 from medix.rewards.config import RewardConfig, RewardWeights
 from medix.judge import Judge
-from medix.rewards import components, engines, scoring, table
+from medix.rewards import components, engines, score_file, table
 from medix.rewards.components import Batch, Column, Scorer
 from medix.rewards.composite import CompositeReward
 from medix.rewards.config import weights_model
@@ -95,10 +95,10 @@ def test_a_registered_component_is_in_the_formula_and_the_results(brevity, stub_
 
 def test_a_registered_component_is_in_the_cli_table_and_the_adapters(brevity, stub_url, monkeypatch):
     results = scored(stub_url)
-    columns, cells = scoring.table([{"id": f"r{i}"} for i in range(len(CASES))], results)
+    columns, cells = score_file.table([{"id": f"r{i}"} for i in range(len(CASES))], results)
     assert columns == ["id", "answer", "overall", "llm", "embed", "modality", "format", "brief", "note"]
     assert [row[columns.index("brief")] for row in cells] == ["1.000", "1.000", "0.000", "1.000", "0.750"]
-    assert scoring.summarize(results)["brevity"] == 0.75
+    assert score_file.summarize(results)["brevity"] == 0.75
 
     composite = CompositeReward(RewardConfig(weights=BrevityWeights(), judge=judge_config(stub_url)))
     monkeypatch.setattr(engines, "_composite", lambda format_weight=None: composite)

@@ -1,4 +1,4 @@
-"""Lazy, cached, length-filtered training data: `load_rows` (data/datasets.py), `prepare` (train/dataset.py)
+"""Lazy, cached, length-filtered training data: `load_rows` (data/datasets.py), `prepare` (train/trl_rows.py)
 and the image-token count from image sizes (train/image_tokens.py)."""
 
 import io
@@ -13,7 +13,7 @@ from medix.data.datasets import load_rows
 from medix.errors import MedixError
 from medix.testing.tiny import tiny_qwen3_vl
 from medix.train.config import ModelConfig, load_train_config
-from medix.train.dataset import (
+from medix.train.trl_rows import (
     messages,
     prepare,
     processed_prompt_tokens,
@@ -161,7 +161,7 @@ def test_vision_prompt_with_system_prompt_and_few_shot(tmp_path, hf_cache, proce
 def test_filter_runs_once_and_later_calls_read_the_cache(tmp_path, hf_cache, processor, monkeypatch):
     """A second prepare on the unchanged file measures nothing again (datasets' fingerprint cache); an
     edited file is read and measured again."""
-    import medix.train.dataset as module
+    import medix.train.trl_rows as module
 
     calls = []
     real = module.prompt_tokens

@@ -12,7 +12,7 @@ from helpers import REPO
 from medix.data.response import MODALITY_TAGS
 from medix.judge import Judge, JudgeRequest
 from medix.train.config import load_train_config
-from medix.train.dataset import messages
+from medix.train.trl_rows import messages
 
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("medix-r1-*.yaml"))
 SAMPLE = ("  What does the arrow point to?  ", 1)  # problem, number of images
@@ -64,7 +64,7 @@ def test_the_official_length_filter_measures_characters_with_one_image_placehold
     from PIL import Image
 
     from medix.testing.tiny import tiny_qwen3_vl
-    from medix.train.dataset import prompt_tokens
+    from medix.train.trl_rows import prompt_tokens
 
     _, processor = tiny_qwen3_vl()
     Image.new("RGB", (64, 64)).save(tmp_path / "x.png")

@@ -176,7 +176,7 @@ def test_long_prompts_filtered_and_counted(tmp_path):
     from transformers import AutoTokenizer
 
     from medix.models import smollm2_folder
-    from medix.train.dataset import prepare
+    from medix.train.trl_rows import prepare
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_folder())
     rows = [{"problem": "short?", "solution": "a"}, {"problem": "long " * 400 + "?", "solution": "b"}]
@@ -233,7 +233,7 @@ def test_prompt_length_counts_image_tokens_at_the_configured_pixels(tmp_path):
     """The length filter counts the image tokens a vision prompt expands to, and model.min/max_pixels reach
     the processor (official: 262144 / 4194304)."""
     from medix.train.config import ModelConfig
-    from medix.train.dataset import messages, prompt_tokens
+    from medix.train.trl_rows import messages, prompt_tokens
     from medix.train.policy import prepare_policy
 
     model, processor = tiny_qwen3_vl()

@@ -13,7 +13,7 @@ from medix.testing.stub_server import free_port
 SCRIPT = """
 import json, os, sys, time
 from pathlib import Path
-import medix.train.dataset as dataset
+import medix.train.trl_rows as dataset
 from medix.train.config import load_train_config
 from medix.train.trl_args import grpo_args
 from medix.testing.tiny import tiny_text_lm

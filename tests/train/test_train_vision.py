@@ -134,7 +134,7 @@ def test_colocated_vllm_gets_one_placeholder_per_image(tmp_path, mode, collapsed
 def test_images_reach_trl_at_the_size_both_processors_give_them(tmp_path):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from medix.train.dataset import prepare
+    from medix.train.trl_rows import prepare
     from medix.train.policy import prepare_policy
 
     Image.new("RGB", (300, 200), (10, 120, 200)).save(tmp_path / "big.png")

@@ -33,7 +33,7 @@ def reward_score(
     from medix.rewards.config import load_reward_config
     from medix.files import check_output_file
     from medix.rewards.composite import CompositeReward
-    from medix.rewards.scoring import read_scoring_rows, score_file, summarize
+    from medix.rewards.score_file import read_scoring_rows, score_file, summarize
 
     cfg = load_reward_config(config, profile, {"judge": {"model": judge_model}} if judge_model is not None else None)
     rows = read_scoring_rows(input)  # validates the whole file before any model loads
@@ -59,8 +59,8 @@ def reward_score(
 
 
 def score_table(title: str, rows: list[dict], results: list, show: int) -> Table:
-    """The first `show` rows and the means, with the columns of `rewards.scoring.table` (one per component)."""
-    from medix.rewards.scoring import table as reward_table
+    """The first `show` rows and the means, with the columns of `rewards.score_file.table` (one per component)."""
+    from medix.rewards.score_file import table as reward_table
 
     columns, cells = reward_table(rows, results, max(show, 0))
     table = Table(title=title, caption="Research use only; not for clinical decisions.")

@@ -12,7 +12,7 @@ component:
 
 Every view reads `COMPONENTS`: the formula (`sample_weights`, `combine`), the result fields
 (`RewardResult.values`), the TRL metrics (`component_metrics`: rewards/<name>/mean), the `medix reward score`
-table (`scoring.table`), the EasyR1 / verl dicts (`engines`) and the reward-hacking monitor's format share.
+table (`score_file.table`), the EasyR1 / verl dicts (`engines`) and the reward-hacking monitor's format share.
 The table itself is `rewards/table.py`: adding a component is its scorer (a `components.Scorer`) and a row
 there; its weight field in `RewardWeights` is derived from the row.
 

@@ -209,7 +209,7 @@ class HeldOutScorer:
 
     def score(self, folder: Path, cfg: TrainConfig, model_name: str) -> dict:
         """Write folder/heldout.jsonl and heldout.json for the policy at `model_name`; returns the summary."""
-        from medix.train.dataset import prepare
+        from medix.train.trl_rows import prepare
         from medix.train.policy import has_vision_tower, load_policy
         from medix.train.validate import Validator
 

@@ -18,7 +18,7 @@ from medix.errors import MedixError
 from medix.rewards.composite import trl_reward_functions
 from medix.train.callbacks import CompletionsLogger, JsonMetricsLogger, ValidationCallback
 from medix.train.config import TrainConfig
-from medix.train.dataset import prepare
+from medix.train.trl_rows import prepare
 from medix.serving.placement import check_judge_reachable, managed_judge
 from medix.train.monitor import RewardMonitor, policy_tokens
 from medix.train.policy import has_vision_tower, load_policy, peft_config, prepare_policy

@@ -15,7 +15,7 @@ import contextlib
 from medix.generation import generate
 from medix.rewards.components import image_present
 from medix.rewards.composite import CompositeReward
-from medix.rewards.scoring import summarize
+from medix.rewards.score_file import summarize
 
 
 def shard(n: int, index: int, count: int) -> tuple[list[int], int]:
