@@ -113,6 +113,7 @@ def test_shared_prefix_in_bfloat16_keeps_the_verdicts():
     assert all((a > 0.5) == (b > 0.5) for a, b in zip(p_shared, p_plain) if abs(b - 0.5) > 0.05)
 
 
+@pytest.mark.slow  # three conversations of the 1.5B judge, round by round
 @pytest.mark.parametrize("protocol", ["medix", "paper", "rewritten history"])
 def test_conversation_caches_across_rounds_give_the_batched_logits(protocol):
     """3-round conversations (two questions x 5 answers, binary and rubric): the CPU path that keeps each
