@@ -10,8 +10,9 @@ Python:
     reply = Assistant().ask("What does a widened mediastinum suggest?")
     print(reply.modality, reply.reasoning, reply.answer, reply.raw)
 
-Backends: local transformers (chat template + greedy `generate`) or any OpenAI-compatible server
-(vLLM, SGLang, llama.cpp), images sent as base64 data URLs. Research use only: not for clinical decisions.
+Backends: `medix.policy` — local transformers (chat template + greedy `generate`) or any OpenAI-compatible
+server (vLLM, SGLang, llama.cpp), images sent as base64 PNG data URLs; the same classes eval's generate phase
+asks through. Research use only: not for clinical decisions.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-from medix.data.images import MAX_IMAGE_SIDE, load_image, openai_content  # noqa: F401 (MAX_IMAGE_SIDE re-exported)
+from medix.data.images import MAX_IMAGE_SIDE, load_image  # noqa: F401 (MAX_IMAGE_SIDE re-exported)
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
 from medix.safe_text import check_url
 from medix.models import SMOLLM2, is_vision_model, served_name, zoo_entry
+from medix.policy import LocalPolicy, Request, ServedPolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,56 +46,6 @@ class Reply:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k in ("modality", "reasoning", "answer", "raw")}
-
-
-class LocalPolicy:
-    """transformers on this machine: text-only causal LMs, or image-text-to-text models for vision."""
-
-    def __init__(self, model: str, vision: bool, device: str | None = None):
-        self.model_name, self.vision, self.device = model, vision, device
-        self._loaded = None
-
-    def _load(self):
-        if self._loaded is None:
-            from medix.models import load_model
-
-            self._loaded = load_model(self.model_name, self.vision, self.device)
-        return self._loaded
-
-    def generate(self, prompt: str, image, max_new_tokens: int) -> str:
-        """Greedy decoding of the chat-templated prompt; returns only the new text."""
-        from medix.generation import generate, user_turn
-
-        model, processor = self._load()
-        images = [image] if image is not None and self.vision else []
-        return generate(model, processor, [user_turn(prompt, len(images))], [images] if images else None,
-                        max_new_tokens)[0]
-
-
-class ServedPolicy:
-    """Any OpenAI-compatible chat endpoint; the image travels as a base64 PNG data URL."""
-
-    def __init__(self, model: str, base_url: str, timeout_s: float = 60.0):
-        from medix.chat_client import ChatClient
-
-        self.model_name, self.base_url = model, base_url
-        self.client = ChatClient(base_url, "OPENAI_API_KEY", timeout_s, max_retries=1)
-
-    def generate(self, prompt: str, image, max_new_tokens: int) -> str:
-        import asyncio
-
-        content = openai_content(prompt, [image] if image is not None else [])
-        async def ask():
-            try:
-                return await self.client.chat([{"role": "user", "content": content}], model=self.model_name,
-                                              temperature=0.0, max_tokens=max_new_tokens)
-            finally:  # each call runs on its own loop: close its connections with it
-                await self.client.aclose()
-
-        result = asyncio.run(ask())
-        if not result.ok:
-            raise MedixError(result.error)  # names the server, the model, the HTTP status and the server's reason
-        return result.text
 
 
 class Assistant:
@@ -121,8 +73,9 @@ class Assistant:
         self.vision = True if server else is_vision_model(self.model)  # a server decides; we always send the image
         self.think_tag = think_tag or zoo_entry(self.model).think_tag
         self.max_new_tokens = max_new_tokens
-        self.backend = (ServedPolicy(self.hub_id, server, timeout_s) if server
-                        else LocalPolicy(self.hub_id, self.vision, device))
+        self.backend = (ServedPolicy(self.hub_id, server, max_new_tokens=max_new_tokens, api_key_env="OPENAI_API_KEY",
+                                     timeout_s=timeout_s, max_retries=1) if server
+                        else LocalPolicy(self.hub_id, self.vision, device, max_new_tokens=max_new_tokens))
 
     def ask(self, question: str, image=None) -> Reply:
         """Run the model on `question` (and `image`: a path, bytes or PIL image); never returns silently empty."""
@@ -137,7 +90,10 @@ class Assistant:
             log.info(notes[-1])
             img = None
         prompt = build_prompt(question, self.think_tag)
-        raw = self.backend.generate(prompt, img, self.max_new_tokens)
+        [answer] = self.backend.generate([Request(prompt, (img,) if img is not None else ())])
+        if not answer.ok:  # a server's names the server, the model, the HTTP status and the server's reason
+            raise MedixError(answer.error)
+        raw = answer.text
         parsed = parse_response(raw)
         if parsed.answer is None and not parsed.well_formed:
             notes.append("the model did not follow the answer format; showing its raw text")

@@ -160,14 +160,14 @@ def test_a_model_outside_the_zoo_is_text_or_vision_by_its_config(text_lm_folder)
     """Every path decides "text or vision" the same way: a zoo model by its kind, any other by its config."""
     import medix
     from medix.eval.config import EvalConfig
-    from medix.eval.generate import local_generator
+    from medix.eval.generate import eval_policy
 
     assert models.is_vision_model(text_lm_folder) is False and models.is_vision_model("MediX-R1-2B") is True
     assert medix.Assistant(text_lm_folder).vision is False  # was taken for a vision model (any unknown name)
     assert medix.Assistant("MediX-R1-2B").vision is True
-    generate = local_generator(EvalConfig(model=text_lm_folder, backend="local", tasks=["llm"],
-                                          max_new_tokens=4))
-    assert callable(generate)  # loaded as a causal LM (AutoModelForImageTextToText refuses a Llama config)
+    policy = eval_policy(EvalConfig(model=text_lm_folder, backend="local", tasks=["llm"], max_new_tokens=4))
+    assert policy.vision is False
+    policy.load()  # loaded as a causal LM (AutoModelForImageTextToText refuses a Llama config)
     model, tokenizer = models.load_for_training(text_lm_folder)
     assert type(model).__name__ == "LlamaForCausalLM"
     assert model.dtype == getattr(torch, models.training_dtype("auto")) == torch.float32  # CPU: float32 to train

@@ -2,30 +2,32 @@
 
     medix eval run --model MediX-R1-8B --backend openai --base-url http://127.0.0.1:8000/v1 --phases generate
 
-Backends: `openai` (one or several OpenAI-compatible servers, `base_urls`: each request goes to the server
-with the fewest in flight, up to `max_concurrency` per server; a server that stops answering is reported
-and its items retried on the others; images as data URLs; each request retried up to `max_retries`; a
-zoo name is asked for by its hub id, e.g. MBZUAI/MediX-R1-8B) and `local` (transformers; text models decode a
-batch of `batch_size` questions per `generate()` call, left-padded; vision models one at a time).
-Greedy by default. Records are appended as they finish; a restart skips the ids already written.
+The model is asked through `medix.policy` (the classes `medix infer` uses too): `openai` (one or several
+OpenAI-compatible servers, `base_urls`: each request goes to the server with the fewest in flight, up to
+`max_concurrency` per server; a server that stops answering is reported and its items retried on the others;
+images as data URLs; each request retried up to `max_retries`; a zoo name is asked for by its hub id, e.g.
+MBZUAI/MediX-R1-8B) and `local` (transformers; text models decode a batch of `batch_size` questions per
+`generate()` call, left-padded; vision models one at a time). Greedy by default. This module keeps what is
+eval's own: the prompt and its hash, the records, resume, missing images. Records are appended as they
+finish; a restart skips the ids already written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Callable
 
 from medix.backends import get_backend
-from medix.chat_client import ChatClient
-from medix.data.images import load_image, openai_content
 from medix.data.prompts import build_prompt
 from medix.data.response import parse_response
 from medix.errors import MedixError
 from medix.safe_text import display_url
 from medix.eval.config import EvalConfig
 from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, file_sha256, sha256
-from medix.models import served_name, zoo_entry
+from medix.models import is_vision_model, served_name, zoo_entry
+from medix.policy import LocalPolicy, Request, ServedPolicy
 from medix.serving.fit import overflow_error
 
 log = logging.getLogger(__name__)
@@ -87,97 +89,85 @@ def run_generate(cfg: EvalConfig, items: list[EvalItem], store: JsonlStore,
     if not todo:
         return 0
     generator = cfg.generator_identity()
-    if get_backend(cfg.backend).served:  # OpenAI-compatible servers, many requests in flight
-        records = asyncio.run(_openai_all(cfg, generator, todo, store, on_done))
+    policy = eval_policy(cfg)
+    if isinstance(policy, ServedPolicy):  # many requests in flight, each record appended as it finishes
+        records = asyncio.run(_served_all(cfg, policy, generator, todo, store, on_done))
     else:
-        records = _local_all(cfg, generator, todo, store, on_done)
+        records = _local_all(cfg, policy, generator, todo, store, on_done)
     store.sync()
     return sum(r.error is not None for r in records)
 
 
-async def _openai_all(cfg: EvalConfig, generator: dict, items: list[EvalItem], store: JsonlStore,
-                      on_done) -> list[GenerationRecord]:
-    client = ChatClient(cfg.base_urls, cfg.api_key_env, cfg.timeout_s, cfg.max_retries,
-                        max_concurrency=cfg.max_concurrency, max_consecutive_failures=cfg.max_consecutive_failures)
-    out = []
-    tasks = [asyncio.ensure_future(_openai_one(cfg, generator, client, item)) for item in items]
-    pending = set(tasks)
-    quiet_s, waited = min(120.0, cfg.timeout_s / 2), 0.0  # a server that holds every request: said, not silent
-    try:
-        while pending and not client.circuit_error:
-            done, pending = await asyncio.wait(pending, timeout=quiet_s, return_when=asyncio.FIRST_COMPLETED)
-            waited = 0.0 if done else waited + quiet_s
-            if not done:
-                log.warning("no reply from the policy server(s) %s for %.0f s (%d requests waiting); each try gives "
-                            "up after timeout_s=%.0f s and an item after item_timeout_s=%.0f s: lower them in the "
-                            "eval config to fail a stalled server sooner",
-                            ", ".join(display_url(u) for u in cfg.base_urls), waited, len(pending), cfg.timeout_s,
-                            cfg.item_timeout_s or 2 * cfg.timeout_s)
-            for task in done:
-                record, circuit_open = task.result()
-                if circuit_open:  # not recorded: the same command tries it again once the server is back
-                    continue
-                store.append([record], sync=False)  # flushed per record: a SIGKILL loses at most the one in flight
-                out.append(record)
-                on_done(1)
-    finally:  # the phase stopped (circuit open, an error, Ctrl-C): its requests are dropped, not left running
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await client.aclose()
-    if len(out) < len(items):
-        raise MedixError(f"{client.circuit_error or 'the policy server stopped answering'}. {len(out)} responses "
+def eval_policy(cfg: EvalConfig) -> LocalPolicy | ServedPolicy:
+    """The policy the config names: greedy by default, images in the protocol's format and size (as sent to a
+    server, so also for a local vision model), a zoo name asked of a server by its hub id."""
+    protocol = cfg.protocol
+    if get_backend(cfg.backend).served:
+        return ServedPolicy(served_name(cfg.model), cfg.base_urls, max_new_tokens=cfg.max_new_tokens,
+                            temperature=cfg.temperature, image_format=protocol.image_format,
+                            image_max_side=protocol.image_max_side, deadline_s=cfg.item_timeout_s or 2 * cfg.timeout_s,
+                            api_key_env=cfg.api_key_env, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                            max_concurrency=cfg.max_concurrency, max_consecutive_failures=cfg.max_consecutive_failures)
+    vision = is_vision_model(cfg.model)  # a zoo model by its kind, any other by its config
+    if vision and cfg.system_prompt:
+        raise MedixError("--system-prompt is not supported for local vision models; use --backend openai")
+    return LocalPolicy(cfg.model, vision, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                       batch_size=cfg.batch_size, image_max_side=protocol.image_max_side)
+
+
+def policy_request(cfg: EvalConfig, item: EvalItem) -> Request:
+    return Request(user_prompt(cfg, item), tuple(item.images), cfg.system_prompt)
+
+
+def request_size(cfg: EvalConfig, item: EvalItem) -> tuple[str, int]:
+    """The text (system message included) and the number of images this item's request carries."""
+    return policy_request(cfg, item).size()
+
+
+def _unasked(cfg: EvalConfig, generator: dict, items: list[EvalItem]) -> tuple[list[GenerationRecord], list[EvalItem]]:
+    """(failed records of the items whose image is missing, the items to ask)."""
+    problems = {item.id: missing_image(cfg, item) for item in items}
+    return ([make_record(cfg, generator, item, None, problems[item.id], 0) for item in items if problems[item.id]],
+            [item for item in items if not problems[item.id]])
+
+
+async def _served_all(cfg: EvalConfig, policy: ServedPolicy, generator: dict, items: list[EvalItem],
+                      store: JsonlStore, on_done) -> list[GenerationRecord]:
+    out, to_ask = _unasked(cfg, generator, items)
+    if out:
+        store.append(out, sync=False)
+        on_done(len(out))
+
+    def stalled(waited: float, waiting: int) -> None:  # a server that holds every request: said, not silent
+        log.warning("no reply from the policy server(s) %s for %.0f s (%d requests waiting); each try gives up after "
+                    "timeout_s=%.0f s and an item after item_timeout_s=%.0f s: lower them in the eval config to "
+                    "fail a stalled server sooner", ", ".join(display_url(u) for u in cfg.base_urls), waited, waiting,
+                    cfg.timeout_s, cfg.item_timeout_s or 2 * cfg.timeout_s)
+
+    async with contextlib.aclosing(policy.stream([policy_request(cfg, item) for item in to_ask], stalled)) as answers:
+        async for index, answer in answers:
+            item = to_ask[index]
+            error = answer.error and (overflow_error(answer.error, item.id, cfg.max_new_tokens) or answer.error)
+            record = make_record(cfg, generator, item, answer.text, error, answer.attempts)
+            store.append([record], sync=False)  # flushed per record: a SIGKILL loses at most the one in flight
+            out.append(record)
+            on_done(1)
+    if len(out) < len(items):  # the circuit opened: what was not answered is asked again by the next run
+        raise MedixError(f"{policy.circuit_error or 'the policy server stopped answering'}. {len(out)} responses "
                          f"of this task are saved in {store.path}, {len(items) - len(out)} were not attempted; "
                          "re-run the same command once the server is back to resume")
     return out
 
 
-def request_size(cfg: EvalConfig, item: EvalItem) -> tuple[str, int]:
-    """The text (system message included) and the number of images this item's request carries."""
-    return (cfg.system_prompt or "") + user_prompt(cfg, item), len(item.images)
-
-
-def _messages(cfg: EvalConfig, item: EvalItem) -> list[dict]:
-    """Images first (data URLs in the protocol's format and size), then the text."""
-    protocol = cfg.protocol
-    images = [load_image(path, max_side=protocol.image_max_side) for path in item.images]
-    text = user_prompt(cfg, item)
-    system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    return system + [{"role": "user", "content": openai_content(text, images, protocol.image_format) if images else text}]
-
-
-async def _openai_one(cfg: EvalConfig, generator: dict, client: ChatClient,
-                      item: EvalItem) -> tuple[GenerationRecord, bool]:
-    """(record, whether the circuit was open so nothing was asked)."""
-    try:
-        problem = missing_image(cfg, item)
-        if problem:
-            raise MedixError(problem)
-        messages = _messages(cfg, item)
-    except MedixError as err:  # a missing or unreadable image fails this item, not the run
-        return make_record(cfg, generator, item, None, str(err), 0), False
-    result = await client.chat(messages, model=served_name(cfg.model), temperature=cfg.temperature,
-                               max_tokens=cfg.max_new_tokens, deadline_s=cfg.item_timeout_s or 2 * cfg.timeout_s)
-    error = result.error and (overflow_error(result.error, item.id, cfg.max_new_tokens) or result.error)
-    return make_record(cfg, generator, item, result.text if result.ok else None, error, result.attempts), \
-        result.circuit_open
-
-
-def _local_all(cfg: EvalConfig, generator: dict, items: list[EvalItem], store: JsonlStore,
+def _local_all(cfg: EvalConfig, policy: LocalPolicy, generator: dict, items: list[EvalItem], store: JsonlStore,
                on_done) -> list[GenerationRecord]:
-    generate = local_generator(cfg)
+    policy.load()  # a model that cannot load stops the phase before any record
     out = []
     for start in range(0, len(items), cfg.batch_size):
-        batch = items[start:start + cfg.batch_size]
-        broken = {item.id: missing_image(cfg, item) or image_problem(item) for item in batch}
-        records = [make_record(cfg, generator, item, None, broken[item.id], 0) for item in batch if broken[item.id]]
-        batch = [item for item in batch if not broken[item.id]]
-        try:
-            texts = generate(batch) if batch else []
-            records += [make_record(cfg, generator, item, text, None, 1) for item, text in zip(batch, texts)]
-        except (RuntimeError, ValueError) as err:  # e.g. out of memory: this batch fails visibly, the run goes on
-            records += [make_record(cfg, generator, item, None, f"{err.__class__.__name__}: {str(err)[:200]}", 1)
-                        for item in batch]
+        records, batch = _unasked(cfg, generator, items[start:start + cfg.batch_size])
+        answers = policy.generate([policy_request(cfg, item) for item in batch])  # a failed batch: errors, run goes on
+        records += [make_record(cfg, generator, item, answer.text, answer.error, answer.attempts)
+                    for item, answer in zip(batch, answers)]
         store.append(records, sync=False)
         out.extend(records)
         on_done(len(records))
@@ -192,37 +182,3 @@ def missing_image(cfg: EvalConfig, item: EvalItem) -> str | None:
     detail = f" ({reason})" if reason else ""
     return (f"image missing{detail}: a VLM item is not asked without its image; provide the images, or pass "
             "--allow-text-only to ask such items text-only on purpose")
-
-
-def image_problem(item: EvalItem) -> str | None:
-    """Why an item's image cannot be used (missing, not an image), also for text-only models that would
-    ignore it: the item is then recorded as failed rather than silently asked without its image."""
-    for path in item.images:
-        try:
-            load_image(path, max_side=None)
-        except MedixError as err:
-            return str(err)
-    return None
-
-
-def local_generator(cfg: EvalConfig) -> Callable[[list[EvalItem]], list[str]]:
-    """Batched local generation with transformers (CPU works; a GPU is used when present). Text models
-    decode `batch_size` questions per call, left-padded; vision models one question at a time, since their
-    processors batch images of different sizes unevenly."""
-    from medix.generation import generate, user_turn
-    from medix.models import is_vision_model, load_model
-
-    vision = is_vision_model(cfg.model)  # a zoo model by its kind, any other by its config
-    if vision and cfg.system_prompt:
-        raise MedixError("--system-prompt is not supported for local vision models; use --backend openai")
-    model, processing = load_model(cfg.model, vision)
-
-    def run(items: list[EvalItem]) -> list[str]:
-        images = [[load_image(p, max_side=cfg.protocol.image_max_side) for p in item.images] if vision else []
-                  for item in items]  # the protocol's image size, as sent to a server
-        conversations = [user_turn(user_prompt(cfg, item), len(imgs), cfg.system_prompt)
-                         for item, imgs in zip(items, images)]
-        return generate(model, processing, conversations, images if vision else None, cfg.max_new_tokens,
-                        cfg.temperature, batch_size=1 if vision else cfg.batch_size)
-
-    return run
