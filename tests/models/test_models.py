@@ -18,6 +18,7 @@ def smollm2_gguf_path():
     return embedded.smollm2_gguf()
 
 
+@pytest.mark.slow  # a whole GGUF conversion per dtype
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_streamed_conversion_has_the_weights_transformers_loads_from_the_gguf(tmp_path, smollm2_gguf_path, dtype,
                                                                                monkeypatch):
@@ -38,6 +39,7 @@ def test_streamed_conversion_has_the_weights_transformers_loads_from_the_gguf(tm
     assert not list(tmp_path.glob(".convert-*"))  # the temporary folder is gone
 
 
+@pytest.mark.slow  # converts the GGUF's tokenizer
 def test_converted_tokenizer_has_the_special_tokens_the_gguf_names(tmp_path, smollm2_gguf_path):
     """SmolLM2's GGUF says bos 1, eos 2, pad 2, unk 0 (tokenizer.ggml.*_token_id): ChatML's <|im_end|> ends a
     reply. transformers 5.17's own GGUF reading gives eos <|im_start|> and no pad; the folder must not."""
