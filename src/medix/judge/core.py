@@ -98,7 +98,17 @@ class Judge:
             self.submit(self.backend.probe()).result()
 
     def render(self, request: JudgeRequest) -> str:
-        return self.prompts.render(request, self.fits)
+        return self.render_all([request])[0]
+
+    def render_all(self, requests: list[JudgeRequest]) -> list[str]:
+        """The one-turn prompts of `requests`; a served judge takes any length, so only an in-process one is
+        asked whether each prompt fits."""
+        return self.prompts.render_all(requests, self._fit_check)
+
+    @property
+    def _fit_check(self) -> Callable[[str], bool] | None:
+        """`fits` where a prompt can be too long (an in-process judge); None for a served one (`fits` is True)."""
+        return None if self._record.served else self.fits
 
     def fits(self, prompt: str) -> bool:
         """Whether `prompt` fits the judge's context. Only the local backend has a limit (a server takes the
@@ -130,7 +140,7 @@ class Judge:
         if not requests:
             return []
         identity = self.identity
-        prompts = [self.render(r) for r in requests]
+        prompts = self.render_all(requests)
         keys = cache_keys(identity, prompts)
         unique = list(dict.fromkeys(keys))  # same prompt twice (common in a GRPO group) → judged once
         by_key: dict[str, Verdict] = {}
@@ -165,7 +175,7 @@ class Judge:
         """Blocking: every request judged in a `rounds`-round conversation with the prompts of `protocol`
         ("medix" or "paper"); `on_verdict(index, verdict)` is called (on the judge's thread, while this
         call waits) as each one finishes."""
-        conversations = [self.conversation_prompts[protocol].conversation(r, self.fits) for r in requests]
+        conversations = [self.conversation_prompts[protocol].conversation(r, self._fit_check) for r in requests]
 
         async def collect() -> list[Verdict]:
             out: list[Verdict | None] = [None] * len(requests)

@@ -101,6 +101,10 @@ class Prompts:
             low, high = (mid, high) if fits(self._render(request, cut_middle(request.question, mid))) else (low, mid - 1)
         return self._render(request, cut_middle(request.question, low))
 
+    def render_all(self, requests: list[JudgeRequest], fits: Callable[[str], bool] | None = None) -> list[str]:
+        """`render` of each request (one call for a batch)."""
+        return [self.render(r, fits) for r in requests]
+
     def _render(self, request: JudgeRequest, question: str) -> str:
         template = self.templates[request.kind][0]
         return template.render(question=question, reference=request.reference, candidate=request.candidate).strip()

@@ -167,7 +167,7 @@ def component_metrics(results: list[RewardResult]) -> list[tuple[str, float]]:
     """(metric, value) per completion and component where it has a value, and per completion for
     judge_error_rate. One value per completion, so TRL's average of a metric (sum / count over every process)
     is the mean over the global batch, as for TRL's own per-function metrics."""
-    out = [(f"rewards/{name}/mean", r.values[name]) for name in names() for r in results
+    out = [(f"rewards/{name}/mean", r.values[name]) for name in COMPONENTS for r in results
            if r.values.get(name) is not None]
     return out + [("judge_error_rate", float(r.judge_error is not None)) for r in results]
 

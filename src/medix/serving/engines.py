@@ -15,6 +15,7 @@ from medix.errors import MedixError
 from medix.registry import Registry
 from medix.models import SMOLLM2, canonical, resolve, served_name, smollm2_gguf
 from medix.serving.config import ServeConfig
+from medix.serving.flags import SERVE_FLAGS
 
 
 
@@ -55,13 +56,18 @@ ENGINES: Registry[Callable[[str, int, list[str]], list[str]]] = Registry(
 
 
 def vllm_layout_args(spec: ServeConfig, max_model_len: int | None = None) -> list[str]:
-    """vLLM's layout flags from `spec` (a None leaves that setting at vLLM's default); `max_model_len`, when
-    given, stands in for an unset spec.max_model_len."""
-    flags = (("--tensor-parallel-size", spec.tensor_parallel_size), ("--data-parallel-size", spec.data_parallel_size),
-             ("--api-server-count", spec.api_server_count), ("--gpu-memory-utilization", spec.gpu_memory_utilization),
-             ("--max-model-len", spec.max_model_len or max_model_len))
-    return [part for flag, value in flags if value is not None and not (flag.endswith("parallel-size") and value == 1)
-            for part in (flag, str(value))]
+    """vLLM's layout flags from `spec`, one per `SERVE_FLAGS` row that names a vLLM argument (a None leaves that
+    setting at vLLM's default; a parallel size of 1 is vLLM's default too); `max_model_len`, when given, stands
+    in for an unset spec.max_model_len."""
+    args = []
+    for flag in SERVE_FLAGS.values():
+        value = getattr(spec, flag.field)
+        if flag.field == "max_model_len":
+            value = value or max_model_len
+        if flag.vllm is None or value is None or (flag.vllm.endswith("parallel-size") and value == 1):
+            continue
+        args += [flag.vllm, str(value)]
+    return args
 
 
 def vllm_command(model: str, port: int, args: list[str] | tuple = ()) -> list[str]:

@@ -8,7 +8,8 @@ a `ServeConfig` field, declared here once and added to a command by `with_serve_
     serve_section({"serve_gpus": "0,1", "serve_tensor_parallel": 2}, "serve_")
     # {'gpus': [0, 1], 'tensor_parallel_size': 2}: a partial ServeConfig for the config's policy_server
 
-A new server flag is a row of `SERVE_FLAGS` (and, if it is a new setting, its `ServeConfig` field).
+A new server flag is a row of `SERVE_FLAGS` (with the vLLM argument it becomes, if any) and, if it is a new
+setting, its `ServeConfig` field: the CLI options, the config mapping and the vLLM command line follow.
 """
 
 from __future__ import annotations
@@ -26,19 +27,21 @@ class ServeFlag:
     field: str  # the ServeConfig field it sets
     type: Any  # the option's Python type (typer reads it)
     help: str  # "{who}" is the server's role: policy or judge
+    vllm: str | None = None  # the vLLM server argument it becomes (serving.engines.vllm_layout_args), if any
 
 
 SERVE_FLAGS: Registry[ServeFlag] = Registry("serve flag", add="a row of SERVE_FLAGS in serving/flags.py", entries=[
     ("gpus", ServeFlag("gpus", Optional[str], "--serve: {who} GPUs, e.g. 0,1,2,3.")),
     ("tensor_parallel", ServeFlag("tensor_parallel_size", Optional[int], "--serve: GPUs per {who} replica (vLLM "
-                                  "--tensor-parallel-size).")),
+                                  "--tensor-parallel-size).", "--tensor-parallel-size")),
     ("data_parallel", ServeFlag("data_parallel_size", Optional[int], "--serve: {who} replicas in the one server "
-                                "(vLLM --data-parallel-size).")),
+                                "(vLLM --data-parallel-size).", "--data-parallel-size")),
     ("api_servers", ServeFlag("api_server_count", Optional[int], "--serve: the {who}'s vLLM --api-server-count "
-                              "(image preprocessing).")),
+                              "(image preprocessing).", "--api-server-count")),
     ("gpu_memory", ServeFlag("gpu_memory_utilization", Optional[float], "--serve: the {who}'s vLLM "
-                             "--gpu-memory-utilization (0-1].")),
-    ("max_model_len", ServeFlag("max_model_len", Optional[int], "--serve: the {who}'s vLLM --max-model-len.")),
+                             "--gpu-memory-utilization (0-1].", "--gpu-memory-utilization")),
+    ("max_model_len", ServeFlag("max_model_len", Optional[int], "--serve: the {who}'s vLLM --max-model-len.",
+                                  "--max-model-len")),
     ("arg", ServeFlag("extra_args", Optional[list[str]], "--serve: one more vLLM argument for the {who} (repeat; "
                       "use --{prefix}arg=--flag for a value starting with '-').")),
 ])
