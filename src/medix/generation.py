@@ -2,8 +2,8 @@
 
     texts = generate(model, processing, [[{"role": "user", "content": "..."}]], max_new_tokens=64)
 
-Used by `medix infer` (one question), eval's local generate phase (batches of questions) and training
-validation (held-out prompts). `processing` is a tokenizer (text LMs) or a processor (vision-language
+Used by `medix.policy.LocalPolicy` (what `medix infer` and eval's local generate phase ask through) and by
+training validation (held-out prompts). `processing` is a tokenizer (text LMs) or a processor (vision-language
 models); conversations of a VLM carry `{"type": "image"}` placeholders and `images[i]` the images of
 conversation i, in order.
 

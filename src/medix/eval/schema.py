@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class EvalItem(BaseModel):
-    """One benchmark question, built from a dataset row by a builder in medix.eval.items."""
+    """One benchmark question, built from a dataset row by its task shape (medix.eval.shapes)."""
 
     id: str = Field(..., description="Unique within the task (the dataset's id column, or the row number).")
     task: str

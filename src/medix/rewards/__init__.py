@@ -1,4 +1,4 @@
-"""Rewards: one table of components (`composite.COMPONENTS`: name, scorer, weight, inside or outside the format
+"""Rewards: one table of components (`table.COMPONENTS`: name, scorer, weight, inside or outside the format
 bracket, text-only or not), the scorers (`components.py`), the composite with its one TRL reward function
 (`composite.py`), `medix reward score` (`score_file.py`) and the EasyR1 / verl adapters (`engines.py`).
 

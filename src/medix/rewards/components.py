@@ -1,6 +1,6 @@
 """The reward components and what they share: one `Batch` (each response parsed once, the pre-model guard
 decided once per sample), what a component returns (`Column`), the `Scorer` contract, the guards, and the four
-scorers of the MediX-R1 reward (the table that names them is `composite.COMPONENTS`):
+scorers of the MediX-R1 reward (the table that names them is `table.COMPONENTS`):
 
     batch = Batch.of(["<X_RAY> <think>r</think> <answer>Pneumothorax</answer>"], ["<X_RAY> Pneumothorax"],
                      config=RewardConfig())

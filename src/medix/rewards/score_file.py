@@ -1,7 +1,7 @@
 """Score a JSONL file of responses with the composite reward (`medix reward score`).
 
 IN rows: `response`, `solution` ("<TAG> answer"), optional `id`, `problem`, `images`/`image`.
-OUT rows: the input row plus overall, each table component (`composite.COMPONENTS`), judge_error,
+OUT rows: the input row plus overall, each table component (`table.COMPONENTS`), judge_error,
 similarity, guard, answer and the judge identity — in input order, written chunk by chunk so an
 interruption keeps what was already scored. `table` gives the terminal table's columns and rows.
 """
