@@ -40,7 +40,7 @@ from medix.eval.config import EvalConfig
 from medix.eval.generate import run_generate, user_prompt
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import registry
-from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore
+from medix.eval.records import EvalItem, GenerationRecord, JsonlStore
 from medix.judge import Judge, JudgeRequest
 from medix.testing.stub_server import free_port
 

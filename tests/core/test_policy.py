@@ -16,7 +16,7 @@ import medix
 from medix import policy
 from medix.eval.config import EvalConfig
 from medix.eval.generate import run_generate
-from medix.eval.schema import EvalItem, JsonlStore
+from medix.eval.records import EvalItem, JsonlStore
 
 ANSWER = "<X_RAY> <thinking> Opacity. </thinking> <answer> Pneumonia </answer>"
 

@@ -119,16 +119,16 @@ def test_an_eval_run_reads_each_records_file_once(tmp_path, monkeypatch):
     and score phases and the report) and its judgments file once (score and report), nothing more."""
     import collections
 
-    import medix.eval.schema as schema
+    import medix.eval.records as records
 
     reads = collections.Counter()
-    original = schema.iter_jsonl
+    original = records.iter_jsonl
 
     def counting(path, *args, **kwargs):
         reads[path.relative_to(tmp_path / "run").parts[0]] += 1
         return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(schema, "iter_jsonl", counting)
+    monkeypatch.setattr(records, "iter_jsonl", counting)
     root = tmp_path / "data" / "path_vqa"
     root.mkdir(parents=True)
     root.joinpath("test.jsonl").write_text("".join(json.dumps({"image": None, "question": f"q{i}", "answer": "a",

@@ -8,7 +8,7 @@ from helpers.eval_data import mcq_rows, stub_eval, stub_judge, write_jsonl
 from medix.errors import MedixError
 from medix.eval.registry import registry
 from medix.eval.runner import run_eval
-from medix.eval.schema import JsonlStore
+from medix.eval.records import JsonlStore
 from medix.eval.score import score_tasks
 from medix.judge.parse import combine_rounds as combine, parse_rubric
 

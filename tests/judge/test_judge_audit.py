@@ -9,7 +9,7 @@ from helpers.cli_runner import cli
 from helpers.eval_data import write_pairs
 from medix.judge.config import JudgeConfig
 from medix.errors import MedixError
-from medix.eval.schema import EvalItem
+from medix.eval.records import EvalItem
 from medix.judge import Judge
 from medix.judge.audit import Pair, calibrated_config, pairs_from_file, pairs_from_items, roc_auc, run_audit, thresholds
 from medix.judge.audit_store import save_audit, weak_judge_warning

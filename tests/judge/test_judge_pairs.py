@@ -13,7 +13,7 @@ import pytest
 from helpers import REPO
 from helpers.cli_runner import cli
 from medix.errors import MedixError
-from medix.eval.schema import EvalItem
+from medix.eval.records import EvalItem
 from medix.judge.calibration import best_threshold, cross_validate, fit, folds, reliability
 from medix.judge.pairs import KINDS, pairs_from_items, parse_kinds
 

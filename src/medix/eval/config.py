@@ -15,7 +15,7 @@ from medix.serving.config import ServeConfig
 from medix.errors import MedixError
 from medix.eval.flags import flag_overrides
 from medix.eval.protocol import PAPER_PROTOCOL, Protocol, get_protocol
-from medix.eval.schema import sha256
+from medix.eval.records import sha256
 from medix.models import zoo_entry
 from medix.safe_text import display_url
 

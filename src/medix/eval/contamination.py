@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from medix.data.datasets import load_samples
-from medix.eval.schema import EvalItem
+from medix.eval.records import EvalItem
 
 _WORD = re.compile(r"[a-z0-9]+")
 

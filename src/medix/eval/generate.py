@@ -25,7 +25,7 @@ from medix.data.response import parse_response
 from medix.errors import MedixError
 from medix.safe_text import display_url
 from medix.eval.config import EvalConfig
-from medix.eval.schema import EvalItem, GenerationRecord, JsonlStore, file_sha256, sha256
+from medix.eval.records import EvalItem, GenerationRecord, JsonlStore, file_sha256, sha256
 from medix.models import is_vision_model, served_name, zoo_entry
 from medix.policy import LocalPolicy, Request, ServedPolicy
 from medix.serving.fit import overflow_error

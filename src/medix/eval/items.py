@@ -20,7 +20,7 @@ from medix.errors import MedixError
 from medix.eval.protocol import Protocol, get_protocol
 from medix.eval.registry import TaskSpec
 from medix.eval.rows import check_row
-from medix.eval.schema import EvalItem
+from medix.eval.records import EvalItem
 from medix.eval.shapes import SHAPES, Built
 from medix.files import cache_dir
 

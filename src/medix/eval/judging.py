@@ -19,7 +19,7 @@ from typing import Callable
 from medix.errors import MedixError
 from medix.eval.protocol import PAPER_PROTOCOL, Protocol, get_protocol
 from medix.eval.registry import TaskSpec
-from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord
+from medix.eval.records import GenerationRecord, JsonlStore, JudgmentRecord
 from medix.judge import Judge, JudgeRequest, Verdict, identity_key
 
 log = logging.getLogger(__name__)

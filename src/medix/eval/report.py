@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from medix.eval.protocol import PROTOCOLS
-from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
+from medix.eval.records import GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path
 
 DISCLAIMER = "Research use only; not for clinical decisions."
 

@@ -25,7 +25,7 @@ from medix.eval.generate import check_resume, request_size, run_generate
 from medix.eval.items import TaskUnavailable, load_items, load_task
 from medix.eval.judging import EvalJudge, run_judge
 from medix.eval.registry import TaskSpec, select_tasks
-from medix.eval.schema import (GenerationRecord, JsonlStore, data_checks_path, generations_path, judgments_path,
+from medix.eval.records import (GenerationRecord, JsonlStore, data_checks_path, generations_path, judgments_path,
                                read_data_checks)
 from medix.files import check_writable_dir
 from medix.claims import hold_folder

@@ -20,7 +20,7 @@ import numpy as np
 from medix.errors import MedixError
 from medix.eval.protocol import Protocol, get_protocol
 from medix.eval.registry import TaskSpec
-from medix.eval.schema import (GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path,
+from medix.eval.records import (GenerationRecord, JsonlStore, JudgmentRecord, generations_path, judgments_path,
                                read_data_checks)
 from medix.stats import bootstrap_means, interval
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from medix.errors import MedixError
 from medix.eval.registry import registry
-from medix.eval.schema import GenerationRecord, JsonlStore, generations_path
+from medix.eval.records import GenerationRecord, JsonlStore, generations_path
 from medix.eval.score import read_judgments, read_scores, require_keys
 from medix.safe_text import valid_unicode
 

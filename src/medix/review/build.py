@@ -26,7 +26,7 @@ from itertools import chain, zip_longest
 from pathlib import Path
 
 from medix.errors import MedixError
-from medix.eval.schema import GenerationRecord, JsonlStore, JudgmentRecord
+from medix.eval.records import GenerationRecord, JsonlStore, JudgmentRecord
 from medix.files import read_json
 from medix.review.store import ReviewStore, Settings
 

@@ -28,6 +28,7 @@ from medix.judge.config import JudgeConfig
 from medix.rewards.config import RewardConfig, preset_weights
 from medix.errors import MedixError
 from medix.train.config import TrainConfig, load_train_config
+from medix.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ class HeldOutScorer:
         from medix.train.validate import Validator
 
         if (folder / "heldout.json").is_file():
-            return json.loads((folder / "heldout.json").read_text())
+            return read_json(folder / "heldout.json")
         if (Path(model_name) / "adapter_config.json").is_file():  # a LoRA run's final/ is an adapter: merge it
             from medix.train.policy import merge_lora
 

@@ -25,6 +25,7 @@ from medix.stats import paired_change
 from medix.train.ablation import BASE, Plan, arm_state, read_plan
 from medix.train.config import MonitorConfig
 from medix.train.monitor import replay
+from medix.files import iter_jsonl, read_json
 
 WINDOW = 5
 HELD_OUT = ("overall", *reward.names())  # each item's fields compared between arms
@@ -67,7 +68,7 @@ def _series(rows: list[dict], key: str) -> list[float | None]:
 
 def arm_curves(folder: Path, window: int) -> dict:
     rows = read_steps(folder)
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     monitor = MonitorConfig.model_validate(config.get("monitor") or {})
     curves = {"step": [r["step"] for r in rows], "reward": _series(rows, "reward")}
     curves.update({name: _series(rows, f"rewards/{name}/mean") for name in reward.names()})
@@ -82,8 +83,8 @@ def arm_curves(folder: Path, window: int) -> dict:
 def read_held_out(folder: Path) -> tuple[dict, list[dict]] | None:
     if not (folder / "heldout.json").is_file():
         return None
-    records = [json.loads(line) for line in (folder / "heldout.jsonl").read_text().splitlines() if line.strip()]
-    return json.loads((folder / "heldout.json").read_text()), records
+    records = [record for _, record in iter_jsonl(folder / "heldout.jsonl")]
+    return read_json(folder / "heldout.json"), records
 
 
 def _paired(records: list[dict], reference: list[dict]) -> dict:
@@ -101,7 +102,7 @@ def build_report(out: Path, window: int = WINDOW) -> dict:
         folder = out / arm.name
         if not folder.is_dir():
             continue
-        info = json.loads((folder / "arm.json").read_text()) if (folder / "arm.json").is_file() else {}
+        info = read_json(folder / "arm.json") if (folder / "arm.json").is_file() else {}
         arms[arm.name] = {"preset": arm.preset, "seed": arm.seed, "state": arm_state(folder),
                           "weights": info.get("weights"), "config_hash": info.get("config_hash"),
                           "shared_hash": info.get("shared_hash"), **arm_curves(folder, window)}

@@ -30,6 +30,7 @@ from medix.errors import MedixError
 from medix.train.config import DynamicSamplingConfig
 from medix.train.monitor import RewardMonitor
 from medix.train.rollout import checkpoint_layout, generation_context
+from medix.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -303,13 +304,13 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         if checkpoint is None:
             return
         if self.monitor is not None and (Path(checkpoint) / MONITOR_STATE).is_file():
-            self.monitor.load_state_dict(json.loads((Path(checkpoint) / MONITOR_STATE).read_text()))
+            self.monitor.load_state_dict(read_json(Path(checkpoint) / MONITOR_STATE))
         path = self._refill_state_file(checkpoint)
         if not path.is_file():
             log.warning("%s has no dynamic-sampling refill state: refilled prompts after this resume will differ "
                         "from an uninterrupted run", checkpoint)
             return
-        version, internal, gauss = json.loads(path.read_text())
+        version, internal, gauss = read_json(path)
         self._refill_rng.setstate((version, tuple(internal), gauss))
 
     def _generate_single_turn(self, prompt_ids, images, *args, **kwargs):
