@@ -343,7 +343,8 @@ class Report:
                           f"template: MCQ pairs {tokens['mcq']:.0f} tokens, demo prompts {tokens['demo']:.0f} (mean)")
         with Section(model, self.notes):
             for table, texts in self.texts.items():
-                log.info("timing %s on %d %s prompts: %s", model, len(texts), table, ", ".join(v.label for v in variants))
+                log.info("timing %s on %d %s prompts: %s", model, len(texts), table,
+                         ", ".join(v.label for v in variants))
                 results = interleaved(variants, texts, args.batch_size)
                 for i, (v, (probs, secs)) in enumerate(zip(variants, results)):
                     self.rows[table].append(table_row(model, v.label, probs, secs, self.labels[table], threshold,

@@ -179,7 +179,8 @@ def vllm_table(rows: list[tuple[str, float]], markdown: bool) -> str:
 
 def table(rows: list[tuple[int, str, dict]], markdown: bool) -> str:
     sep = "|" if markdown else " "
-    lines = ["| servers | phase | saturated (samples/s) | medix (samples/s) | medix % of saturated | medix vs 1 server |"]
+    lines = ["| servers | phase | saturated (samples/s) | medix (samples/s) | medix % of saturated "
+             "| medix vs 1 server |"]
     if markdown:
         lines.append("|---:|---|---:|---:|---:|---:|")
     one = {phase: r["medix_sps"] for count, phase, r in rows if count == rows[0][0]}
@@ -216,7 +217,8 @@ def main() -> None:
     start = time.perf_counter()
     rows = run(counts, args.latency, args.capacity, args.seconds)
     print(f"simulated batching servers: capacity {args.capacity} in flight, latency {args.latency * 1000:.0f} ms "
-          f"each (at most {args.capacity / args.latency:.0f} requests/s per server); {time.perf_counter() - start:.0f} s\n")
+          f"each (at most {args.capacity / args.latency:.0f} requests/s per server); "
+          f"{time.perf_counter() - start:.0f} s\n")
     print(table(rows, args.markdown))
 
 

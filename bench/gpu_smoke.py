@@ -56,7 +56,8 @@ def train(folder: Path, device: str, judge_url: str) -> dict:
         "rollout.num_generations=4", "rollout.max_completion_tokens=16", "reward.judge.backend=openai",
         "reward.judge.model=stub", f"reward.judge.base_urls=[{judge_url}]", "reward.judge.cache=false",
         f"trainer.output_dir={folder / 'run'}", "trainer.max_steps=2", "trainer.save_steps=2",
-        "trainer.per_device_train_batch_size=4", "trainer.learning_rate=0.01", "trainer.weight_decay=0", f"trainer.bf16={device == 'cuda'}",
+        "trainer.per_device_train_batch_size=4", "trainer.learning_rate=0.01", "trainer.weight_decay=0",
+        f"trainer.bf16={device == 'cuda'}",
         "monitor.enabled=false"])
     before = {n: p.detach().float().clone() for n, p in model.named_parameters()}
     # The stub judge says NO to everything and a random policy writes no format: a length reward gives the
@@ -67,7 +68,8 @@ def train(folder: Path, device: str, judge_url: str) -> dict:
     changed = sum(not torch.equal(before[n], p.detach().float()) for n, p in run.trainer.model.named_parameters())
     run.trainer.reward_funcs[0].composite.close()
     grad_norms = [h["grad_norm"] for h in run.trainer.state.log_history if "grad_norm" in h]
-    return {"steps": result.global_step, "grad_norms": [round(float(g), 4) for g in grad_norms], "seconds": round(time.perf_counter() - started, 1),
+    return {"steps": result.global_step, "grad_norms": [round(float(g), 4) for g in grad_norms],
+            "seconds": round(time.perf_counter() - started, 1),
             "params_changed": f"{changed}/{len(before)}", "dtype": str(next(run.trainer.model.parameters()).dtype),
             "attention": run.trainer.model.config._attn_implementation,
             "device": str(next(run.trainer.model.parameters()).device)}

@@ -124,7 +124,8 @@ def table(parts: list[list[Path]], problems: list[str] | None) -> str:
     """One row per part (wheels, MiB), and the check's verdict."""
     rows = [f"{'part':<10}  {'wheels':>6}  {'MiB':>6}"]
     for index, part in enumerate(parts, 1):
-        rows.append(f"{'wheels-' + str(index):<10}  {len(part):>6}  {sum(w.stat().st_size for w in part) / 2**20:>6.1f}")
+        rows.append(f"{'wheels-' + str(index):<10}  {len(part):>6}  "
+                    f"{sum(w.stat().st_size for w in part) / 2**20:>6.1f}")
     if problems is None:
         return "\n".join(rows + ["check: skipped (no such Python)"])
     return "\n".join(rows + (problems or ["check: pip check clean, every torch-free import resolves"]))

@@ -4,7 +4,8 @@
 Run from the repository root with the venv active, on an idle machine:
 
     python bench/judge_prefix.py --model qwen2.5-coder-1.5b --questions 4 --repeats 2 --workloads grpo4,grpo5 --markdown
-    python bench/judge_prefix.py --markdown      # SmolLM2-135M, 8 questions, 3 repeats, groups of 4 and 5 + 3-round eval
+    python bench/judge_prefix.py --markdown      # SmolLM2-135M, 8 questions, 3 repeats, groups of 4 and 5
+                                                 # + 3-round eval
     python bench/judge_prefix.py --model qwen2.5-coder-1.5b --dtypes float32,bfloat16 --no-plain   # AVX2: emulated bf16
     python bench/judge_prefix.py --smoke         # SmolLM2, 1 question, 1 run: every row shape (CI, seconds)
 
@@ -129,12 +130,14 @@ def rows_of(t: Timings, requests: dict, dtypes: list[str], threshold: float) -> 
                               else f"GRPO groups of {GROUP[w]} ({len(reqs) // GROUP[w]} x {GROUP[w]}, one-turn)")
         compare = same_rounds if w == "eval" else max_dp
         for dtype in dtypes:
-            shared, plain, ref = t.out[w, dtype, "shared"], t.out.get((w, dtype, "plain")), t.out[w, "float32", "shared"]
+            shared, plain, ref = (t.out[w, dtype, "shared"], t.out.get((w, dtype, "plain")),
+                                  t.out[w, "float32", "shared"])
             vps_s, vps_p = t.vps((w, dtype, "shared"), n), t.vps((w, dtype, "plain"), n)
             agree = "–" if w == "eval" or dtype == "float32" else \
                 f"{sum((a > threshold) == (b > threshold) for a, b in zip(ref, shared)) / n:.3f}"
             rows.append([name, dtype_label(dtype), str(n), "–" if vps_p is None else f"{vps_p:.2f}", f"{vps_s:.2f}",
-                         "–" if vps_p is None else f"{vps_s / vps_p:.2f}x", "–" if plain is None else compare(plain, shared),
+                         "–" if vps_p is None else f"{vps_s / vps_p:.2f}x",
+                         "–" if plain is None else compare(plain, shared),
                          "–" if dtype == "float32" else compare(ref, shared), agree])
     return rows
 
@@ -146,7 +149,8 @@ COLUMNS = ("workload", "dtype", "verdicts", "plain verdicts/s", "shared-prefix v
 def show(rows: list[list[str]], markdown: bool, header: str) -> None:
     print(header + "\n")
     if markdown:  # a bar inside a cell ("max |ΔP(YES)|") would split it: escaped, as markdown reads it
-        print("| " + " | ".join(c.replace("|", "\\|") for c in COLUMNS) + " |\n|" + "---|" * 2 + "---:|" * (len(COLUMNS) - 2))
+        print("| " + " | ".join(c.replace("|", "\\|") for c in COLUMNS) + " |\n|"
+              + "---|" * 2 + "---:|" * (len(COLUMNS) - 2))
         for line in rows:
             print("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |")
         return

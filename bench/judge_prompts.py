@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
-    parser.add_argument("--reports", type=Path, default=None, help="write each variant's audit report to DIR/<variant>.json")
+    parser.add_argument("--reports", type=Path, default=None,
+                        help="write each variant's audit report to DIR/<variant>.json")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--smoke", action="store_true", help=f"toy sizes: {SMOKE}")
     args = parser.parse_args()

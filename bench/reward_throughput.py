@@ -311,9 +311,11 @@ def run_local(samples: list[Sample], k: int, repeats: int, model: str | None = N
     log.info("first generated verdict texts: %s", texts[:3])
     # Best of the runs: on a shared 2-core machine noise only ever adds time to a CPU-bound run.
     return {"model": f"{config.model} ({backend.dtype}), threshold {config.threshold}",
-            "batch_size": config.batch_size, "threshold": config.threshold, "t_logits": min(t_logits), "t_judge": min(t_judge), "t_generate": t_generate,
+            "batch_size": config.batch_size, "threshold": config.threshold, "t_logits": min(t_logits),
+            "t_judge": min(t_judge), "t_generate": t_generate,
             "runs": (t_logits, t_judge), "steps": steps, "batches": -(-len(prompts) // config.batch_size),
-            "unparsable": sum(p is None for p in parsed), "agree": sum(a == b for a, b in both), "comparable": len(both),
+            "unparsable": sum(p is None for p in parsed), "agree": sum(a == b for a, b in both),
+            "comparable": len(both),
             "judge_errors": sum(not v.ok for v in verdicts),
             "judge_same": sum(v.score == lv for v, lv in zip(verdicts, logit_verdicts))}
 
@@ -363,7 +365,8 @@ def table_a(args, original_s: float, original_n: int, comp: dict) -> Table:
     rows = [["original: sequential sync judge request + embed call", str(n), str(n), f"{scaled:.2f}",
              f"{n / scaled:.1f}", note],
             ["medix: CompositeReward.score", str(n), f"{statistics.median(comp['judged']):.0f}", f"{medix_s:.2f}",
-             f"{n / medix_s:.1f}", f"median of {len(comp['times'])} runs: " + ", ".join(f"{t:.2f}" for t in comp["times"])]]
+             f"{n / medix_s:.1f}",
+             f"median of {len(comp['times'])} runs: " + ", ".join(f"{t:.2f}" for t in comp["times"])]]
     notes = [f"Speed-up: {scaled / medix_s:.1f}x (target >= 50x: {met(scaled / medix_s >= 50)}).",
              f"medix: {comp['exact']} of {n} completions are exact matches settled by the guard (no judge request, no "
              f"embedding); judge requests counted on the server: {comp['judged']}; judge errors: {comp['errors']}. "
@@ -405,7 +408,8 @@ def table_c(args, loc: dict) -> Table:
     notes = [f"Generation takes {ratio:.2f}x the time of the logit verdict (target >= 5x: {met(ratio >= 5)}).",
              f"Same model ({loc['model']} on CPU), prompts, batch size {loc['batch_size']}, length-sorted batches, "
              "left padding; the logits "
-             f"row is the best p_yes run of table (b); generation ran once. Decode steps: {loc['steps']} over {loc['batches']} batches "
+             f"row is the best p_yes run of table (b); generation ran once. Decode steps: {loc['steps']} over "
+             f"{loc['batches']} batches "
              "(a batch stops early once every row has emitted EOS).",
              f"Generated text unparsable by parse_verdict: {loc['unparsable']} of {m}; where parsable, it agrees with "
              f"the logit verdict on {loc['agree']} of {loc['comparable']}."]
@@ -438,7 +442,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     # Libraries stay at WARNING (httpx logs every request at INFO); this script's progress at INFO.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     pairs, source = load_pairs(args.data)

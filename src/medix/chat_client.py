@@ -278,7 +278,8 @@ class ChatClient:
                     result.error, result.circuit_open = self.circuit_error, True
                     return result
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_s, self.max_backoff_s))
-            left = self.timeout_s if deadline_s is None else min(self.timeout_s, deadline_s - (time.monotonic() - started))
+            left = (self.timeout_s if deadline_s is None
+                    else min(self.timeout_s, deadline_s - (time.monotonic() - started)))
             if left <= 0:
                 result.error = f"{result.error}; gave up after {deadline_s:g} s (every try together)"
                 return result

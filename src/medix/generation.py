@@ -26,7 +26,8 @@ def shared_prefix(rows: list[torch.Tensor]) -> int:
     n = min(len(r) for r in rows) - 1
     if n <= 0:
         return 0
-    same = torch.stack([r[:n] == rows[0][:n] for r in rows[1:]]).all(0) if len(rows) > 1 else torch.ones(n, dtype=torch.bool)
+    same = (torch.stack([r[:n] == rows[0][:n] for r in rows[1:]]).all(0) if len(rows) > 1
+            else torch.ones(n, dtype=torch.bool))
     return int(same.long().cumprod(0).sum())
 
 

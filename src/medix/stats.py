@@ -41,5 +41,6 @@ def paired_change(before: list[dict], after: list[dict], names: list[str], resam
         diffs = np.array([a - b for b, a in pairs if a is not None and b is not None], dtype=float)
         if diffs.size:
             replicates = bootstrap_means(diffs, resamples, np.random.default_rng(seed))
-            change[name] = {"delta": round(float(diffs.mean()), 6), "interval": interval(replicates), "n": int(diffs.size)}
+            change[name] = {"delta": round(float(diffs.mean()), 6), "interval": interval(replicates),
+                            "n": int(diffs.size)}
     return change

@@ -40,7 +40,8 @@ def test_every_command_body_is_at_most_40_lines():
     assert {"medix eval run", "medix judge audit", "medix judge serve", "medix reward score", "medix train",
             "medix demo", "medix infer", "medix ui"} <= set(commands)
     too_long = {name: body_lines(fn) for name, fn in commands.items() if body_lines(fn) > MAX_BODY_LINES}
-    assert not too_long, f"commands over {MAX_BODY_LINES} lines (move the work into a config or library function): {too_long}"
+    assert not too_long, (f"commands over {MAX_BODY_LINES} lines (move the work into a config or library function): "
+                          f"{too_long}")
 
 
 def test_the_line_count_sees_a_long_command(tmp_path, monkeypatch):
@@ -92,7 +93,8 @@ def test_every_flag_has_a_help_text_and_only_flag_names():
 
     options = dict(walk(get_command(app), "medix"))
     assert "medix train --gpu-memory" in options
-    stray = {name: p.opts for name, p in options.items() if not all(o.startswith("-") for o in p.opts + p.secondary_opts)}
+    stray = {name: p.opts for name, p in options.items()
+             if not all(o.startswith("-") for o in p.opts + p.secondary_opts)}
     missing = sorted(name for name, p in options.items() if not p.help and name.split()[-1] != "--help")
     assert not stray and not missing, f"option names that are not flags: {stray}; flags without help: {missing}"
 

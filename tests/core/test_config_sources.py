@@ -38,7 +38,8 @@ def eval_yaml(tmp_path) -> Path:
 
 def test_file_values_stand_when_no_flag_is_given(eval_yaml):
     cfg = EvalConfig.from_sources(eval_yaml, {})
-    assert (cfg.model, cfg.backend, cfg.base_urls, cfg.protocol.name) == ("from-file", "openai", ["http://127.0.0.1:9/v1"], "medix")
+    assert (cfg.model, cfg.backend, cfg.base_urls, cfg.protocol.name) == ("from-file", "openai",
+                                                                          ["http://127.0.0.1:9/v1"], "medix")
     assert cfg.max_new_tokens == 77 and cfg.tasks == ["llm"] and cfg.format_prompt is True  # medix protocol's
     assert cfg.policy_server.port == 8300 and cfg.judge_server.port == 8200
     assert cfg.judge.model == "qwen/qwen3-14b" and cfg.judge.api_key_env == "FILE_KEY"
@@ -66,7 +67,8 @@ def test_serve_flags_lay_out_servers(eval_yaml):
     assert cfg.judge_server.gpus == [4] and cfg.judge_server.port == JUDGE_SERVER_PORT == 8100
     # With a file: its judge_server.port stands unless --judge-serve-port is given; the flag moves it alone too.
     assert EvalConfig.from_sources(eval_yaml, {"judge_serve_gpus": "5"}).judge_server.port == 8200
-    assert EvalConfig.from_sources(eval_yaml, {"judge_serve_gpus": "5", "judge_serve_port": 8500}).judge_server.port == 8500
+    assert EvalConfig.from_sources(eval_yaml,
+                                   {"judge_serve_gpus": "5", "judge_serve_port": 8500}).judge_server.port == 8500
     moved = EvalConfig.from_sources(eval_yaml, {"judge_serve_port": 8600}).judge_server
     assert moved.port == 8600 and moved.gpus == [1]
     # Without a judge_server to move, the port alone starts nothing.

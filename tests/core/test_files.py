@@ -32,7 +32,8 @@ OUTPUT_CASES = {
         lambda p, t: ["reward", "score", "-i", str(t / "rows.jsonl"), "-o", "/dev/full", "--overwrite"], None,
         "not a regular file"),
     "eval submit -o a file": (
-        lambda p, t: ["eval", "submit", str(t / "run"), "-o", str(t / "old.yaml")], "old.yaml", "is a file; give a folder"),
+        lambda p, t: ["eval", "submit", str(t / "run"), "-o", str(t / "old.yaml")], "old.yaml",
+        "is a file; give a folder"),
 }
 
 

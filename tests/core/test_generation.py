@@ -32,7 +32,8 @@ def smollm2():
     from medix.models import smollm2_folder
 
     folder = smollm2_folder()
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(folder)
+    return (AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(),
+            AutoTokenizer.from_pretrained(folder))
 
 
 def _demo_batch(tokenizer, questions: list[str]):

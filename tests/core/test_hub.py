@@ -1,6 +1,7 @@
 """The hub path for real: medix's commands against a local Hugging Face hub server (tests/helpers/hub.py) holding
-hub-form copies of benchmark rows, a training set and tiny models. Every command runs in a subprocess whose only tie to the
-test server is HF_ENDPOINT, as a user's run is tied to huggingface.co; HF_HOME and MEDIX_CACHE start empty."""
+hub-form copies of benchmark rows, a training set and tiny models. Every command runs in a subprocess whose only
+tie to the test server is HF_ENDPOINT, as a user's run is tied to huggingface.co; HF_HOME and MEDIX_CACHE start
+empty."""
 
 from __future__ import annotations
 

@@ -185,14 +185,16 @@ def test_enable_thinking_leaves_a_non_thinking_judges_prompt_unchanged():
                                          enable_thinking=False) == plain
 
 
-TASKS_YAML = "llm:\n  pubmedqa:\n    path: some/sets\n    name: pubmedqa\n    split: test\n    choices:\n      - yes\n      - no\n"
+TASKS_YAML = ("llm:\n  pubmedqa:\n    path: some/sets\n    name: pubmedqa\n    split: test\n"
+              "    choices:\n      - yes\n      - no\n")
 
 
 UTILS_PY = ('def load(sample, dataset_name):\n    if dataset_name == "mimic_cxr_report_summarization":\n'
             '        question = f"""Summarize.\\n{sample.get("report")}"""\n')
 
 
-LAUGHS = ("llm:\n  pubmedqa:\n    path: some/sets\n    a: &a [x, x, x, x, x, x, x, x, x]\n    b: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+LAUGHS = ("llm:\n  pubmedqa:\n    path: some/sets\n    a: &a [x, x, x, x, x, x, x, x, x]\n"
+          "    b: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
           "    c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n    choices: [*c, *c, *c, *c, *c, *c, *c, *c]\n")
 
 

@@ -62,7 +62,8 @@ def test_stub_run_scores_reports_and_submits(tmp_path, policy, stub):
     assert s["tasks"]["iu_xray_summarization"]["score"] == 1.0  # rubric {"score": 5} every round
     assert s["tasks"]["path_vqa"]["breakdowns"]["answer_type"]["OPEN"]["n"] == 6
     assert set(s["tasks"]) == {"mmlu_anatomy", "path_vqa", "iu_xray_summarization"} and s["overall"] is not None
-    judged = [json.loads(x) for x in next((out / "judgments").iterdir()).joinpath("path_vqa.jsonl").read_text().splitlines()]
+    judged = [json.loads(x)
+              for x in next((out / "judgments").iterdir()).joinpath("path_vqa.jsonl").read_text().splitlines()]
     assert all(len(j["rounds"]) == 3 and j["judge"]["model"] == "stub-judge" for j in judged)
     assert stub.counts["requests"] == 18 * 3 + 1  # three rounds per sample, one conversation each; one probe
     html = (out / "report.html").read_text()

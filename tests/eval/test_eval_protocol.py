@@ -94,8 +94,8 @@ def test_an_in_process_backend_gets_the_dtype_and_the_shipped_threshold(monkeypa
 
 
 def test_verdicts_after_the_circuit_opened_are_typed_and_not_recorded(tmp_path):
-    """The breaker opens on a judge that stopped answering: the conversations it never asked carry `circuit_open` and are
-    left out of the judgments (the same command judges them once the judge is back), never stored failed."""
+    """The breaker opens on a judge that stopped answering: the conversations it never asked carry `circuit_open`
+    and are left out of the judgments (the same command judges them once the judge is back), never stored failed."""
     root = tmp_path / "data" / "mmlu_anatomy"
     root.mkdir(parents=True)
     root.joinpath("test.jsonl").write_text("".join(json.dumps({"question": f"q{i}?", "choices": ["x", "y"],

@@ -100,9 +100,10 @@ def test_ctrl_c_stops_at_once_with_one_line(tmp_path, stub):
     write_task(tmp_path / "data", "mmlu_anatomy", [{"question": f"q{i}?", "choices": ["x", "y"], "answer": 0}
                                                 for i in range(20)])
     with JudgeStub(role="policy", hang=1.0, hang_s=600) as held:
-        proc = subprocess.Popen([sys.executable, "-m", "medix", "eval", "run", "--model", "p", "--tasks", "mmlu_anatomy",
-                                 "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "run"), "--backend",
-                                 "openai", "--base-url", held.url, "--judge-backend", "openai", "--judge-url", stub.url],
+        proc = subprocess.Popen([sys.executable, "-m", "medix", "eval", "run", "--model", "p", "--tasks",
+                                 "mmlu_anatomy", "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "run"),
+                                 "--backend", "openai", "--base-url", held.url, "--judge-backend", "openai",
+                                 "--judge-url", stub.url],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 180  # start-up (imports) on a busy machine

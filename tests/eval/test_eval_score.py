@@ -24,7 +24,8 @@ def test_scores_equal_the_hand_computed_table():
         "medqa": [_j(0, 1.0), _j(1, 0.0), _j(2, 1.0), _j(3, 1.0)],                       # 3/4 = 0.75
         "iu_xray_summarization": [_j(0, 1.0, 5.0), _j(1, 0.6, 3.0),                     # (5+3)/2/5 = 0.8
                                   {**_j(2, None, status="judge_failed"), "score": None, "error": "round 1: timeout"}],
-        "rad_vqa": [_j(0, 1.0), _j(1, 0.0), {**_j(2, None, status="no_response"), "score": None, "error": "no response: 500"}],  # 0.5
+        "rad_vqa": [_j(0, 1.0), _j(1, 0.0),                                              # 0.5
+                    {**_j(2, None, status="no_response"), "score": None, "error": "no response: 500"}],
     }
     meta = {"rad_vqa": {"0": {"answer_type": "CLOSED"}, "1": {"answer_type": "OPEN"}}}
     s = score_tasks(specs, judgments, meta, resamples=200, seed=0, protocol="medix")

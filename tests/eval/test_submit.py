@@ -226,8 +226,9 @@ MEMBER_CASES = {
     "a symlink to /etc/passwd": (lambda m: [(i, d) for i, d in m if not i.filename.endswith("_score.txt")] + [
         _member(next(i.filename for i, _ in m if i.filename.endswith("_score.txt")), b"/etc/passwd", 0o120777)],
         "not a regular file"),
-    "a tampered first copy of a member": (lambda m: [_member(m[0][0].filename, m[0][1].replace(b'"score": 1', b'"score": 0')
-                                                              .replace(b'"score": 0', b'"score": 1'))] + m,
+    "a tampered first copy of a member": (lambda m: [_member(m[0][0].filename,
+                                                             m[0][1].replace(b'"score": 1', b'"score": 0')
+                                                             .replace(b'"score": 0', b'"score": 1'))] + m,
                                           "appears twice"),
     "a score file with two lines for one task": (lambda m: [(i, _twice(d, b"mmlu_anatomy")
                                                              if i.filename.endswith("_score.txt") else d)

@@ -261,7 +261,8 @@ class LocalHub:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k != "MEDIX_CACHE"}
         # torchvision, which Qwen3-VL's full processor (as a hub repository holds it) needs: helpers/distributed.py
         path = os.pathsep.join(filter(None, [str(SHIMS), str(VLLM_TORCHVISION), env.get("PYTHONPATH", "")]))
-        return {**env, "PYTHONPATH": path, "MEDIX_TEST_TORCHVISION_OPS": "1", "HF_ENDPOINT": url, "HF_HOME": str(home / "hf"), "MEDIX_CACHE": str(home / "medix"),
+        return {**env, "PYTHONPATH": path, "MEDIX_TEST_TORCHVISION_OPS": "1", "HF_ENDPOINT": url,
+                "HF_HOME": str(home / "hf"), "MEDIX_CACHE": str(home / "medix"),
                 "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", **extra}
 
 

@@ -29,7 +29,8 @@ def test_batched_keys_are_the_documented_keys():
     assert cache_key(IDENTITY, PROMPTS[1]) == documented_key(IDENTITY, PROMPTS[1])
     other = {**IDENTITY, "model": "n"}
     assert cache_keys(other, PROMPTS[:1]) != cache_keys(IDENTITY, PROMPTS[:1])
-    assert cache_keys({**IDENTITY, "threshold": 0.9}, PROMPTS) == cache_keys(IDENTITY, PROMPTS)  # re-decided, not re-asked
+    # re-decided, not re-asked
+    assert cache_keys({**IDENTITY, "threshold": 0.9}, PROMPTS) == cache_keys(IDENTITY, PROMPTS)
 
 
 def test_the_judge_builds_its_identity_and_reads_the_backend_table_once(monkeypatch, stub, tmp_path):

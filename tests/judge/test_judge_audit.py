@@ -18,7 +18,8 @@ from medix.testing.stub_server import JudgeStub
 
 def test_pairs_from_an_mcq_item():
     choices = {"A": "Aspirin", "B": "The radial nerve", "C": "Heparin", "D": "Ulnar nerve", "E": "Warfarin"}
-    item = EvalItem(id="1", task="medqa", question="Q?\n\nChoices:\n" + "\n".join(f"{k}. {v}" for k, v in choices.items()),
+    item = EvalItem(id="1", task="medqa",
+                    question="Q?\n\nChoices:\n" + "\n".join(f"{k}. {v}" for k, v in choices.items()),
                     reference="The radial nerve", choices=choices)
     pairs = pairs_from_items([item])  # 6 positive forms, 8 negatives → 6 + 6
     positives = {p.candidate: p.source for p in pairs if p.label}

@@ -82,7 +82,8 @@ def test_cache_dedupe_and_identity(stub, stub_judge_config):
 
 def test_template_change_changes_identity(stub_judge_config, tmp_path):
     template = tmp_path / "t.jinja"
-    template.write_text('Reference answer: {{ reference | quote }}\nCandidate answer: {{ candidate | quote }}\nYES or NO?')
+    template.write_text('Reference answer: {{ reference | quote }}\nCandidate answer: {{ candidate | quote }}\n'
+                        'YES or NO?')
     with Judge(stub_judge_config) as a, Judge(stub_judge_config.model_copy(update={"template": str(template)})) as b:
         assert a.identity["template_sha256"] != b.identity["template_sha256"]
         assert b.judge(_requests(2))[1].score == 1.0

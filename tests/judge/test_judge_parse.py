@@ -116,7 +116,8 @@ def _logprob_reply(tokens):
 @pytest.mark.parametrize("tokens,expected", [
     ([("YES", {"YES": 0.6, "NO": 0.2, "Yes": 0.1})], 0.7 / 0.9),  # every spelling of each word counts
     # the reasoning is skipped, <thinking> as <think>: the verdict token is the one after the block
-    ([("<thinking>", {}), ("no", {"no": 0.9, "yes": 0.1}), ("</thinking>", {}), (" YES", {" YES": 0.8, " NO": 0.2})], 0.8),
+    ([("<thinking>", {}), ("no", {"no": 0.9, "yes": 0.1}), ("</thinking>", {}),
+      (" YES", {" YES": 0.8, " NO": 0.2})], 0.8),
     ([("<think>", {}), ("yes", {"yes": 1.0}), ("</think>", {}), ("**", {}), ("No", {"No": 0.75, "Yes": 0.25})], 0.25),
     ([("<thinking>", {}), ("no", {"no": 1.0})], None),  # a block that never closes holds no verdict token
     # a second block opened after the first closed: still reasoning (the first-close test took "no" for the verdict)

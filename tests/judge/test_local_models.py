@@ -17,7 +17,8 @@ PAIRS = [("Pneumothorax", "Pleural effusion"), ("Vitamin C", "Ascorbic acid"), (
 
 @pytest.fixture(scope="module")
 def local_judge(tmp_path_factory):
-    config = JudgeConfig(dtype="float32", backend="local", batch_size=2, cache_path=str(tmp_path_factory.mktemp("c") / "v.sqlite"),
+    config = JudgeConfig(dtype="float32", backend="local", batch_size=2,
+                         cache_path=str(tmp_path_factory.mktemp("c") / "v.sqlite"),
                          shared_prefix=False)  # the plain path; shared prefixes are tested below
     with Judge(config) as judge:
         yield judge

@@ -247,7 +247,8 @@ def test_pairwise_report_unblinds_counts_agreement_and_judge(pairwise, tmp_path)
     _review_all(pairwise, choose)
     report = build_report(pairwise)
     overall = report["overall"]
-    assert (overall["model_1_better"], overall["model_2_better"], overall["tie"], overall["both_wrong"]) == (20, 0, 5, 5)
+    assert (overall["model_1_better"], overall["model_2_better"], overall["tie"],
+            overall["both_wrong"]) == (20, 0, 5, 5)
     assert overall["decisive"]["share"] == 1.0 and overall["decisive"]["ci_wilson"] == pytest.approx(
         list(wilson(20, 20)))
     assert overall["ties_half"]["share"] == pytest.approx((10 * 1.0 + 5 * 0.5) / 15)

@@ -82,7 +82,8 @@ def _arm(out: Path, name: str, steps: list[dict], held: list[float], judge: str 
     (folder / "config.json").write_text(json.dumps({"monitor": MONITOR}))
     (folder / "arm.json").write_text(json.dumps({"preset": preset, "seed": int(seed), "weights": {},
                                                  "config_hash": name, "shared_hash": "same"}))
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps) + '{"step": 6, "train_runtime": 1}\n')
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps)
+                                          + '{"step": 6, "train_runtime": 1}\n')
     _held(folder, held, judge)
 
 
@@ -175,7 +176,8 @@ def test_bad_input_is_named(tmp_path):
 
 def test_a_second_call_with_another_experiment_is_refused(tmp_path):
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"model": {"name": "smollm2-135m"}, "data": {"train": "x.jsonl", "eval": "y.jsonl"}}))
+    config.write_text(yaml.safe_dump({"model": {"name": "smollm2-135m"},
+                                      "data": {"train": "x.jsonl", "eval": "y.jsonl"}}))
     out = tmp_path / "o"
     code, printed, err = cli("ablate", "--config", str(config), "--output-dir", str(out), "--print-launch",
                              "--seeds", "1,2")

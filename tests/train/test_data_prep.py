@@ -212,7 +212,8 @@ def test_image_bytes_validated_lazily_with_limit_and_skip(tmp_path, hf_cache, ca
     data = _mixed_parquet(tmp_path / "train.parquet")
     source = str(data)
     if kind == "hub":
-        monkeypatch.setattr("medix.data.datasets._hub_dataset", lambda spec, revision=None: datasets.Dataset.from_parquet(str(data)))
+        monkeypatch.setattr("medix.data.datasets._hub_dataset",
+                            lambda spec, revision=None: datasets.Dataset.from_parquet(str(data)))
         source = "org/medical-rows@train"
     with pytest.raises(MedixError, match=rf"{source}, row 2, field 'solution': missing"):
         load_rows(source)

@@ -53,7 +53,8 @@ def test_plot_has_a_reward_hacking_panel(tmp_path, monkeypatch):
     plot(rows, tmp_path / "rewards.png")
     assert (tmp_path / "rewards.png").stat().st_size > 1000
     top, bottom, right = figures[0].axes
-    assert [line.get_label() for line in top.lines] == ["overall", "accuracy_embed", "format"]  # the table order; no data: no line
+    # the table order; no data: no line
+    assert [line.get_label() for line in top.lines] == ["overall", "accuracy_embed", "format"]
     assert [line.get_label() for line in bottom.lines] == ["judge yes, embedding no", "reward share from format"]
     assert right.lines[0].get_ydata().tolist() == [2.0, 3.0, 4.0]
     assert bottom.get_legend() is not None

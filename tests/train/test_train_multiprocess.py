@@ -19,7 +19,8 @@ from helpers.distributed import lines
 from medix.testing.stub_server import free_port
 from medix.testing.tiny import tiny_text_lm
 
-FAKE_LLAMA_SERVER = '''"""Stands in for llama-cpp-python's server: notes who started it, then serves the loopback judge stub."""
+FAKE_LLAMA_SERVER = '''\
+"""Stands in for llama-cpp-python's server: notes who started it, then serves the loopback judge stub."""
 import os, sys
 with open(os.environ["MEDIX_TEST_JUDGE_STARTS"], "a") as fh:
     fh.write(os.environ.get("LOCAL_RANK", "unset") + "\\n")
@@ -58,7 +59,8 @@ def test_two_processes_on_cpu_train_dapo_with_a_managed_judge(tmp_path):
     # (`--cpu --num_processes 2` would start ONE process: accelerate's simple launcher.)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()), "-m", "medix", "train", "--config", str(tmp_path / "train.yaml")]
+               "--main_process_port", str(free_port()),
+               "-m", "medix", "train", "--config", str(tmp_path / "train.yaml")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     said = " ".join((done.stdout + done.stderr).split())  # rich wraps long lines

@@ -68,8 +68,8 @@ def expected_step(rounds: list[list[str]], min_std: float, need: int = 2) -> dic
 
 @pytest.mark.parametrize("min_std", [0.0, 1e-6])
 def test_drop_and_refill_trains_exactly_the_passing_groups(tmp_path, stub, min_std):
-    run = scripted_run(tmp_path, stub.url, writer, 8, "trainer.max_steps=4", "algorithm.dynamic_sampling.max_attempts=3",
-                       f"algorithm.dynamic_sampling.min_std={min_std}")
+    run = scripted_run(tmp_path, stub.url, writer, 8, "trainer.max_steps=4",
+                       "algorithm.dynamic_sampling.max_attempts=3", f"algorithm.dynamic_sampling.min_std={min_std}")
     generated, batches = [], []
     record(run.trainer, "_score_round", generated, inputs=True)
     record(run.trainer, "_generate_and_score_completions", batches)

@@ -186,4 +186,5 @@ def test_validation_answers_come_from_the_run_s_vllm_engine(tmp_path):
     assert summary["rows"] == 3 and seen == [(0.6, 0.95, 7, 1)]
     assert (engine.temperature, engine.top_p, engine.max_completion_length) == (1.0, 1.0, 4096)
     assert len(engine.prompts) == 3 and all(p.count(processor.image_token_id) == 1 for p in engine.prompts)
-    assert [r["response"] for r in run.validator.last] == [processor.tokenizer.decode([504, 2030], skip_special_tokens=True)] * 3
+    assert [r["response"] for r in run.validator.last] == [
+        processor.tokenizer.decode([504, 2030], skip_special_tokens=True)] * 3

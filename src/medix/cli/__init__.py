@@ -4,8 +4,8 @@
     medix judge serve --model smollm2-135m --backend llamacpp
     medix eval run --model smollm2-135m --sample --protocol medix
 
-cli/infer.py (infer, ui), cli/train.py (train, merge-lora, demo), cli/ablate.py (ablate), cli/reward.py (reward score), cli/judge.py
-(judge serve, judge audit), cli/eval.py (eval run / list / submit / compare / contamination), cli/review.py
+cli/infer.py (infer, ui), cli/train.py (train, merge-lora, demo), cli/ablate.py (ablate), cli/reward.py (reward score),
+cli/judge.py (judge serve, judge audit), cli/eval.py (eval run / list / submit / compare / contamination), cli/review.py
 (review create / serve / report / backup), cli/common.py (the console, progress bars, given flags). A command
 parses its flags, calls one public function and prints; merging flags with a YAML file lives in the config
 modules (`EvalConfig.from_sources`, `JudgeConfig.from_sources`, `load_reward_config`). Exit codes: 0 done, 1 done

@@ -34,7 +34,8 @@ def eval_run(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local mirrors DIR/<task>/test.jsonl."),
     sample: bool = typer.Option(False, "--sample", help="The bundled offline sample set (5 items per task)."),
     official_tasks: Optional[Path] = typer.Option(None, "--official-tasks", help="Your copy of the official "
-                                                  "eval/tasks.yaml (utils.py beside it): published prompts word for word."),
+                                                  "eval/tasks.yaml (utils.py beside it): "
+                                                  "published prompts word for word."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N items per task."),
     phases: str = typer.Option("generate,judge,score", "--phases", help="Comma-separated subset, run in order."),
     output_dir: Path = typer.Option(Path("runs/eval"), "--output-dir", "-o", help="Records, scores and report."),
@@ -47,12 +48,14 @@ def eval_run(
     max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget per answer (paper 2048, medix 1024)."),
     system_prompt: Optional[str] = typer.Option(None, help="System message before every question."),
     no_format_prompt: bool = typer.Option(False, "--no-format-prompt", help="Send the bare question (medix protocol)."),
-    judge_backend: str = typer.Option("local", help="Judge: 'local' (embedded logits) or 'openai' (vLLM / OpenRouter)."),
+    judge_backend: str = typer.Option("local", help="Judge: 'local' (embedded logits) or 'openai' "
+                                      "(vLLM / OpenRouter)."),
     judge_model: Optional[str] = typer.Option(None, help="Judge model (paper: Qwen/Qwen3-14B). Default: the CPU judge "
                                               "qwen2.5-coder-1.5b where installed, else smollm2-135m."),
     judge_url: Optional[list[str]] = typer.Option(None, "--judge-url", help="Judge server (judge backend openai); "
                                                   "repeat for several. Default http://127.0.0.1:8001/v1."),
-    judge_key_env: str = typer.Option("MEDIX_JUDGE_API_KEY", help="Env var with the judge API key (OPENROUTER_API_KEY)."),
+    judge_key_env: str = typer.Option("MEDIX_JUDGE_API_KEY", help="Env var with the judge API key "
+                                      "(OPENROUTER_API_KEY)."),
     judge_template: Optional[Path] = typer.Option(None, help="Your own binary judge template (Jinja)."),
     rubric_template: Optional[Path] = typer.Option(None, help="Your own 0-5 rubric judge template (Jinja)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="EvalConfig YAML; flags given here win."),
@@ -113,7 +116,8 @@ def eval_list(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="
 
 @app.command("submit")
 def eval_submit(run: Optional[Path] = typer.Argument(None, help="A scored run folder."),
-                output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for results/ (default: the run)."),
+                output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                                      help="Folder for results/ (default: the run)."),
                 check: Optional[Path] = typer.Option(None, "--check", help="Only check this submission zip."),
                 allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
                                                       help="Submit although paper tasks are missing (recorded)."),
@@ -151,7 +155,8 @@ def eval_compare(run_a: Path = typer.Argument(..., help="Baseline run folder."),
         table.add_row(task, f"{100 * t['a']:.1f}", f"{100 * t['b']:.1f}", f"{100 * t['diff']:+.1f}",
                       f"[{100 * t['ci'][0]:+.1f}, {100 * t['ci'][1]:+.1f}]", str(t["n"]))
     o = result["overall"]
-    table.add_row("overall", "", "", f"{100 * o['diff']:+.1f}", f"[{100 * o['ci'][0]:+.1f}, {100 * o['ci'][1]:+.1f}]", "")
+    table.add_row("overall", "", "", f"{100 * o['diff']:+.1f}",
+                  f"[{100 * o['ci'][0]:+.1f}, {100 * o['ci'][1]:+.1f}]", "")
     SafeConsole().print(table)
     if result["left_out"]:  # the comparison covers the shared judged items only: say what it leaves out
         console.print("[yellow]not compared:[/yellow] " + "; ".join(result["left_out"]), highlight=False)
@@ -159,7 +164,8 @@ def eval_compare(run_a: Path = typer.Argument(..., help="Baseline run folder."),
 
 @app.command("contamination")
 def eval_contamination(
-    train: Path = typer.Option(..., "--train", help="Training data (.jsonl/.json/.parquet with problem, solution, images)."),
+    train: Path = typer.Option(..., "--train", help="Training data (.jsonl/.json/.parquet with problem, solution, "
+                               "images)."),
     tasks: str = typer.Option("all", "--tasks", "-t", help="Tasks to check."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local mirrors DIR/<task>/test.jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write flagged items as JSONL."),

@@ -118,7 +118,8 @@ def _audit_pairs(pairs_file: Path | None, data_dir: Path | None, sample: bool, t
 
 @app.command("serve")
 def judge_serve(
-    model: str = typer.Option(..., "--model", "-m", help="Hub id / folder (vllm) or .gguf / 'smollm2-135m' (llamacpp)."),
+    model: str = typer.Option(..., "--model", "-m", help="Hub id / folder (vllm) or .gguf / 'smollm2-135m' "
+                              "(llamacpp)."),
     engine: str = typer.Option("vllm", "--engine", "--backend", help="Serving program: 'vllm' (GPU) or 'llamacpp' "
                                "(CPU, GGUF)."),
     port: int = typer.Option(8000, help="Port on 127.0.0.1."),
@@ -225,7 +226,8 @@ def _audit_lines(report: dict, kept: dict | None) -> list[str]:
     """The threshold, the ROC summary (or why there is none), the conversation's flips, a kept larger audit."""
     lines = [f"threshold {report['threshold']}: accuracy {_pct(report['accuracy'])}%, failures {report['failures']}"]
     if "auc" in report and report["auc"] is None:
-        lines.append(f"AUC undefined: the {report['n']} judged pairs are all {'positive' if report['positives'] else 'negative'}"
+        lines.append(f"AUC undefined: the {report['n']} judged pairs are all "
+                     f"{'positive' if report['positives'] else 'negative'}"
                      " (an ROC curve needs both labels)")
     elif "auc" in report:
         best, safe = report["thresholds"]["best_accuracy"], report["thresholds"]["fpr_at_most_5pct"]
@@ -237,7 +239,8 @@ def _audit_lines(report: dict, kept: dict | None) -> list[str]:
     if report.get("rounds"):
         r = report["rounds"]
         lines.append(f"evaluation conversation: a later round flips round 1 in {r['later_round_flips_round_1']} of "
-                     f"{r['conversations']} ({_pct(r['share'])}%); final verdict differs in {r['final_differs_from_round_1']}")
+                     f"{r['conversations']} ({_pct(r['share'])}%); final verdict differs in "
+                     f"{r['final_differs_from_round_1']}")
     if kept is not None:
         lines.append(f"kept the cached audit of this judge on {kept['pairs']} pairs (this one has {report['pairs']}); "
                      "the weak-judge warning goes on quoting the larger one")

@@ -33,7 +33,8 @@ def train(
     plan: bool = typer.Option(False, "--plan", help="Print each GPU's memory budget for this config and node, then "
                               "exit (1 when it does not fit); loads no weights, starts nothing."),
     accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config", help="--plan: the accelerate "
-                                                     "config of the launch (sharding, processes); default: the config's accelerate_config."),
+                                                     "config of the launch (sharding, processes); default: the "
+                                                     "config's accelerate_config."),
     gpus: int = typer.Option(8, "--gpus", help="--plan: GPUs per node."),
     gpu_memory: float = typer.Option(79.6, "--gpu-memory", help="--plan: GiB per GPU as the driver reports it "
                                      "(an 80 GB H100 / A100: 79.6)."),  # 81,559 MiB = 79.6 GiB

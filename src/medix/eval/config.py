@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, ValidationInfo, field_serializer, field_validator,
-                      model_validator)
+from pydantic import (BeforeValidator, Field, InstanceOf, PlainSerializer, ValidationInfo, field_serializer,
+                      field_validator, model_validator)
 
 from medix.backends import check_backend, get_backend
 from medix.config import ConfigModel, ServerURL, build, deep_merge, read_yaml
@@ -94,7 +94,8 @@ class EvalConfig(ConfigModel):
     allow_text_only: bool = Field(False, description="Ask a VLM item whose image is missing without it (stated in "
                                   "every report). Off: such an item is a failed generation, counted and shown.")
     max_consecutive_failures: int = Field(8, ge=0, description="Policy server (openai backend): after this many "
-                                          "unanswered tries in a row the phase stops, keeping what was done (0 = never).")
+                                          "unanswered tries in a row the phase stops, keeping what was done "
+                                          "(0 = never).")
     retry_failed: bool = Field(False, description="On resume, drop failed records and try those samples again.")
     refresh_changed: bool = Field(False, description="On resume, regenerate items whose stored prompt no longer "
                                   "matches the data (else such a mismatch stops the run).")

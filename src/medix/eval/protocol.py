@@ -98,8 +98,8 @@ class MedixProtocol(Protocol):
 # than 60 s), and a judge server next to the policy's (which defaults to port 8000).
 EVAL_JUDGE = {"max_tokens": 512, "thinking": "off", "timeout_s": 180.0, "base_urls": ["http://127.0.0.1:8001/v1"]}
 # The published evaluation: bare question, 2048 new tokens, JPEG at full size as the official client sends.
-PAPER_PROTOCOL = PaperProtocol("paper", max_new_tokens=2048, format_prompt=False, image_format="JPEG", image_max_side=None,
-                      judge_prompts="paper", failures_count_zero=True, official_prompts=True,
+PAPER_PROTOCOL = PaperProtocol("paper", max_new_tokens=2048, format_prompt=False, image_format="JPEG",
+                      image_max_side=None, judge_prompts="paper", failures_count_zero=True, official_prompts=True,
                       reference_as_written=True, judge_defaults=EVAL_JUDGE)
 # medix's own: the training format prompt around each question, PNG downscaled to MAX_IMAGE_SIDE.
 MEDIX_PROTOCOL = MedixProtocol("medix", max_new_tokens=1024, format_prompt=True, image_format="PNG",

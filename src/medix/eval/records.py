@@ -108,7 +108,8 @@ class JudgmentRecord(BaseModel):
         if self.score is not None and self.score > top:
             raise ValueError(f"score {self.score} is above {top:g}, the most a {self.kind} verdict can be")
         expected = None if self.score is None else self.score / top
-        if (expected is None) != (self.normalized is None) or (expected is not None and abs(expected - self.normalized) > 1e-6):
+        if ((expected is None) != (self.normalized is None)
+                or (expected is not None and abs(expected - self.normalized) > 1e-6)):
             raise ValueError(f"normalized {self.normalized} does not match score {self.score} ({self.kind}: "
                              f"score / {top:g})")
         return self

@@ -102,12 +102,14 @@ def chart_png(scores: dict) -> bytes:
     import matplotlib.pyplot as plt
 
     rows = [(n, t["score"], t.get("ci"), t["group"]) for n, t in scores["tasks"].items() if t["score"] is not None]
-    rows += [(g, scores.get(g), scores.get(g + "_ci"), "mean") for g in ("llm", "vlm", "overall") if scores.get(g) is not None]
+    rows += [(g, scores.get(g), scores.get(g + "_ci"), "mean") for g in ("llm", "vlm", "overall")
+             if scores.get(g) is not None]
     colors = {"llm": "#4c72b0", "vlm": "#dd8452", "mean": "#55a868"}
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
     y = list(range(len(rows)))[::-1]
     values = [100 * r[1] for r in rows]
-    errors = [[100 * (r[1] - r[2][0]) if r[2] else 0 for r in rows], [100 * (r[2][1] - r[1]) if r[2] else 0 for r in rows]]
+    errors = [[100 * (r[1] - r[2][0]) if r[2] else 0 for r in rows],
+              [100 * (r[2][1] - r[1]) if r[2] else 0 for r in rows]]
     ax.barh(y, values, xerr=errors, color=[colors[r[3]] for r in rows], capsize=3)
     ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
     ax.set_xlim(0, 100)
@@ -167,7 +169,8 @@ def report_html(scores: dict, png: bytes, records: Records, samples: int) -> str
     sample_blocks = "".join(_samples_html(records, t, samples) for t in scores["tasks"])
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top} .warn{color:#a00}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>medix eval — {html.escape(scores['model'])}</title>"
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>medix eval — {html.escape(scores['model'])}</title>"
             f"<style>{style}</style></head><body><h1>medix eval: {html.escape(scores['model'])}</h1>"
             f"<p class='warn'>{DISCLAIMER}</p><p>Judge: <code>{html.escape(json.dumps(scores['judge']))}</code></p>"
             f"<img alt='scores chart' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"

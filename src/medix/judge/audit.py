@@ -10,8 +10,8 @@ explanation, laterality and location swaps, numbers, synonyms), or from a user's
 accuracy, TPR, false-YES and false-NO rates per kind and per category, AUC where the judge gives P(YES), a
 reliability table, the thresholds in sample and out of sample (k folds by item: medix.judge.calibration),
 how often rounds 2-3 of the evaluation conversation flip round 1, and a ROC + reliability plot. The result
-is cached per judge identity (`judge/audit_store.py`), so `medix train`, `medix reward score` and `medix eval run` can warn about a
-judge that measured badly, and the judge line of every run names the kinds it was measured on.
+is cached per judge identity (`judge/audit_store.py`), so `medix train`, `medix reward score` and `medix eval run`
+can warn about a judge that measured badly, and the judge line of every run names the kinds it was measured on.
 """
 
 from __future__ import annotations

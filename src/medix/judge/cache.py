@@ -42,7 +42,8 @@ class VerdictCache:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         # v2 adds P(YES), from which `Judge.decide` reads the verdict at any threshold.
-        self._db.execute("CREATE TABLE IF NOT EXISTS verdicts_v2 (key TEXT PRIMARY KEY, score REAL, raw TEXT, p_yes REAL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS verdicts_v2 "
+                         "(key TEXT PRIMARY KEY, score REAL, raw TEXT, p_yes REAL)")
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[float, str, float | None]]:
         found: dict[str, tuple[float, str, float | None]] = {}

@@ -59,7 +59,8 @@ class JudgeConfig(ConfigModel):
         "(vLLM / SGLang) and, for servers that ignore it, appends ' /no_think' to the first prompt; 'on' asks "
         "for thinking; 'auto' sends nothing. A reply's think block is always removed before parsing.")
     threshold: float = Field(0.5, ge=0, le=1, description="YES iff P(YES) > threshold, where the backend gives a "
-                             "probability (local logits; server logprobs). Fit it with `medix judge audit --calibrate`. "
+                             "probability (local logits; server logprobs). "
+                             "Fit it with `medix judge audit --calibrate`. "
                              "Unset, a local embedded judge with the packaged template uses its shipped calibrated "
                              "threshold (docs/judge.md), any other judge 0.5.")
     soft: bool = Field(False, description="accuracy_llm = P(YES) itself (a graded signal for GRPO) instead of the "

@@ -169,14 +169,15 @@ class LocalBackend:
         suffixes = [s[shared:] for s in seqs]
         width = max(len(s) for s in suffixes)
         pad = self.tokenizer.pad_token_id or 0
-        suffix_ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=device)  # (B, S), right-padded
+        # (B, S), right-padded
+        suffix_ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=device)
         suffix_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in suffixes], device=device)
         mask = torch.cat([torch.ones(len(seqs), shared, dtype=suffix_mask.dtype, device=device), suffix_mask], dim=1)
         positions = (shared + torch.arange(width, device=device)).expand(len(seqs), width)
         # Only the positions some member ends at go through the LM head: (B, k, vocab), k = distinct lengths.
         ends = sorted({len(s) - 1 for s in suffixes})
-        logits = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions, **{self._cache_arg: cache},
-                            logits_to_keep=torch.tensor(ends, device=device)).logits
+        logits = self.model(input_ids=suffix_ids, attention_mask=mask, position_ids=positions,
+                            **{self._cache_arg: cache}, logits_to_keep=torch.tensor(ends, device=device)).logits
         column = torch.tensor([ends.index(len(s) - 1) for s in suffixes], device=device)
         return logits[torch.arange(len(seqs), device=device), column].float().cpu()
 

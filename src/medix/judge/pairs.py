@@ -179,7 +179,8 @@ def _negation(item, rng):
 _AUX = {"is": ("it is", "it is not"), "are": ("they are", "they are not"), "was": ("it was", "it was not"),
         "were": ("they were", "they were not"), "does": ("it does", "it does not"), "do": ("they do", "they do not"),
         "did": ("it did", "it did not"), "can": ("it can", "it cannot"), "could": ("it could", "it could not"),
-        "has": ("it has", "it has not"), "have": ("they have", "they have not"), "should": ("it should", "it should not"),
+        "has": ("it has", "it has not"), "have": ("they have", "they have not"),
+        "should": ("it should", "it should not"),
         "will": ("it will", "it will not"), "would": ("it would", "it would not")}
 
 
@@ -192,7 +193,8 @@ def _polar_answers(question: str, explanation: str) -> tuple[str, str] | None:
     head = words[0].lower()
     if head in ("is", "are") and words[1].lower() == "there" and len(words) > 2:  # "is there X" → "there is X"
         thing = " ".join(words[2:])  # "no a pneumothorax" is not English: the article goes
-        return (f"Yes, there {head} {thing}{explanation}", f"No, there {head} no {_ARTICLE.sub('', thing)}{explanation}")
+        return (f"Yes, there {head} {thing}{explanation}",
+                f"No, there {head} no {_ARTICLE.sub('', thing)}{explanation}")
     if head not in _AUX:
         return None
     yes, no = _AUX[head]

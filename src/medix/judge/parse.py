@@ -29,7 +29,8 @@ THINK_CLOSE = re.compile(r"<\s*/\s*(think|thinking)\s*>", re.IGNORECASE)
 THINK_BLOCK = re.compile(r"<\s*(think|thinking)\s*>.*?(<\s*/\s*\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
 # an optional label, then YES / NO as a whole word that ends the reply or is followed by punctuation
 _LEADING = re.compile(r"^[\s*_#>`\"'(\[]*(?:(?:final\s+)?(?:answer|verdict|judg(?:e)?ment|decision)\s*[:=-]\s*"
-                      r"[\s*_\"'`]*)?(" + "|".join(VERDICT_WORDS) + r")(?=$|[\s*_\"'`]*(?:[.,;:!?)\]\u2014\u2013-]|\n|$))", re.IGNORECASE)
+                      r"[\s*_\"'`]*)?(" + "|".join(VERDICT_WORDS) + r")(?=$|[\s*_\"'`]*"
+                      r"(?:[.,;:!?)\]\u2014\u2013-]|\n|$))", re.IGNORECASE)
 _MISSING = object()
 
 

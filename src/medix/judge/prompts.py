@@ -4,7 +4,8 @@ cut in its middle (`cut_middle`), marked.
 
 one-turn (reward):              binary.jinja; paper configs paper_reward.jinja (reply: YES / NO)
 conversation, protocol medix:   eval_binary.jinja / eval_rubric.jinja, then eval_reevaluate.jinja
-conversation, protocol paper:   paper_binary.jinja / paper_rubric.jinja, then paper_reevaluate.jinja  (reply: {"score": n})
+conversation, protocol paper:   paper_binary.jinja / paper_rubric.jinja, then paper_reevaluate.jinja
+                                (reply: {"score": n})
 `JudgeConfig.template` replaces the binary template of every mode, `rubric_template` the rubric one.
 """
 
@@ -28,7 +29,8 @@ TEMPLATE_VERSIONS = {"one-turn": "binary-v1", "medix": "conversation-v1", "paper
 # The prompt templates.
 TEMPLATE_DIR = Path(__file__).parent / "templates"  # the packaged .jinja files
 ONE_TURN = {"binary": "binary.jinja"}
-CONVERSATION_TEMPLATES = {"binary": "eval_binary.jinja", "rubric": "eval_rubric.jinja", "followup": "eval_reevaluate.jinja"}
+CONVERSATION_TEMPLATES = {"binary": "eval_binary.jinja", "rubric": "eval_rubric.jinja",
+                          "followup": "eval_reevaluate.jinja"}
 # The published evaluation's contract (JSON {"score": n}, re-evaluation request), in medix's own wording.
 PAPER_TEMPLATES = {"binary": "paper_binary.jinja", "rubric": "paper_rubric.jinja", "followup": "paper_reevaluate.jinja"}
 REQUIRED = ("candidate", "reference")  # a judging template that never shows one of these cannot judge
@@ -98,7 +100,8 @@ class Prompts:
         low, high = 0, len(request.question) - 1  # the longest middle-cut question that fits
         while low < high:
             mid = (low + high + 1) // 2
-            low, high = (mid, high) if fits(self._render(request, cut_middle(request.question, mid))) else (low, mid - 1)
+            low, high = ((mid, high) if fits(self._render(request, cut_middle(request.question, mid)))
+                         else (low, mid - 1))
         return self._render(request, cut_middle(request.question, low))
 
     def render_all(self, requests: list[JudgeRequest], fits: Callable[[str], bool] | None = None) -> list[str]:

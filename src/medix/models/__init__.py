@@ -9,8 +9,9 @@ from medix.models.load import (has_vision_config, hub_error, is_vision_model, lo
 from medix.models.zoo import (MINILM, PAPER_MODELS, QWEN_CODER, SMOLLM2, ZOO, ZooEntry, canonical, cpu_judge_installed,
                               default_judge, known, served_name, zoo_entry)
 
-__all__ = ["SMOLLM2_GGUF_FILE", "MINILM", "PAPER_MODELS", "QWEN_CODER", "SMOLLM2", "ZOO", "ZooEntry", "cache_dir", "canonical",
-           "cpu_judge_installed", "cpu_native_bf16", "default_judge", "has_vision_config", "hub_error", "is_vision_model", "known",
+__all__ = ["SMOLLM2_GGUF_FILE", "MINILM", "PAPER_MODELS", "QWEN_CODER", "SMOLLM2", "ZOO", "ZooEntry", "cache_dir",
+           "canonical", "cpu_judge_installed", "cpu_native_bf16", "default_judge", "has_vision_config", "hub_error",
+           "is_vision_model", "known",
            "load_causal_lm", "load_embedder", "load_for_training", "load_model", "minilm_folder", "model_path",
            "model_revision", "package_dir", "pick_device",
            "resolve", "runtime_dtype", "served_name", "smollm2_folder", "smollm2_gguf", "training_dtype", "zoo_entry"]

@@ -86,7 +86,8 @@ def _one_parse(gguf: Path):
     reader = made(gguf)
 
     def reuse(path, *args, **kwargs):
-        return reader if Path(path).resolve() == gguf.resolve() and not args and not kwargs else made(path, *args, **kwargs)
+        return (reader if Path(path).resolve() == gguf.resolve() and not args and not kwargs
+                else made(path, *args, **kwargs))
 
     package.GGUFReader = reuse
     try:
@@ -214,5 +215,6 @@ def _write_shards(tensors: _GGUFTensors, folder: Path, torch_dtype, desc: str) -
         final = f"model-{i:05d}-of-{len(files):05d}.safetensors"
         (folder / name).rename(folder / final)
         renamed[name] = final
-    index = {"metadata": {"total_size": total_size}, "weight_map": {k: renamed[v] for k, v in sorted(weight_map.items())}}
+    index = {"metadata": {"total_size": total_size},
+             "weight_map": {k: renamed[v] for k, v in sorted(weight_map.items())}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")

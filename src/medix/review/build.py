@@ -58,7 +58,8 @@ def read_run(path: str | Path, judge_key: str | None = None) -> Run:
         raise MedixError(f"--run {path}: no run.json there; give a folder written by `medix eval run`")
     manifest = read_json(manifest_file)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("generator"), dict):
-        raise MedixError(f"{manifest_file}: not a run manifest (no 'generator'); give a folder written by medix eval run")
+        raise MedixError(f"{manifest_file}: not a run manifest (no 'generator'); "
+                         "give a folder written by medix eval run")
     answered = {}
     for file in sorted((path / "generations").glob("*.jsonl")):
         for record in JsonlStore(file).read_models(GenerationRecord):

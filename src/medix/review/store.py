@@ -150,7 +150,8 @@ class ReviewStore:
         try:
             meta = store.meta()
         except sqlite3.DatabaseError as err:
-            raise MedixError(f"{path} is not a medix review set ({err}); build one with `medix review create`") from None
+            raise MedixError(f"{path} is not a medix review set ({err}); "
+                             "build one with `medix review create`") from None
         version = meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise MedixError(f"{path} is a review set of schema version {version} (built by medix "

@@ -51,7 +51,8 @@ def sample_weights(cfg: RewardConfig, values: dict[str, float | None], failed: s
 
     values: each component's value (None: not applicable or failed); failed: the components that failed."""
     policy = cfg.on_judge_error
-    if policy == "skip_group" and any(getattr(cfg.weights, c.weight) > 0 for c in COMPONENTS.values() if c.name in failed):
+    if policy == "skip_group" and any(getattr(cfg.weights, c.weight) > 0
+                                      for c in COMPONENTS.values() if c.name in failed):
         return None
     applies = {name: value is not None or (name in failed and policy == "zero") for name, value in values.items()}
     weights = effective_weights(cfg.weights, applies)

@@ -122,7 +122,8 @@ class RewardConfig(ConfigModel):
 # The reward's models: offline default (embedded models from PyPI packages) or the paper's (need the hub and a GPU).
 PROFILES: dict[str, dict[str, Any]] = {
     "local": {},
-    "paper": {"judge": {"backend": "openai", "model": PAPER_MODELS["judge"]}, "embedder": {"model": PAPER_MODELS["embedder"]}},
+    "paper": {"judge": {"backend": "openai", "model": PAPER_MODELS["judge"]},
+              "embedder": {"model": PAPER_MODELS["embedder"]}},
 }
 
 

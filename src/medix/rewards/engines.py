@@ -9,7 +9,7 @@ verl (custom reward function; use the batch one with reward_model.reward_manager
 
 `on_judge_error` from the config applies (`renormalize` or `zero`; `skip_group` is refused, see `_composite`),
 so each sample's `overall` is exactly what `CompositeReward.score` and the TRL function give it.
-"""
+"""  # noqa: E501 (the EasyR1 reward_function line above is one shell word, to copy as is)
 
 from __future__ import annotations
 

@@ -55,8 +55,10 @@ class DataConfig(ConfigModel):
                                  "None = main, resolved to its commit (recorded in OUTPUT/config.json).")
     eval_limit: int | None = Field(64, ge=1, description="Validation samples used at each validation.")
     limit: int | None = Field(None, ge=1, description="Use only the first N training samples.")
-    max_prompt_tokens: int = Field(4352, ge=16, description="Longer prompts are filtered out and counted (paper: 4352).")
-    on_invalid: Literal["error", "skip"] = Field("error", description="A bad row stops the run, or is skipped and counted.")
+    max_prompt_tokens: int = Field(4352, ge=16, description="Longer prompts are filtered out and counted "
+                                   "(paper: 4352).")
+    on_invalid: Literal["error", "skip"] = Field("error", description="A bad row stops the run, or is skipped "
+                                                 "and counted.")
     num_proc: int | None = Field(None, ge=1, description="Processes for measuring prompt lengths and validating a "
                                  "hub split (datasets' num_proc); None = one. The work runs once per node and is "
                                  "cached, so a restart on unchanged data reads the cache.")
@@ -224,7 +226,8 @@ class TrainConfig(ConfigModel):
     def _one_home(self) -> "TrainConfig":
         """A TRL name given in `algorithm`, `rollout` or `trainer` must not be a medix field of another section
         (`rollout.learning_rate` would override `trainer.learning_rate` unchecked) nor be given in two."""
-        sections = ("algorithm", "rollout", "trainer")  # the ones that feed GRPOConfig (monitor.warmup_steps is not TRL's)
+        # the ones that feed GRPOConfig (monitor.warmup_steps is not TRL's)
+        sections = ("algorithm", "rollout", "trainer")
         owner = {name: section for section in sections for name in type(getattr(self, section)).model_fields}
         given: dict[str, str] = {}
         for section in sections:

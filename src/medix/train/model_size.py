@@ -107,7 +107,8 @@ def meta_model(config):
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText
 
     named = getattr(transformers, (config.architectures or [""])[0], None)
-    autos = [a for a in (AutoModelForImageTextToText, AutoModelForCausalLM, AutoModel) if type(config) in a._model_mapping]
+    autos = [a for a in (AutoModelForImageTextToText, AutoModelForCausalLM, AutoModel)
+             if type(config) in a._model_mapping]
     if named is None and not autos:
         raise MedixError(f"model type '{config.model_type}' has no transformers model class to size")
     with init_empty_weights():

@@ -343,7 +343,8 @@ def plan_training(cfg: TrainConfig, launch: Launch, config_name: str = "config")
     problems = _placement_problems(launch, per_node, judge_own)
     rollout, rollout_problems = rollout_lines(policy, cfg, launch, n)
     lines = [*training_state_lines(policy, cfg, launch.sharding, n), reference_line(policy, cfg, launch.sharding, n),
-             embedder_line(cfg), local_judge_line(cfg), reserve_line(), *rollout, gathered_line(policy, launch.sharding),
+             embedder_line(cfg), local_judge_line(cfg), reserve_line(), *rollout,
+             gathered_line(policy, launch.sharding),
              *activation_lines(policy, cfg), *lm_head_lines(policy, cfg), *vision_lines(policy, cfg),
              optimizer_step_line(policy, cfg, launch.sharding, n)]
     lines = sorted((x for x in lines if x is not None), key=lambda x: PHASES.index(x.phase))

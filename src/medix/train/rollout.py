@@ -52,7 +52,8 @@ def generation_context(trainer, images):
         if trainer.vllm_mode == "colocate" and images is not None and token is not None:
             return unexpanded_image_prompts(trainer.vllm_generation, token)
         return contextlib.nullcontext()
-    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or getattr(trainer.args, "use_transformers_paged", False):
+    if (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+            or getattr(trainer.args, "use_transformers_paged", False)):
         return contextlib.nullcontext()
     return shared_prefix_rollouts(trainer.model)
 

@@ -38,7 +38,8 @@ def last_complete_checkpoint(out: Path, found: list[str]) -> Path:
                          "set trainer.output_dir to a new folder)")
     complete = [name for _, name in steps if (out / name / "trainer_state.json").is_file()]
     if not complete:
-        raise MedixError(f"nothing to resume in {out}: no checkpoint holds trainer_state.json ({', '.join(n for _, n in steps)} "
+        raise MedixError(f"nothing to resume in {out}: no checkpoint holds trainer_state.json "
+                         f"({', '.join(n for _, n in steps)} "
                          "were cut short); pass --overwrite to start again")
     if complete[-1] != steps[-1][1]:
         log.warning("%s lacks trainer_state.json (its save was cut short); resuming from %s instead",

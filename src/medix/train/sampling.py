@@ -195,7 +195,8 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         self._metrics["train"]["judge/skipped_groups"].append(skipped.sum().item() / self.num_generations)
         if local.any():
             batch["advantages"] = batch["advantages"].masked_fill(local, 0.0)
-            batch["completion_mask"] = batch["completion_mask"] * (~local).unsqueeze(1).to(batch["completion_mask"].dtype)
+            batch["completion_mask"] = (batch["completion_mask"]
+                                        * (~local).unsqueeze(1).to(batch["completion_mask"].dtype))
         if skipped.any():  # every process recounts, so the collective below runs on all of them
             mask = batch["completion_mask"] * batch.get("tool_mask", 1)
             batch["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()

@@ -13,7 +13,8 @@ from typing import Any
 
 # GRPOConfig fields medix derives from its own sections; setting them directly would break a run.
 MANAGED = {
-    "reward_weights": "reward.weights (TRL gets one `overall` reward function, weight 1; the component weights are inside it)",
+    "reward_weights": "reward.weights (TRL gets one `overall` reward function, weight 1; the component weights are "
+                      "inside it)",
     "remove_unused_columns": "medix (the reward functions read the dataset's solution / problem / images columns)",
     "log_completions": "trainer.log_completions (medix writes completions.jsonl itself)",
     # Passed through, these reached TRL and nothing else: gradient_checkpointing=false was overridden by the
