@@ -119,7 +119,7 @@ def _unreachable(err: BaseException) -> bool:
     return False
 
 
-def resolve(repo: str, repo_type: str, revision: str | None = None) -> tuple[str | None, object | None]:
+def resolve_commit(repo: str, repo_type: str, revision: str | None = None) -> tuple[str | None, object | None]:
     """(commit SHA, repo info) of `revision` (None: main). Offline: the SHA the local cache holds for it, or
     None (datasets then finds its own cache), and no info."""
     if revision and _SHA.fullmatch(revision):
@@ -167,7 +167,7 @@ def load_dataset(repo: str, config: str | None, split: str, revision: str | None
     import datasets
 
     try:
-        sha, _ = resolve(repo, "dataset", revision)
+        sha, _ = resolve_commit(repo, "dataset", revision)
         data = datasets.load_dataset(repo, config, split=split, revision=sha or revision)
     except ValueError as err:  # datasets' "BuilderConfig 'x' not found. Available: [...]" / "Unknown split"
         what = f"config '{config}'" if "BuilderConfig" in str(err) else f"split '{split}'"
@@ -194,7 +194,7 @@ def download(repo: str, filename: str, repo_type: str, revision: str | None = No
     from huggingface_hub import hf_hub_download
 
     try:
-        sha, _ = resolve(repo, repo_type, revision)
+        sha, _ = resolve_commit(repo, repo_type, revision)
         path = Path(hf_hub_download(repo, filename, repo_type=repo_type, revision=sha or revision or "main"))
     except Exception as err:  # noqa: BLE001
         raise explain(err, repo, repo_type, revision, local_fix) from None
@@ -211,13 +211,13 @@ def _pin_model(repo: str, revision: str | None, kind: str) -> tuple[str | None, 
     """(commit SHA, file names) of a model repository at `revision`, asked once per process, so every load and
     every record of a run names the same commit."""
     try:
-        sha, info = resolve(repo, "model", revision)
+        sha, info = resolve_commit(repo, "model", revision)
     except Exception as err:  # noqa: BLE001 — huggingface_hub and httpx raise many types
         raise explain(err, repo, kind, revision) from None
     return sha, tuple(s.rfilename for s in (getattr(info, "siblings", None) or []))
 
 
-def model_revision(name: str, kind: str = "model") -> str | None:
+def model_commit(name: str, kind: str = "model") -> str | None:
     """The commit SHA a hub model id (`org/name[@revision]`) is loaded at; None for anything else (a folder, an
     embedded model, or offline with nothing cached, where the load itself then says what is missing)."""
     if not is_hub_id(name):

@@ -20,7 +20,7 @@ from medix.errors import MedixError
 from medix.infer import MAX_IMAGE_SIDE, load_image, zoo_entry
 from medix.testing.stub_server import free_port
 from medix.web.app import EXAMPLE_IMAGE, DemoSession, open_results, preview
-from medix.web.results import published_rows, read_scores
+from medix.web.results import published_rows, score_rows
 
 TOKENS = 16
 
@@ -151,7 +151,7 @@ def test_server_down_is_a_clear_error():
 def test_results_reader(tmp_path):
     (tmp_path / "scores.json").write_text(json.dumps(
         {"tasks": {"vqa-rad": {"score": 0.5, "n": 10}, "pmc-vqa": {"score": 70.0, "n": 30}}, "overall": 0.6}))
-    rows = read_scores(tmp_path)
+    rows = score_rows(tmp_path)
     assert rows == [{"task": "vqa-rad", "score": 50.0, "n": 10}, {"task": "pmc-vqa", "score": 70.0, "n": 30},
                     {"task": "overall", "score": 60.0, "n": 40}]
     table, message = open_results(str(tmp_path))
@@ -160,7 +160,7 @@ def test_results_reader(tmp_path):
     assert message.startswith("⚠️ no scores.json")
     (tmp_path / "scores.json").write_text('{"tasks": {"a": {"score": "high"}}}')
     with pytest.raises(MedixError, match="task 'a': expected a number"):
-        read_scores(tmp_path)
+        score_rows(tmp_path)
     published, source = published_rows()
     assert source == "MediX-R1 model card / project page"
     assert {(r["model"], r["score"]) for r in published} == {("MediX-R1-8B", 68.8), ("MedGemma-27B", 68.4),

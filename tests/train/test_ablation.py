@@ -190,10 +190,10 @@ def test_a_second_call_with_another_experiment_is_refused(tmp_path):
 
 
 def test_arm_overrides_differ_only_in_preset_seed_and_folder():
-    from medix.train.ablation import ARM_FIELDS, Arm, Plan, config_hash
+    from medix.train.ablation import ARM_FIELDS, Arm, AblationPlan, config_hash
 
-    plan = Plan(None, ["model.name=smollm2-135m", "data.train=x.jsonl", "data.eval=y.jsonl"], ["composite", "llm"],
-                [1], {}, None)
+    plan = AblationPlan(None, ["model.name=smollm2-135m", "data.train=x.jsonl", "data.eval=y.jsonl"],
+                        ["composite", "llm"], [1], {}, None)
     out = Path("/tmp/abl")
     a, b = (plan.train_config(Arm(p, 1), out) for p in ("composite", "llm"))
     assert config_hash(a) != config_hash(b) and config_hash(a, ARM_FIELDS) == config_hash(b, ARM_FIELDS)

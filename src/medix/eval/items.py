@@ -178,7 +178,7 @@ def fetch_image_archive(spec: TaskSpec) -> Path | None:
     revision = spec.source.revision if archive["repo"] == spec.source.hub else None
     fix = f"put it unpacked in DATA_DIR/{spec.name}/{archive.get('folder', '')} and use --data-dir"
     try:
-        sha, _ = hub.resolve(archive["repo"], "dataset", revision)
+        sha, _ = hub.resolve_commit(archive["repo"], "dataset", revision)
     except Exception as err:  # noqa: BLE001 — offline, gated or moved: said once, items marked image_missing
         log.warning("%s: image archive not available: %s", spec.name, hub.explain(err, archive["repo"], "dataset",
                                                                                    revision, fix))

@@ -96,13 +96,13 @@ def model_path(name: str, dtype: str | None = None, kind: str = "model") -> str:
 
 
 def model_revision(name: str, kind: str = "model") -> str | None:
-    """The hub commit `name` loads at (`medix.hub.model_revision`); None for an embedded model or a folder."""
+    """The hub commit `name` loads at (`medix.hub.model_commit`); None for an embedded model or a folder."""
     from medix import hub
 
     entry = known(name)
     if entry is not None and entry.embedded:
         return None
-    return hub.model_revision(served_name(name), kind)
+    return hub.model_commit(served_name(name), kind)
 
 
 def is_vision_model(name: str) -> bool:

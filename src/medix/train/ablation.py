@@ -57,7 +57,7 @@ class Arm:
 
 
 @dataclass
-class Plan:
+class AblationPlan:
     """What an ablation folder was made for: the training config (a file, or a base dict for `medix demo`), the
     overrides every arm shares, the arms and the evaluation judge."""
 
@@ -81,7 +81,7 @@ class Plan:
         reward = self.train_config(None, out).reward.model_dump()
         return RewardConfig.model_validate({**reward, "preset": "composite", "weights": {}, "judge": self.eval_judge})
 
-    def same_experiment(self, other: "Plan") -> list[str]:
+    def same_experiment(self, other: "AblationPlan") -> list[str]:
         return [name for name in ("config", "overrides", "eval_judge", "base")
                 if getattr(self, name) != getattr(other, name)]
 
@@ -100,7 +100,7 @@ def parse_list(text: str, flag: str, kind: Callable = str) -> list:
 
 
 def make_plan(config: str | Path | None, overrides: list[str], presets: list[str], seeds: list[int] | None,
-              eval_judge: str | Path | None, base: dict | None = None) -> Plan:
+              eval_judge: str | Path | None, base: dict | None = None) -> AblationPlan:
     """Checks what can be checked before anything loads: presets known, data.eval set, the config valid."""
     for name in presets:
         try:
@@ -113,11 +113,11 @@ def make_plan(config: str | Path | None, overrides: list[str], presets: list[str
         raise MedixError("an ablation scores every arm on held-out rows: set data.eval in the config (or pass "
                          "data.eval=FILE), the rows all arms are compared on")
     judge = JudgeConfig.from_sources(eval_judge, {}) if eval_judge else cfg.reward.judge
-    return Plan(path, list(overrides), list(presets), list(seeds or [cfg.trainer.seed]),
+    return AblationPlan(path, list(overrides), list(presets), list(seeds or [cfg.trainer.seed]),
                 judge.model_dump(mode="json"), base)
 
 
-def claim(out: Path, plan: Plan) -> Plan:
+def claim(out: Path, plan: AblationPlan) -> AblationPlan:
     """Write the plan, or check it against the one already there; arms of a second call are added."""
     from medix.files import check_writable_dir
 
@@ -149,12 +149,12 @@ def clear(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def read_plan(out: Path) -> Plan:
+def read_plan(out: Path) -> AblationPlan:
     path = out / PLAN
     if not path.is_file():
         raise MedixError(f"{out} is not an ablation folder: it has no {PLAN} (made by `medix ablate`)")
     try:
-        return Plan(**json.loads(path.read_text()))
+        return AblationPlan(**json.loads(path.read_text()))
     except (ValueError, TypeError) as err:
         raise MedixError(f"{path} is not an ablation plan ({err}): use another --output-dir") from None
 
@@ -176,7 +176,7 @@ def arm_state(folder: Path) -> str:
     return "resume" if any(n.startswith("checkpoint-") for n in previous_run(folder)) else "start"
 
 
-def train_arm(plan: Plan, arm: Arm, out: Path, rank: int = 0) -> TrainConfig:
+def train_arm(plan: AblationPlan, arm: Arm, out: Path, rank: int = 0) -> TrainConfig:
     """Train one arm into OUT/<arm>: skipped when finished, resumed from its last checkpoint, else (re)started."""
     from medix.train.run_folder import claim_output_dir
 
@@ -202,7 +202,7 @@ class HeldOutScorer:
     """Greedy answers of a policy on the plan's data.eval, scored by one CompositeReward (the evaluation judge,
     the composite weights) built once for every arm."""
 
-    def __init__(self, plan: Plan, out: Path):
+    def __init__(self, plan: AblationPlan, out: Path):
         from medix.rewards.composite import CompositeReward
 
         self.plan, self.out = plan, out
@@ -238,7 +238,7 @@ class HeldOutScorer:
         self.composite.close()
 
 
-def score_all(plan: Plan, out: Path, on_arm: Callable[[str, str], None] = lambda name, what: None) -> None:
+def score_all(plan: AblationPlan, out: Path, on_arm: Callable[[str, str], None] = lambda name, what: None) -> None:
     """Held-out scores for the untrained policy and every finished arm that lacks them."""
     pending = [arm for arm in plan.arms if arm_state(out / arm.name) == "finished"
                and not (out / arm.name / "heldout.json").is_file()]
@@ -256,7 +256,7 @@ def score_all(plan: Plan, out: Path, on_arm: Callable[[str, str], None] = lambda
         scorer.close()
 
 
-def run_ablation(plan: Plan, out: Path, on_arm: Callable[[str, str], None] = lambda name, what: None) -> None:
+def run_ablation(plan: AblationPlan, out: Path, on_arm: Callable[[str, str], None] = lambda name, what: None) -> None:
     """Every arm in turn (trained, or skipped / resumed), then the held-out scores of all of them."""
     for arm in plan.arms:
         on_arm(arm.name, arm_state(out / arm.name))
@@ -264,7 +264,7 @@ def run_ablation(plan: Plan, out: Path, on_arm: Callable[[str, str], None] = lam
     score_all(plan, out, on_arm)
 
 
-def launch_lines(plan: Plan, out: Path, accelerate_config: str | None = None) -> list[str]:
+def launch_lines(plan: AblationPlan, out: Path, accelerate_config: str | None = None) -> list[str]:
     """The shell lines that run the plan on a cluster: one `accelerate launch` per arm (each resumable the same
     way: finished arms are skipped), then the held-out scoring and the report on one process."""
     acc = accelerate_config
@@ -281,7 +281,7 @@ def launch_lines(plan: Plan, out: Path, accelerate_config: str | None = None) ->
     return lines
 
 
-def find_arm(plan: Plan, name: str) -> Arm:
+def find_arm(plan: AblationPlan, name: str) -> Arm:
     for arm in plan.arms:
         if arm.name == name:
             return arm

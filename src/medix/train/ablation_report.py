@@ -22,7 +22,7 @@ import numpy as np
 from medix.errors import MedixError
 from medix.rewards import composite as reward
 from medix.stats import paired_change
-from medix.train.ablation import BASE, Plan, arm_state, read_plan
+from medix.train.ablation import BASE, AblationPlan, arm_state, read_plan
 from medix.train.config import MonitorConfig
 from medix.train.monitor import replay
 from medix.files import iter_jsonl, read_json
@@ -95,7 +95,7 @@ def _paired(records: list[dict], reference: list[dict]) -> dict:
 
 
 def build_report(out: Path, window: int = WINDOW) -> dict:
-    plan: Plan = read_plan(out)
+    plan: AblationPlan = read_plan(out)
     held = {BASE: read_held_out(out / BASE)}
     arms = {}
     for arm in plan.arms:

@@ -3,9 +3,9 @@
 Research use only: not for clinical decisions.
 """
 
-from medix.web.results import published_rows, read_scores
+from medix.web.results import published_rows, score_rows
 
-__all__ = ["build_app", "published_rows", "read_scores"]
+__all__ = ["build_app", "published_rows", "score_rows"]
 
 
 def __getattr__(name):

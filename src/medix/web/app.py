@@ -17,7 +17,7 @@ from pathlib import Path
 
 from medix.errors import MedixError
 from medix.infer import DEFAULT_MODEL
-from medix.web.results import published_rows, read_scores
+from medix.web.results import published_rows, score_rows
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def preview(image_path: str | None):
 def open_results(folder: str | None):
     """Folder path → (rows for the results table, status message)."""
     try:
-        rows = read_scores(folder or "")
+        rows = score_rows(folder or "")
     except MedixError as err:
         return [], f"⚠️ {err}"
     return [[r["task"], r["score"], r["n"]] for r in rows], f"loaded {len(rows)} rows from {folder}"

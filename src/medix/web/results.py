@@ -5,7 +5,7 @@ A results folder holds `scores.json`, as `medix eval` will write it:
     {"tasks": {"vqa-rad": {"score": 0.71, "n": 451}, ...}, "overall": 0.69}
 
 `score` and `overall` are fractions in [0, 1] or percentages in (1, 100]; both are shown as percentages.
-    python -c "from medix.web.results import read_scores; print(read_scores('runs/eval'))"
+    python -c "from medix.web.results import score_rows; print(score_rows('runs/eval'))"
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _percent(value, where: str) -> float:
     return round(100.0 * value if value <= 1 else float(value), 2)
 
 
-def read_scores(folder: str | Path) -> list[dict]:
+def score_rows(folder: str | Path) -> list[dict]:
     """Rows {task, score (percent), n} from `folder/scores.json`, the overall row last."""
     data = scores_file(folder)
     file = str(folder)
