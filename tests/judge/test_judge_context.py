@@ -9,7 +9,7 @@ import pytest
 from medix.judge.config import JudgeConfig
 from medix.judge import Judge, JudgeRequest
 from medix.judge.prompts import CUT_MARK
-from medix.judge.types import LOCAL_RESERVE_TOKENS
+from medix.judge.types import LOCAL_RESERVE_TOKENS, Verdict
 
 QUESTION = " ".join(f"clinical-detail-{i}" for i in range(3000))  # ~15k tokens
 REQUEST = JudgeRequest(candidate="Left lower lobe pneumonia", reference="Pneumonia of the left lower lobe",
@@ -48,3 +48,36 @@ def test_a_reference_past_the_context_is_a_failed_verdict_not_a_cut_one(small_co
     request = JudgeRequest(candidate="x", reference=QUESTION, question="q")
     [verdict] = small_context_judge.judge([request])
     assert verdict.score is None and "past the judge's context of 1024 tokens" in verdict.error
+
+
+class RecordingBackend:
+    """Stands in for the model: a context of 2,000 characters; records the conversations it is given."""
+
+    def __init__(self):
+        self.conversations, self.asked = [], 0
+
+    def fits(self, prompt: str) -> bool:
+        self.asked += 1
+        return len(prompt) <= 2000
+
+    async def converse(self, conversations, rounds):
+        self.conversations += conversations
+        for index in range(len(conversations)):
+            yield index, Verdict(1.0, rounds=[1.0])
+
+    async def aclose(self):
+        pass
+
+
+@pytest.mark.parametrize("backend, cut", [("local", True), ("openai", False)])
+def test_the_judges_own_conversations_are_cut_only_where_the_model_has_a_context(backend, cut):
+    """Through `Judge.converse`: an in-process judge shortens the question to its context; a served one sends
+    it whole (the server takes every prompt, as the official code sends it) and never asks whether it fits."""
+    recording = RecordingBackend()
+    config = JudgeConfig(backend=backend, model="smollm2-135m", cache=False, max_input_tokens=1024)
+    with Judge(config, backend=recording) as judge:
+        [verdict] = judge.converse([REQUEST], rounds=1)
+    first = recording.conversations[0].first
+    assert verdict.ok and ("START" in first and "END" in first)
+    assert (CUT_MARK.strip() in first) is cut and (len(first) <= 2000) is cut
+    assert (recording.asked > 0) is cut
